@@ -1,0 +1,65 @@
+import * as pulumi from "@pulumi/pulumi";
+import { readStackConfig } from "./src/config";
+import { NixosDeploy } from "./src/deploy";
+import { BlogDns } from "./src/dns";
+import { evaluateHost } from "./src/host";
+import { NixosInstall } from "./src/install";
+import { BlogServer } from "./src/server";
+
+// Everything is checked here, before the first resource: bad config fails `pulumi preview`.
+const config = readStackConfig();
+const { host, toplevel } = evaluateHost(config);
+const closure = config.systemClosure ?? toplevel;
+
+const server = new BlogServer("blog", {
+    serverType: config.serverType,
+    location: config.location,
+    image: config.image,
+    adminSshKeys: host.adminSshKeys,
+    labels: { "managed-by": "pulumi", project: pulumi.getProject(), stack: pulumi.getStack() },
+});
+
+const dns = new BlogDns("blog", {
+    zoneId: config.cloudflareZoneId,
+    domain: host.domain,
+    ipv4: server.ipv4,
+    ipv6: server.ipv6,
+    ttl: config.ttl,
+    proxied: config.proxied,
+});
+
+// DNS first: the host asks for its certificate (ACME HTTP-01) as soon as it boots.
+const install = new NixosInstall(
+    "blog",
+    {
+        serverId: server.id,
+        targetHost: server.ipv4,
+        flake: config.flake,
+        nixosConfiguration: config.nixosConfiguration,
+        sshPrivateKey: config.sshPrivateKey,
+    },
+    { dependsOn: [dns] },
+);
+
+const deploy = new NixosDeploy(
+    "blog",
+    {
+        systemClosure: closure,
+        flakeAttribute:
+            config.systemClosure === undefined
+                ? `${config.flake}#nixosConfigurations."${config.nixosConfiguration}".config.system.build.toplevel`
+                : undefined,
+        targetHost: server.ipv4,
+        hostKey: install.publicHostKey,
+        domain: host.domain,
+        sshPrivateKey: config.sshPrivateKey,
+    },
+    { dependsOn: [install] },
+);
+
+export const ipv4 = server.ipv4;
+export const ipv6 = server.ipv6;
+export const url = `https://${host.domain}/`;
+export const serverId = server.id;
+export const hostKey = install.publicHostKey;
+export const systemClosure = deploy.systemClosure;

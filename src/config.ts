@@ -1,0 +1,215 @@
+import * as pulumi from "@pulumi/pulumi";
+
+/** The stack's own settings (project namespace `blog`). Host facts live in the flake, not here. */
+export interface StackConfig {
+    /** Cloudflare zone that holds the site's domain: 32 lowercase hex digits. */
+    cloudflareZoneId: string;
+    /** Hetzner Cloud server type, e.g. `cx23` (x86) or `cax11` (Arm). */
+    serverType: string;
+    /** Hetzner Cloud location, e.g. `nbg1`, `fsn1`, `hel1`, `ash`, `hil`, `sin`. */
+    location: string;
+    /** Stock image the server boots before nixos-anywhere kexecs into the installer. */
+    image: string;
+    /** Flake reference that holds the NixOS configuration. */
+    flake: string;
+    /** Name under `nixosConfigurations` in that flake. */
+    nixosConfiguration: string;
+    /** Whether Cloudflare proxies the records (refused for now: see `validateProxied`). */
+    proxied: boolean;
+    /** DNS TTL in seconds; 1 means Cloudflare's "automatic". */
+    ttl: number;
+    /** A prebuilt system closure to deploy instead of the evaluated one. */
+    systemClosure?: string;
+    /** Private key the commands log in with, instead of the operator's ssh-agent. */
+    sshPrivateKey?: pulumi.Output<string>;
+}
+
+/** Defaults, the same as the `config:` block of Pulumi.yaml declares. */
+export const configDefaults = {
+    serverType: "cx23",
+    location: "nbg1",
+    image: "ubuntu-24.04",
+    flake: "./nix",
+    nixosConfiguration: "blog",
+    proxied: false,
+    ttl: 1,
+} as const;
+
+export const NAMESPACE = "blog";
+
+/** A store path as Nix prints it: /nix/store/<32 base-32 characters>-<name>. */
+export const STORE_PATH = /^\/nix\/store\/[0-9a-df-np-sv-z]{32}-[A-Za-z0-9+\-._?=]+$/;
+
+/** One problem with one input, phrased as: input, value, what was expected. */
+export class InputProblem {
+    constructor(
+        readonly input: string,
+        readonly value: unknown,
+        readonly expected: string,
+    ) {}
+
+    toString(): string {
+        const got = this.value === null || this.value === undefined ? "nothing" : JSON.stringify(this.value);
+        return `${this.input}: got ${got}; expected ${this.expected}`;
+    }
+}
+
+/** Fails the program (preview included) listing every problem at once, before any resource exists. */
+export function failOn(problems: InputProblem[], heading: string): void {
+    if (problems.length > 0) {
+        throw new pulumi.RunError(`${heading}\n${problems.map((p) => `  - ${p}`).join("\n")}`);
+    }
+}
+
+// Each check returns the expectation text when the value is wrong, undefined when it is right.
+type Check<T> = (value: T) => string | undefined;
+
+const zoneIdCheck: Check<string> = (v) =>
+    /^[0-9a-f]{32}$/.test(v)
+        ? undefined
+        : "a Cloudflare zone id: 32 lowercase hexadecimal characters (dashboard > your domain > Overview > API)";
+
+const serverTypeCheck: Check<string> = (v) =>
+    /^[a-z]{2,4}[0-9]{1,3}[a-z]?$/.test(v)
+        ? undefined
+        : "a Hetzner Cloud server type such as cx23, cpx22 or cax11 (see `hcloud server-type list`)";
+
+const locationCheck: Check<string> = (v) =>
+    /^[a-z]{3}[0-9]?$/.test(v)
+        ? undefined
+        : "a Hetzner Cloud location such as nbg1, fsn1, hel1, ash, hil or sin";
+
+const imageCheck: Check<string> = (v) =>
+    /^[a-z0-9][a-z0-9.-]{0,62}$/.test(v)
+        ? undefined
+        : "a Hetzner Cloud image name such as ubuntu-24.04 or debian-12 (nixos-anywhere kexecs from it)";
+
+const flakeCheck: Check<string> = (v) =>
+    v.length > 0 && !/[\s#]/.test(v) ? undefined : "a flake reference without spaces or '#', such as ./nix";
+
+const configurationCheck: Check<string> = (v) =>
+    /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/.test(v) ? undefined : "a nixosConfigurations attribute name such as blog";
+
+const ttlCheck: Check<number> = (v) =>
+    Number.isInteger(v) && (v === 1 || (v >= 60 && v <= 86400))
+        ? undefined
+        : "1 (automatic) or a whole number of seconds from 60 to 86400";
+
+const closureCheck: Check<string> = (v) =>
+    STORE_PATH.test(v) ? undefined : "a Nix store path such as /nix/store/<hash>-nixos-system-blog-<version>";
+
+/**
+ * Proxied records are refused until proxied mode works end to end: the host obtains its
+ * certificate by ACME HTTP-01, and Cloudflare's Full (strict) mode rejects the host's
+ * placeholder certificate before the first real one exists, so the challenge can never pass.
+ */
+const proxiedCheck: Check<boolean> = (v) =>
+    v === false
+        ? undefined
+        : "false: proxied records are not supported yet, because the host gets its certificate by " +
+          "ACME HTTP-01 and Cloudflare (Full strict) rejects the host until that certificate exists";
+
+function parseBoolean(raw: string): boolean | undefined {
+    return raw === "true" ? true : raw === "false" ? false : undefined;
+}
+
+function parseInteger(raw: string): number | undefined {
+    return /^-?[0-9]+$/.test(raw.trim()) ? Number(raw.trim()) : undefined;
+}
+
+const privateKeyCheck: Check<string> = (v) =>
+    /^-----BEGIN (OPENSSH|RSA|EC) PRIVATE KEY-----\n[\s\S]+\n-----END (OPENSSH|RSA|EC) PRIVATE KEY-----\s*$/.test(v)
+        ? undefined
+        : "an unencrypted OpenSSH private key (the whole file, e.g. `pulumi config set --secret sshPrivateKey < ~/.ssh/deploy_ed25519`)";
+
+/** Whether the CLI handed this key over as a secret (`pulumi config set --secret`); true when unknown. */
+function isSecretConfig(fullKey: string): boolean {
+    // Not in the SDK's typings; the language host lists secret keys for it.
+    const runtimeConfig = require("@pulumi/pulumi/runtime/config") as { isConfigSecret?: (k: string) => boolean };
+    return typeof runtimeConfig.isConfigSecret === "function" ? runtimeConfig.isConfigSecret(fullKey) : true;
+}
+
+/** Stands in for a secret in an error message: its shape, never its text. */
+function redacted(value: string): string {
+    return `[secret, ${value.length} characters]`;
+}
+
+/**
+ * Reads and validates every key of the `blog` namespace. Throws one error that lists every
+ * bad key with its value and what was expected.
+ */
+export function readStackConfig(cfg: pulumi.Config = new pulumi.Config(NAMESPACE)): StackConfig {
+    const problems: InputProblem[] = [];
+    const key = (name: string) => `${NAMESPACE}:${name}`;
+    const raw = (name: string): string | undefined => {
+        const value = cfg.get(name);
+        return value === undefined || value === "" ? undefined : value;
+    };
+
+    function text(name: string, check: Check<string>, fallback: string): string {
+        const value = raw(name) ?? fallback;
+        const expected = check(value);
+        if (expected) problems.push(new InputProblem(key(name), value, expected));
+        return value;
+    }
+
+    function required(name: string, check: Check<string>): string {
+        const value = raw(name);
+        if (value === undefined) {
+            problems.push(new InputProblem(key(name), null, `${check("")}; set it with \`pulumi config set ${name} <value>\``));
+            return "";
+        }
+        return text(name, check, value);
+    }
+
+    function optional(name: string, check: Check<string>): string | undefined {
+        const value = raw(name);
+        return value === undefined ? undefined : text(name, check, value);
+    }
+
+    function flag(name: "proxied", check: Check<boolean>): boolean {
+        const value = raw(name);
+        if (value === undefined) return configDefaults[name];
+        const parsed = parseBoolean(value);
+        const expected = parsed === undefined ? "true or false" : check(parsed);
+        if (expected) problems.push(new InputProblem(key(name), value, expected));
+        return parsed ?? configDefaults[name];
+    }
+
+    function integer(name: "ttl", check: Check<number>): number {
+        const value = raw(name);
+        if (value === undefined) return configDefaults[name];
+        const parsed = parseInteger(value);
+        const expected = check(parsed ?? Number.NaN);
+        if (expected) problems.push(new InputProblem(key(name), value, expected));
+        return parsed ?? configDefaults[name];
+    }
+
+    const config: StackConfig = {
+        cloudflareZoneId: required("cloudflareZoneId", zoneIdCheck),
+        serverType: text("serverType", serverTypeCheck, configDefaults.serverType),
+        location: text("location", locationCheck, configDefaults.location),
+        image: text("image", imageCheck, configDefaults.image),
+        flake: text("flake", flakeCheck, configDefaults.flake),
+        nixosConfiguration: text("nixosConfiguration", configurationCheck, configDefaults.nixosConfiguration),
+        proxied: flag("proxied", proxiedCheck),
+        ttl: integer("ttl", ttlCheck),
+    };
+    const closure = optional("systemClosure", closureCheck);
+    if (closure !== undefined) config.systemClosure = closure;
+
+    const sshKey = raw("sshPrivateKey");
+    if (sshKey !== undefined) {
+        const expected = privateKeyCheck(sshKey);
+        if (expected) problems.push(new InputProblem(key("sshPrivateKey"), redacted(sshKey), expected));
+        else if (!isSecretConfig(key("sshPrivateKey"))) {
+            problems.push(
+                new InputProblem(key("sshPrivateKey"), redacted(sshKey), "a secret: set it again with `pulumi config set --secret sshPrivateKey`"),
+            );
+        }
+        config.sshPrivateKey = pulumi.secret(sshKey);
+    }
+
+    failOn(problems, "Invalid stack configuration (fix with `pulumi config set <key> <value>`):");
+    return config;
+}

@@ -1,0 +1,65 @@
+import * as command from "@pulumi/command";
+import * as pulumi from "@pulumi/pulumi";
+
+/** Relative to the project directory, where Pulumi runs the commands. */
+export const DEPLOY_COMMAND = "bash scripts/deploy.sh";
+
+export interface NixosDeployArgs {
+    /** Store path of the system to run; a new path is an in-place update that deploys again. No default. */
+    systemClosure: pulumi.Input<string>;
+    /** Flake attribute that builds the closure when it is not in the local store; defaults to none (realise the path as is). */
+    flakeAttribute?: pulumi.Input<string>;
+    /** Address the deploy connects to. No default. */
+    targetHost: pulumi.Input<string>;
+    /** The host's pinned public key line. No default. */
+    hostKey: pulumi.Input<string>;
+    /** The site's domain: the health check asks https://<domain>/ of this very host. No default. */
+    domain: pulumi.Input<string>;
+    /** Private key to log in with (secret); defaults to the operator's ssh-agent. */
+    sshPrivateKey?: pulumi.Input<string>;
+}
+
+/**
+ * Pushes the system closure to the host and activates it, with a health check and automatic
+ * rollback (scripts/deploy.sh). Its inputs change when the closure changes, so an unchanged
+ * closure is no change at all, in preview too.
+ */
+export class NixosDeploy extends pulumi.ComponentResource {
+    public readonly command: command.local.Command;
+    public readonly systemClosure: pulumi.Output<string>;
+
+    constructor(name: string, args: NixosDeployArgs, opts?: pulumi.ComponentResourceOptions) {
+        super("blog:nixos:Deploy", name, {}, opts);
+
+        const environment: Record<string, pulumi.Input<string>> = {
+            SYSTEM_CLOSURE: args.systemClosure,
+            TARGET_HOST: args.targetHost,
+            TARGET_USER: "root",
+            HOST_KEY: args.hostKey,
+            DOMAIN: args.domain,
+            HEALTH_URL: pulumi.interpolate`https://${args.domain}/`,
+            // Ask this host, whatever DNS resolvers still cache.
+            HEALTH_RESOLVE: pulumi.interpolate`${args.domain}:443:${args.targetHost}`,
+        };
+        if (args.flakeAttribute !== undefined) environment.FLAKE_ATTR = args.flakeAttribute;
+        if (args.sshPrivateKey !== undefined) environment.SSH_PRIVATE_KEY = pulumi.secret(args.sshPrivateKey);
+
+        this.command = new command.local.Command(
+            `${name}-switch`,
+            {
+                create: DEPLOY_COMMAND,
+                update: DEPLOY_COMMAND,
+                environment,
+                // The closure also goes here, outside the environment: when the environment
+                // holds a secret the whole map may show as [secret] in a diff, while the
+                // trigger always shows the old and new store paths. With `update` set, a
+                // changed trigger is an in-place update that runs the deploy again.
+                triggers: [args.systemClosure],
+                addPreviousOutputInEnv: false,
+            },
+            { parent: this, additionalSecretOutputs: ["stdout", "stderr"] },
+        );
+        this.systemClosure = pulumi.output(args.systemClosure);
+        this.registerOutputs({ systemClosure: this.systemClosure });
+    }
+}

@@ -1,0 +1,70 @@
+import * as command from "@pulumi/command";
+import * as pulumi from "@pulumi/pulumi";
+import * as tls from "@pulumi/tls";
+
+/** Relative to the project directory, where Pulumi runs the commands; an absolute path would differ per checkout. */
+export const INSTALL_COMMAND = "bash scripts/install.sh";
+/** What an update runs: the install itself runs once per server (on create or replacement), never again. */
+export const INSTALL_UPDATE_COMMAND =
+    "echo 'blog: NixOS is installed once per server; later changes reach the host through the deploy.'";
+
+export interface NixosInstallArgs {
+    /** Id of the server; a new id (a replaced server) reinstalls, nothing else does. No default. */
+    serverId: pulumi.Input<string>;
+    /** Address the installer connects to. No default. */
+    targetHost: pulumi.Input<string>;
+    /** Flake reference; the stack config defaults to `./nix`. */
+    flake: pulumi.Input<string>;
+    /** Name under `nixosConfigurations`; the stack config defaults to `blog`. */
+    nixosConfiguration: pulumi.Input<string>;
+    /** Private key to log in with (secret); defaults to the operator's ssh-agent. */
+    sshPrivateKey?: pulumi.Input<string>;
+}
+
+/**
+ * Turns the stock server into NixOS with the flake's pinned nixos-anywhere, and pins the
+ * host's SSH identity: the stack generates the host key, the install places it, and every
+ * later connection checks it.
+ */
+export class NixosInstall extends pulumi.ComponentResource {
+    public readonly hostKey: tls.PrivateKey;
+    /** The host's public key line ("ssh-ed25519 AAAA..."), the only key commands accept from the host. */
+    public readonly publicHostKey: pulumi.Output<string>;
+    public readonly command: command.local.Command;
+
+    constructor(name: string, args: NixosInstallArgs, opts?: pulumi.ComponentResourceOptions) {
+        super("blog:nixos:Install", name, {}, opts);
+
+        this.hostKey = new tls.PrivateKey(`${name}-host-key`, { algorithm: "ED25519" }, { parent: this });
+        this.publicHostKey = this.hostKey.publicKeyOpenssh.apply((key) => key.trim());
+
+        const environment: Record<string, pulumi.Input<string>> = {
+            TARGET_HOST: args.targetHost,
+            TARGET_USER: "root",
+            HOST_KEY: this.publicHostKey,
+            HOST_KEY_PRIVATE: pulumi.secret(this.hostKey.privateKeyOpenssh),
+            FLAKE: args.flake,
+            NIXOS_CONFIGURATION: args.nixosConfiguration,
+        };
+        if (args.sshPrivateKey !== undefined) environment.SSH_PRIVATE_KEY = pulumi.secret(args.sshPrivateKey);
+
+        this.command = new command.local.Command(
+            `${name}-nixos-anywhere`,
+            {
+                create: INSTALL_COMMAND,
+                update: INSTALL_UPDATE_COMMAND,
+                environment,
+                triggers: [args.serverId],
+                addPreviousOutputInEnv: false,
+            },
+            {
+                parent: this,
+                // With an `update` command set, a changed trigger would only update; a new
+                // server must be installed, so a changed trigger replaces (runs create again).
+                replaceOnChanges: ["triggers"],
+                additionalSecretOutputs: ["stdout", "stderr"],
+            },
+        );
+        this.registerOutputs({ publicHostKey: this.publicHostKey });
+    }
+}

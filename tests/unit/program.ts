@@ -1,0 +1,182 @@
+/**
+ * Runs index.ts under Pulumi's mocks, in a module registry of its own, with the flake's
+ * evaluation replaced (tests never run nix). Returns every resource the program registered and
+ * the stack's outputs, so a test reads like "given this config and this flake, the program
+ * declares this".
+ */
+import type * as pulumiType from "@pulumi/pulumi";
+
+export const ZONE_ID = "0123456789abcdef0123456789abcdef";
+export const ADMIN_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBmDpB1X1dWQ2y8BW9jL5SRiNFm4nHpq4Cn3ZTpTLzDd alice@laptop";
+export const CLOSURE_1 = "/nix/store/0a1b2c3d4f5g6h7i8j9k0l1m2n3p4q5r-nixos-system-blog-25.11";
+export const CLOSURE_2 = "/nix/store/9z8y7x6w5v4s3r2q1p0n9m8l7k6j5i4h-nixos-system-blog-25.11";
+export const SERVER_IPV4 = "203.0.113.10";
+export const SERVER_IPV6 = "2001:db8:1:2::1";
+export const HOST_PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHostKeyFromTheTlsProviderMockxxxxxxxxxxxxx";
+export const HOST_PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nHOST-KEY-PRIVATE-MATERIAL\n-----END OPENSSH PRIVATE KEY-----\n";
+export const SSH_PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nOPERATOR-KEY-PRIVATE-MATERIAL\n-----END OPENSSH PRIVATE KEY-----\n";
+
+export interface Evaluation {
+    host: { domain: string; acmeEmail: string; adminSshKeys: string[]; system: string };
+    toplevel: string;
+}
+
+export function evaluation(overrides: Partial<Evaluation["host"]> = {}, toplevel = CLOSURE_1): Evaluation {
+    return {
+        host: {
+            domain: "blog.example-site.org",
+            acmeEmail: "alice@example-site.org",
+            adminSshKeys: [ADMIN_KEY],
+            system: "x86_64-linux",
+            ...overrides,
+        },
+        toplevel,
+    };
+}
+
+export interface Registered {
+    type: string;
+    name: string;
+    /** Inputs as the engine received them, secrets unwrapped (see `secretPaths`). */
+    inputs: Record<string, any>;
+    /** The id the mock provider gave it. */
+    id?: string;
+    /** Paths of the inputs the engine received as secrets, such as "environment". */
+    secretPaths: string[];
+    /** Resource options, captured by a stack transformation. */
+    opts: pulumiType.CustomResourceOptions;
+}
+
+export interface ProgramRun {
+    resources: Registered[];
+    outputs: Record<string, pulumiType.Output<unknown>>;
+    pulumi: typeof pulumiType;
+    /** The one resource of this type; fails the test when there is not exactly one. */
+    one(type: string): Registered;
+    all(type: string): Registered[];
+}
+
+export interface RunOptions {
+    config?: Record<string, string>;
+    secretKeys?: string[];
+    evaluation?: Evaluation;
+    preview?: boolean;
+}
+
+/** Numeric ids, the way Hetzner hands them out. */
+let nextId = 1000;
+
+// Each run loads the SDK afresh, and each load adds its own exit listener.
+process.setMaxListeners(100);
+
+export async function runProgram(options: RunOptions = {}): Promise<ProgramRun> {
+    const config = { "blog:cloudflareZoneId": ZONE_ID, ...(options.config ?? {}) };
+    const result = evaluation();
+    const evaluated = options.evaluation ?? result;
+    let run: ProgramRun | undefined;
+
+    await jest.isolateModulesAsync(async () => {
+        const pulumi: typeof pulumiType = require("@pulumi/pulumi");
+        const resources: Registered[] = [];
+        const byName = new Map<string, Registered>();
+
+        await pulumi.runtime.setMocks(
+            {
+                newResource(args) {
+                    // A preview creates nothing: ids and computed outputs stay unknown.
+                    const id = options.preview ? undefined : `${nextId++}`;
+                    const state: Record<string, unknown> = { ...args.inputs };
+                    if (options.preview) {
+                        // Inputs pass through as known; everything the provider would compute stays unknown.
+                    } else if (args.type === "hcloud:index/server:Server") {
+                        state.ipv4Address = SERVER_IPV4;
+                        state.ipv6Address = SERVER_IPV6;
+                    } else if (args.type === "tls:index/privateKey:PrivateKey") {
+                        state.publicKeyOpenssh = `${HOST_PUBLIC_KEY}\n`;
+                        state.privateKeyOpenssh = HOST_PRIVATE_KEY;
+                    }
+                    const entry = byName.get(`${args.type}::${args.name}`);
+                    if (entry) {
+                        entry.id = id;
+                        entry.secretPaths = [];
+                        entry.inputs = unwrapSecrets(args.inputs, "", entry.secretPaths);
+                    }
+                    return { id: id as string, state };
+                },
+                call: () => ({}),
+            },
+            "blog",
+            "test",
+            options.preview ?? false,
+        );
+        pulumi.runtime.setAllConfig(config, options.secretKeys ?? []);
+        jest.doMock("../../src/nixEval", () => ({
+            ...jest.requireActual("../../src/nixEval"),
+            evaluateFlake: jest.fn(() => evaluated),
+        }));
+
+        // As the language host does: the program runs inside the root stack resource, which
+        // lets a stack transformation see every resource's options.
+        let outputs: Record<string, pulumiType.Output<unknown>> = {};
+        let programError: unknown;
+        await pulumi.runtime.runInPulumiStack(async () => {
+            pulumi.runtime.registerStackTransformation((args) => {
+                const entry: Registered = { type: args.type, name: args.name, inputs: {}, secretPaths: [], opts: args.opts };
+                resources.push(entry);
+                byName.set(`${args.type}::${args.name}`, entry);
+                return undefined;
+            });
+            try {
+                outputs = require("../../index");
+            } catch (err) {
+                programError = err;
+            }
+            return outputs;
+        });
+        if (programError) {
+            Object.assign(programError as object, { registered: resources.filter((r) => !r.type.startsWith("pulumi:")) });
+            throw programError;
+        }
+        // Every custom resource reaches the mock monitor once its inputs settle; wait for that, bounded.
+        const deadline = Date.now() + 5000;
+        const expected = () => resources.filter((r) => !r.type.startsWith("blog:")).every((r) => Object.keys(r.inputs).length > 0);
+        while (!(resources.length > 0 && expected()) && Date.now() < deadline) {
+            await new Promise((resolve) => setTimeout(resolve, 10));
+        }
+        run = {
+            resources,
+            outputs,
+            pulumi,
+            all: (type) => resources.filter((r) => r.type === type),
+            one(type) {
+                const found = resources.filter((r) => r.type === type);
+                if (found.length !== 1) throw new Error(`expected exactly one ${type}, found ${found.length}`);
+                return found[0];
+            },
+        };
+    });
+    return run!;
+}
+
+/** The marker Pulumi's wire format puts on a secret value: { [SIG]: SECRET_SIG, value }. */
+const SIG = "4dabf18193072939515e22adb298388d";
+const SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270";
+
+function unwrapSecrets(value: any, path: string, secretPaths: string[]): any {
+    if (Array.isArray(value)) return value.map((v, i) => unwrapSecrets(v, `${path}[${i}]`, secretPaths));
+    if (value === null || typeof value !== "object") return value;
+    if (value[SIG] === SECRET_SIG) {
+        secretPaths.push(path);
+        return unwrapSecrets(value.value, path, secretPaths);
+    }
+    return Object.fromEntries(
+        Object.entries(value).map(([k, v]) => [k, unwrapSecrets(v, path ? `${path}.${k}` : k, secretPaths)]),
+    );
+}
+
+/** Resolves an Output's value; undefined when it is unknown (as in preview). */
+export async function valueOf<T>(output: pulumiType.Output<T> | T): Promise<T | undefined> {
+    if (!(output && typeof output === "object" && "isKnown" in output)) return output as T;
+    const internal = output as unknown as { isKnown: Promise<boolean>; promise(): Promise<T> };
+    return (await internal.isKnown) ? internal.promise() : undefined;
+}

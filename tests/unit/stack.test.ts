@@ -1,0 +1,227 @@
+import {
+    ADMIN_KEY,
+    CLOSURE_1,
+    CLOSURE_2,
+    HOST_PRIVATE_KEY,
+    HOST_PUBLIC_KEY,
+    SERVER_IPV4,
+    SERVER_IPV6,
+    SSH_PRIVATE_KEY,
+    ZONE_ID,
+    evaluation,
+    runProgram,
+    valueOf,
+} from "./program";
+
+const SERVER = "hcloud:index/server:Server";
+const FIREWALL = "hcloud:index/firewall:Firewall";
+const SSH_KEY = "hcloud:index/sshKey:SshKey";
+const RECORD = "cloudflare:index/dnsRecord:DnsRecord";
+const COMMAND = "command:local:Command";
+const HOST_KEY = "tls:index/privateKey:PrivateKey";
+
+describe("pulumi up (update) with the default config", () => {
+    let run: Awaited<ReturnType<typeof runProgram>>;
+    beforeAll(async () => {
+        run = await runProgram();
+    });
+
+    test("declares one component per thing a user names, and nothing else", () => {
+        const types = run.resources.map((r) => r.type).sort();
+        expect(types).toEqual(
+            [
+                "blog:cloudflare:Dns",
+                "blog:hetzner:Server",
+                "blog:nixos:Deploy",
+                "blog:nixos:Install",
+                COMMAND,
+                COMMAND,
+                FIREWALL,
+                HOST_KEY,
+                RECORD,
+                RECORD,
+                SERVER,
+                SSH_KEY,
+            ].sort(),
+        );
+    });
+
+    test("uploads each admin key from the host facts to Hetzner", () => {
+        expect(run.all(SSH_KEY).map((k) => k.inputs.publicKey)).toEqual([ADMIN_KEY]);
+    });
+
+    test("the firewall admits TCP 22, 80, 443 and ICMP from anywhere, and nothing else", () => {
+        const rules = run.one(FIREWALL).inputs.rules as Array<Record<string, unknown>>;
+        const summary = rules.map((r) => `${r.direction} ${r.protocol} ${r.port ?? "-"} ${JSON.stringify(r.sourceIps)}`);
+        expect(summary.sort()).toEqual(
+            [
+                'in icmp - ["0.0.0.0/0","::/0"]',
+                'in tcp 22 ["0.0.0.0/0","::/0"]',
+                'in tcp 443 ["0.0.0.0/0","::/0"]',
+                'in tcp 80 ["0.0.0.0/0","::/0"]',
+            ].sort(),
+        );
+        for (const rule of rules) expect(rule.description).toEqual(expect.any(String));
+    });
+
+    test("the server takes type, location and image from config, both IP families, the keys and the firewall", () => {
+        const server = run.one(SERVER);
+        const firewall = run.one(FIREWALL);
+        expect(server.inputs).toMatchObject({
+            serverType: "cx23",
+            location: "nbg1",
+            image: "ubuntu-24.04",
+            publicNets: [{ ipv4Enabled: true, ipv6Enabled: true }],
+            labels: { "managed-by": "pulumi", project: "blog", stack: "test" },
+        });
+        expect(server.inputs.sshKeys).toEqual(run.all(SSH_KEY).map((k) => k.id));
+        expect(server.inputs.firewallIds).toEqual([Number(firewall.id)]);
+    });
+
+    test("the server ignores what nixos-anywhere replaces, so an ordinary up never rebuilds it", () => {
+        expect(run.one(SERVER).opts.ignoreChanges).toEqual(expect.arrayContaining(["image", "userData", "sshKeys"]));
+    });
+
+    test("A and AAAA records name the host's domain and point at the server's addresses", () => {
+        const records = run.all(RECORD).map((r) => r.inputs);
+        expect(records).toEqual(
+            expect.arrayContaining([
+                expect.objectContaining({ type: "A", name: "blog.example-site.org", content: SERVER_IPV4, zoneId: ZONE_ID, ttl: 1, proxied: false }),
+                expect.objectContaining({ type: "AAAA", name: "blog.example-site.org", content: SERVER_IPV6, zoneId: ZONE_ID, ttl: 1, proxied: false }),
+            ]),
+        );
+        for (const record of records) expect(record.name.endsWith(".")).toBe(false);
+    });
+
+    test("the install runs the install script once per server: its trigger is the server id and a new one replaces it", async () => {
+        const install = run.all(COMMAND).find((c) => c.name.endsWith("nixos-anywhere"))!;
+        const serverId = await valueOf(run.outputs.serverId);
+        expect(install.inputs.create).toBe("bash scripts/install.sh");
+        expect(install.inputs.triggers).toEqual([serverId]);
+        expect(install.opts.replaceOnChanges).toEqual(expect.arrayContaining(["triggers"]));
+        // An update (any other input changed) must not run nixos-anywhere again: it would wipe the disk.
+        expect(install.inputs.update).not.toContain("install.sh");
+        expect(install.inputs.environment).toMatchObject({
+            TARGET_HOST: SERVER_IPV4,
+            TARGET_USER: "root",
+            HOST_KEY: HOST_PUBLIC_KEY,
+            FLAKE: "./nix",
+            NIXOS_CONFIGURATION: "blog",
+        });
+    });
+
+    test("the install's environment is secret even without an operator key: it holds the host's private key", () => {
+        const install = run.all(COMMAND).find((c) => c.name.endsWith("nixos-anywhere"))!;
+        expect(install.secretPaths).toContain("environment");
+        expect(install.inputs.environment.HOST_KEY_PRIVATE).toBe(HOST_PRIVATE_KEY);
+    });
+
+    test("the install waits for DNS, so the host's first ACME request can pass", () => {
+        const install = run.one("blog:nixos:Install");
+        expect(install.opts.dependsOn).toEqual([expect.objectContaining({ __pulumiType: "blog:cloudflare:Dns" })]);
+    });
+
+    test("the deploy pushes the evaluated closure with the pinned host key, after the install", () => {
+        const deploy = run.all(COMMAND).find((c) => c.name.endsWith("switch"))!;
+        expect(deploy.inputs.create).toBe("bash scripts/deploy.sh");
+        expect(deploy.inputs.update).toBe("bash scripts/deploy.sh");
+        expect(deploy.inputs.environment).toMatchObject({
+            SYSTEM_CLOSURE: CLOSURE_1,
+            FLAKE_ATTR: './nix#nixosConfigurations."blog".config.system.build.toplevel',
+            TARGET_HOST: SERVER_IPV4,
+            HOST_KEY: HOST_PUBLIC_KEY,
+            HEALTH_URL: "https://blog.example-site.org/",
+            HEALTH_RESOLVE: `blog.example-site.org:443:${SERVER_IPV4}`,
+        });
+        expect(deploy.inputs.triggers).toEqual([CLOSURE_1]);
+        const component = run.one("blog:nixos:Deploy");
+        expect(component.opts.dependsOn).toEqual([expect.objectContaining({ __pulumiType: "blog:nixos:Install" })]);
+    });
+
+    test("exports the addresses, the URL, the server id, the host key and the deployed closure", async () => {
+        const values = Object.fromEntries(
+            await Promise.all(Object.entries(run.outputs).map(async ([k, v]) => [k, await valueOf(v as any)])),
+        );
+        expect(values).toEqual({
+            ipv4: SERVER_IPV4,
+            ipv6: SERVER_IPV6,
+            url: "https://blog.example-site.org/",
+            serverId: expect.stringMatching(/^[0-9]+$/),
+            hostKey: HOST_PUBLIC_KEY,
+            systemClosure: CLOSURE_1,
+        });
+    });
+});
+
+describe("the deploy's inputs", () => {
+    const deployInputs = async (toplevel: string) => {
+        const run = await runProgram({ evaluation: evaluation({}, toplevel) });
+        const { inputs } = run.all(COMMAND).find((c) => c.name.endsWith("switch"))!;
+        return inputs;
+    };
+
+    test("are identical when the closure is unchanged, so the deploy is no change at all", async () => {
+        expect(await deployInputs(CLOSURE_1)).toEqual(await deployInputs(CLOSURE_1));
+    });
+
+    test("change only in SYSTEM_CLOSURE when the closure changes", async () => {
+        const before = await deployInputs(CLOSURE_1);
+        const after = await deployInputs(CLOSURE_2);
+        expect(after.environment.SYSTEM_CLOSURE).toBe(CLOSURE_2);
+        expect(after.triggers).toEqual([CLOSURE_2]);
+        expect({ ...after, triggers: [CLOSURE_1], environment: { ...after.environment, SYSTEM_CLOSURE: CLOSURE_1 } }).toEqual(before);
+    });
+
+    test("carry the configured systemClosure instead of the evaluated one, with no flake build", async () => {
+        const run = await runProgram({ config: { "blog:systemClosure": CLOSURE_2 } });
+        const { inputs } = run.all(COMMAND).find((c) => c.name.endsWith("switch"))!;
+        expect(inputs.environment.SYSTEM_CLOSURE).toBe(CLOSURE_2);
+        expect(inputs.environment.FLAKE_ATTR).toBeUndefined();
+        expect(await valueOf(run.outputs.systemClosure)).toBe(CLOSURE_2);
+    });
+});
+
+describe("secrets", () => {
+    let run: Awaited<ReturnType<typeof runProgram>>;
+    beforeAll(async () => {
+        run = await runProgram({
+            config: { "blog:sshPrivateKey": SSH_PRIVATE_KEY },
+            secretKeys: ["blog:sshPrivateKey"],
+        });
+    });
+
+    test("never appear in a command line", () => {
+        for (const command of run.all(COMMAND)) {
+            for (const field of ["create", "update", "delete"]) {
+                const line = String(command.inputs[field] ?? "");
+                expect(line).not.toContain("PRIVATE KEY");
+                expect(line).not.toContain("PRIVATE-MATERIAL");
+            }
+        }
+    });
+
+    test("reach the commands only through their environment", () => {
+        const install = run.all(COMMAND).find((c) => c.name.endsWith("nixos-anywhere"))!;
+        const deploy = run.all(COMMAND).find((c) => c.name.endsWith("switch"))!;
+        expect(install.inputs.environment.HOST_KEY_PRIVATE).toBe(HOST_PRIVATE_KEY);
+        expect(install.inputs.environment.SSH_PRIVATE_KEY).toBe(SSH_PRIVATE_KEY);
+        expect(deploy.inputs.environment.SSH_PRIVATE_KEY).toBe(SSH_PRIVATE_KEY);
+        expect(deploy.inputs.environment.HOST_KEY_PRIVATE).toBeUndefined();
+    });
+
+    test("no stack output holds a private key", async () => {
+        for (const [name, output] of Object.entries(run.outputs)) {
+            expect([name, String(await valueOf(output as any))]).not.toEqual([name, expect.stringContaining("PRIVATE")]);
+        }
+    });
+
+    test("are marked secret wherever they are passed", () => {
+        for (const command of run.all(COMMAND)) expect(command.secretPaths).toContain("environment");
+    });
+
+    test("command output, which may echo the environment, is stored as a secret", () => {
+        for (const command of run.all(COMMAND)) {
+            expect(command.opts.additionalSecretOutputs).toEqual(expect.arrayContaining(["stdout", "stderr"]));
+        }
+    });
+});
