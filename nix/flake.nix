@@ -1,0 +1,101 @@
+{
+  description = "NixOS host that serves the blog backend over HTTPS on Hetzner Cloud";
+
+  # Every input is pinned by revision in its URL. No flake.lock is committed
+  # yet: the first `nix flake lock ./nix` on a networked machine writes it.
+  inputs = {
+    # Branch nixos-26.05 (stable).
+    nixpkgs.url = "github:NixOS/nixpkgs/b18a4b905f8d028dc4476412e6d6891728695379";
+
+    # Tag v1.13.0.
+    disko = {
+      url = "github:nix-community/disko/de5708739256238fb912c62f03988815db89ec9a";
+      inputs.nixpkgs.follows = "nixpkgs";
+    };
+
+    # Tag 1.13.0.
+    nixos-anywhere = {
+      url = "github:nix-community/nixos-anywhere/bad98b0685cf47eaeadcaf6787da8b51cf025693";
+      inputs.nixpkgs.follows = "nixpkgs";
+      # nixos-anywhere uses disko only for its own tests; share ours.
+      inputs.disko.follows = "disko";
+    };
+
+    # The service this host runs: `packages.<system>.default`, binary `quick-start`.
+    # Its nixpkgs is deliberately NOT made to follow ours: it is built with a
+    # 2023 crane (`crane.lib.<system>`) that is pinned by the backend's own
+    # flake.lock and expects the nixpkgs locked next to it.
+    # Swap it with one line here, or with `--override-input backend <flake-ref>`.
+    backend.url = "github:FlakM/backend/16b7fe52db02456a4549960cf9d9b14a3fe31239";
+  };
+
+  outputs =
+    { self, nixpkgs, ... }@inputs:
+    let
+      inherit (nixpkgs) lib;
+      # Where the operator's tools (dev shell, nixos-anywhere, formatter) run.
+      systems = [
+        "x86_64-linux"
+        "aarch64-linux"
+        "aarch64-darwin"
+      ];
+      forAllSystems = f: lib.genAttrs systems (system: f nixpkgs.legacyPackages.${system});
+
+      # A NixOS system from a host file. The host file sets the facts
+      # (config.blog.host) and imports the shared modules.
+      mkHost =
+        hostFile:
+        lib.nixosSystem {
+          specialArgs = { inherit inputs; };
+          modules = [
+            hostFile
+            # The platform comes from the host facts. It is set here, not in a
+            # shared module, so the VM test can keep the test framework's
+            # read-only pkgs (which owns nixpkgs.hostPlatform).
+            (
+              { config, ... }:
+              {
+                nixpkgs.hostPlatform = config.blog.host.system;
+              }
+            )
+          ];
+        };
+    in
+    {
+      nixosConfigurations = {
+        blog = mkHost ./hosts/blog.nix;
+        # Hetzner cax (Arm) servers: the same host with another platform.
+        blog-arm = mkHost ./hosts/blog-arm.nix;
+      };
+
+      packages = forAllSystems (pkgs: {
+        nixos-anywhere = inputs.nixos-anywhere.packages.${pkgs.stdenv.hostPlatform.system}.nixos-anywhere;
+      });
+
+      # `nix flake check ./nix` is the whole proof: it builds every host and runs the VM test.
+      checks = {
+        x86_64-linux = {
+          vm = nixpkgs.legacyPackages.x86_64-linux.testers.runNixOSTest (
+            import ./tests/vm.nix { inherit inputs; }
+          );
+          blog = self.nixosConfigurations.blog.config.system.build.toplevel;
+        };
+        aarch64-linux.blog-arm = self.nixosConfigurations.blog-arm.config.system.build.toplevel;
+      };
+
+      devShells = forAllSystems (pkgs: {
+        default = pkgs.mkShellNoCC {
+          packages = [
+            pkgs.nodejs_22
+            pkgs.pulumi-bin
+            self.packages.${pkgs.stdenv.hostPlatform.system}.nixos-anywhere
+            pkgs.openssh
+            pkgs.jq
+            pkgs.curl
+          ];
+        };
+      });
+
+      formatter = forAllSystems (pkgs: pkgs.nixfmt);
+    };
+}

@@ -1,0 +1,15 @@
+# The example blog host: only host facts, plus the shared modules.
+# Replace the domain, the e-mail and the key before deploying; the stack
+# refuses the placeholder key below.
+{
+  imports = [ ../modules ];
+
+  blog.host = {
+    domain = "example.com";
+    acmeEmail = "admin@example.com";
+    adminSshKeys = [
+      "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA PLACEHOLDER-replace-with-your-own-key"
+    ];
+    system = "x86_64-linux";
+  };
+}

@@ -1,0 +1,85 @@
+# Checks that need no nixpkgs and no network (run by tests/offline.sh):
+# the host facts the example host sets match the options host-facts.nix
+# declares, and the VM test's Python renders (printed for a syntax check).
+let
+  # Just enough of nixpkgs' lib to read host-facts.nix's declarations.
+  stubLib = {
+    mkOption = declaration: declaration;
+    types = {
+      strMatching = pattern: {
+        name = "strMatching";
+        inherit pattern;
+      };
+      enum = values: {
+        name = "enum";
+        inherit values;
+      };
+      listOf = elemType: {
+        name = "listOf";
+        inherit elemType;
+      };
+      singleLineStr = {
+        name = "singleLineStr";
+      };
+    };
+  };
+
+  declared = (import ../modules/host-facts.nix { lib = stubLib; }).options.blog.host;
+  facts = (import ../hosts/blog.nix).blog.host;
+
+  contractNames = [
+    "acmeEmail"
+    "adminSshKeys"
+    "domain"
+    "system"
+  ];
+  placeholderKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA PLACEHOLDER-replace-with-your-own-key";
+
+  matches = pattern: value: builtins.match pattern value != null;
+  singleLine = value: builtins.match ".*[\n\r].*" value == null;
+
+  checks = {
+    "host-facts.nix declares exactly the contract's options" =
+      builtins.attrNames declared == contractNames;
+    "every fact has a description and an example" = builtins.all (
+      name: declared.${name} ? description && declared.${name} ? example
+    ) contractNames;
+    "the example host sets exactly the contract's facts" = builtins.attrNames facts == contractNames;
+    "the example domain is a lower-case FQDN without a trailing dot" =
+      matches declared.domain.type.pattern facts.domain && facts.domain == "example.com";
+    "the domain pattern refuses a trailing dot and upper case" =
+      !(matches declared.domain.type.pattern "example.com.")
+      && !(matches declared.domain.type.pattern "Example.com");
+    "the example e-mail is an address" = matches declared.acmeEmail.type.pattern facts.acmeEmail;
+    "the example keys are the contract's placeholder, one line each" =
+      facts.adminSshKeys == [ placeholderKey ] && builtins.all singleLine facts.adminSshKeys;
+    "the example system is one the option allows" =
+      builtins.elem facts.system declared.system.type.values && facts.system == "x86_64-linux";
+  };
+
+  failed = builtins.filter (name: !checks.${name}) (builtins.attrNames checks);
+
+  # The VM test's script, rendered with stand-in node values.
+  vmTest = import ./vm.nix { inputs.nixpkgs = "/nix/store/nixpkgs"; } { lib = { }; };
+  testScript = vmTest.testScript {
+    nodes = {
+      blog = {
+        blog.host.domain = facts.domain;
+        networking.primaryIPAddress = "192.168.1.2";
+        services.nginx.virtualHosts.${facts.domain}.acmeRoot = null;
+        programs.ssh.package = "/nix/store/openssh";
+      };
+      acme = {
+        networking.primaryIPAddress = "192.168.1.1";
+        test-support.acme = {
+          caDomain = "acme.test";
+          caCert = "/nix/store/ca.cert.pem";
+        };
+      };
+    };
+  };
+in
+if failed == [ ] then
+  testScript
+else
+  throw "offline checks failed:\n  ${builtins.concatStringsSep "\n  " failed}"
