@@ -1,0 +1,294 @@
+// The GitHub Actions workflows: valid against the workflow JSON schema
+// (SchemaStore's, bundled in @action-validator/core; nothing is downloaded),
+// and the properties the project relies on: least privilege, secrets only
+// where needed, pinned actions, the fork case, comments edited in place, and
+// deploys that never overlap.
+import { validateWorkflow } from "@action-validator/core";
+import { spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { parse } from "yaml";
+
+const repo = path.resolve(__dirname, "../..");
+const dir = path.join(repo, ".github/workflows");
+
+type Step = { name?: string; id?: string; uses?: string; run?: string; if?: string; with?: Record<string, unknown>; env?: Record<string, unknown> };
+type Job = {
+  name?: string;
+  "runs-on": string;
+  if?: string;
+  permissions?: Record<string, string> | string;
+  environment?: string | { name: string };
+  env?: Record<string, unknown>;
+  steps: Step[];
+};
+type Workflow = {
+  on: Record<string, unknown>;
+  permissions?: Record<string, string> | string;
+  env?: Record<string, unknown>;
+  concurrency?: { group: string; "cancel-in-progress": boolean };
+  jobs: Record<string, Job>;
+};
+
+const files = ["ci.yml", "preview.yml", "deploy.yml"];
+const text: Record<string, string> = {};
+const workflows: Record<string, Workflow> = {};
+for (const file of files) {
+  text[file] = fs.readFileSync(path.join(dir, file), "utf8");
+  workflows[file] = parse(text[file]) as Workflow;
+}
+const ci = workflows["ci.yml"];
+const preview = workflows["preview.yml"];
+const deploy = workflows["deploy.yml"];
+
+const allSteps = (wf: Workflow): Step[] => Object.values(wf.jobs).flatMap((job) => job.steps);
+const stepUsing = (job: Job, action: string): Step[] => job.steps.filter((s) => s.uses?.startsWith(`${action}@`));
+const previewJob = preview.jobs.preview;
+const forkJob = preview.jobs.fork;
+const deployJob = deploy.jobs.deploy;
+
+/** Every string in a YAML tree with its path, e.g. ["jobs.x.steps.2.env.TOKEN", "${{ secrets.TOKEN }}"]. */
+function strings(node: unknown, at = ""): [string, string][] {
+  if (typeof node === "string") return [[at, node]];
+  if (Array.isArray(node)) return node.flatMap((v, i) => strings(v, `${at}.${i}`));
+  if (node && typeof node === "object")
+    return Object.entries(node).flatMap(([k, v]) => strings(v, at ? `${at}.${k}` : k));
+  return [];
+}
+
+test("the three workflows exist, and there are no others", () => {
+  expect(fs.readdirSync(dir).sort()).toEqual([...files].sort());
+});
+
+describe.each(files)("%s", (file) => {
+  const wf = workflows[file];
+
+  test("is valid against the GitHub workflow JSON schema", () => {
+    expect(validateWorkflow(text[file]).errors).toEqual([]);
+  });
+
+  test("grants only `contents: read` at the top", () => {
+    expect(wf.permissions).toEqual({ contents: "read" });
+  });
+
+  test("never puts `${{ … }}` into a run: script (secrets or otherwise; values come through env)", () => {
+    for (const step of allSteps(wf)) {
+      if (step.run !== undefined) expect({ step: step.name, run: step.run }).not.toEqual({ step: step.name, run: expect.stringContaining("${{") });
+    }
+  });
+
+  test("reads secrets only in the env: or with: of the step that needs them", () => {
+    const places = strings(wf)
+      .filter(([, value]) => /\bsecrets\./.test(value))
+      .map(([where]) => where);
+    for (const where of places) expect(where).toMatch(/^jobs\.[^.]+\.steps\.\d+\.(env|with)\.[^.]+$/);
+  });
+
+  test("pins every action to a full commit SHA with its release tag as a comment", () => {
+    const uses = text[file].split("\n").filter((line) => /^\s*(-\s+)?uses:/.test(line));
+    expect(uses.length).toBeGreaterThan(0);
+    for (const line of uses) {
+      expect(line).toMatch(/uses: [\w.-]+\/[\w./-]+@[0-9a-f]{40} # v\d+\.\d+\.\d+$/);
+    }
+  });
+
+  test("runs on a fixed runner image, not -latest", () => {
+    for (const job of Object.values(wf.jobs)) expect(job["runs-on"]).toBe("ubuntu-24.04");
+  });
+});
+
+test("each action is pinned to the same commit in every workflow", () => {
+  const pins = new Map<string, Set<string>>();
+  for (const file of files)
+    for (const step of allSteps(workflows[file]))
+      if (step.uses) {
+        const [action, ref] = step.uses.split("@");
+        pins.set(action, (pins.get(action) ?? new Set()).add(ref));
+      }
+  for (const [action, refs] of pins) expect({ action, refs: [...refs] }).toEqual({ action, refs: [expect.any(String)] });
+});
+
+describe("ci.yml", () => {
+  test("runs on every push and pull request", () => {
+    expect(Object.keys(ci.on).sort()).toEqual(["pull_request", "push"]);
+  });
+
+  test("takes Node from package.json engines, installs with npm ci, and runs the project's test entry point", () => {
+    const test = ci.jobs.test;
+    expect(stepUsing(test, "actions/setup-node")[0].with).toMatchObject({ "node-version-file": "package.json" });
+    const runs = test.steps.map((s) => s.run ?? "");
+    expect(runs).toContain("npm ci");
+    expect(runs.findIndex((r) => r === "npm ci")).toBeLessThan(runs.findIndex((r) => r.includes("bash .ci/run")));
+    expect(runs.find((r) => r.includes(".ci/run"))).toMatch(/^sudo .*bash \.ci\/run$/);
+  });
+
+  test("checks the flake with a maintained Nix installer, KVM on, and never silently rewrites the lock file", () => {
+    const check = ci.jobs["flake-check"];
+    const nix = stepUsing(check, "cachix/install-nix-action");
+    expect(nix).toHaveLength(1);
+    expect(nix[0].with).toMatchObject({ enable_kvm: true });
+    expect(String(nix[0].with?.extra_nix_config)).toContain("kvm");
+    const runs = check.steps.map((s) => s.run ?? "");
+    const lock = runs.findIndex((r) => r.includes("nix flake lock"));
+    const flakeCheck = runs.findIndex((r) => /nix flake check .*--no-update-lock-file.* \.\/nix$/.test(r));
+    expect(flakeCheck).toBeGreaterThan(-1);
+    expect(lock).toBeGreaterThan(-1);
+    expect(lock).toBeLessThan(flakeCheck);
+    // Locks only when nix/flake.lock is missing, and says so.
+    expect(runs[lock]).toMatch(/if \[ -f nix\/flake\.lock \]; then[\s\S]*exit 0[\s\S]*::warning/);
+  });
+
+  test("uses no secrets and no write permission", () => {
+    expect(text["ci.yml"]).not.toMatch(/secrets\./);
+    expect(text["ci.yml"]).not.toMatch(/: write/);
+  });
+});
+
+describe("preview.yml", () => {
+  const forkCondition = "github.event.pull_request.head.repo.full_name != github.repository";
+  const sameRepoCondition = "github.event.pull_request.head.repo.full_name == github.repository";
+
+  test("runs on pull requests only", () => {
+    expect(Object.keys(preview.on)).toEqual(["pull_request"]);
+  });
+
+  test("gives pull-requests: write to the preview job only", () => {
+    expect(previewJob.permissions).toEqual({ contents: "read", "pull-requests": "write" });
+    expect(forkJob.permissions).toBeUndefined();
+  });
+
+  test("previews only pull requests from this repository", () => {
+    expect(previewJob.if).toBe(sameRepoCondition);
+  });
+
+  test("says in the job summary why a pull request from a fork gets no preview", () => {
+    expect(forkJob.if).toBe(forkCondition);
+    const script = forkJob.steps.map((s) => s.run ?? "").join("\n");
+    expect(script).toContain('>> "$GITHUB_STEP_SUMMARY"');
+    expect(script).toMatch(/fork/);
+    expect(script).toMatch(/secrets/);
+    expect(strings(forkJob).some(([, v]) => v.includes("secrets."))).toBe(false);
+  });
+
+  test("runs pulumi preview of the configured stack and edits its PR comment in place", () => {
+    const [step] = stepUsing(previewJob, "pulumi/actions");
+    expect(step.with).toMatchObject({
+      command: "preview",
+      "stack-name": "${{ vars.PULUMI_STACK }}",
+      "cloud-url": "${{ vars.PULUMI_BACKEND_URL }}",
+      "comment-on-pr": true,
+      "edit-pr-comment": true,
+    });
+    expect(Object.keys(step.env ?? {}).sort()).toEqual(
+      ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "CLOUDFLARE_API_TOKEN", "HCLOUD_TOKEN", "PULUMI_CONFIG_PASSPHRASE"].sort(),
+    );
+  });
+
+  test("posts the closure diff as a second comment, edited in place under a fixed header", () => {
+    const closure = previewJob.steps.find((s) => s.id === "closure");
+    expect(closure?.run).toMatch(/bash scripts\/closure-diff\.sh --stack "\$PULUMI_STACK" --stack-output systemClosure/);
+    expect(closure?.env?.FLAKE_ATTR).toBe("./nix#nixosConfigurations.blog.config.system.build.toplevel");
+    // The deployed closure comes from the server, host key pinned.
+    expect(closure?.run).toContain('from=(--from "ssh-ng://root@$DEPLOYED_IPV4")');
+    expect(closure?.run).toContain("StrictHostKeyChecking=yes");
+    expect(closure?.env?.DEPLOYED_HOST_KEY).toBe("${{ steps.preview.outputs.hostKey }}");
+    const sticky = stepUsing(previewJob, "marocchino/sticky-pull-request-comment");
+    expect(sticky).toHaveLength(1);
+    expect(sticky[0].with).toEqual({ header: "nixos-closure-diff", path: "${{ steps.closure.outputs.comment }}" });
+    expect(previewJob.steps.indexOf(sticky[0])).toBeGreaterThan(previewJob.steps.indexOf(closure!));
+  });
+
+  test("never cancels a running preview (a killed pulumi run can leave the stack locked)", () => {
+    expect(preview.concurrency?.["cancel-in-progress"]).toBe(false);
+  });
+});
+
+describe("deploy.yml", () => {
+  test("runs on push to main and by hand", () => {
+    expect(deploy.on).toEqual({ push: { branches: ["main"] }, workflow_dispatch: null });
+    expect(deployJob.if).toBe("github.ref == 'refs/heads/main'");
+  });
+
+  test("deploys one at a time and never cancels a running deploy", () => {
+    expect(deploy.concurrency).toEqual({ group: "deploy-production", "cancel-in-progress": false });
+  });
+
+  test("runs in the production environment, which can require approval", () => {
+    expect(deployJob.environment).toBe("production");
+  });
+
+  test("runs pulumi up of the configured stack", () => {
+    const [step] = stepUsing(deployJob, "pulumi/actions");
+    expect(step.with).toMatchObject({
+      command: "up",
+      "stack-name": "${{ vars.PULUMI_STACK }}",
+      "cloud-url": "${{ vars.PULUMI_BACKEND_URL }}",
+    });
+  });
+
+  test("refuses to deploy without a committed nix/flake.lock, before pulumi up", () => {
+    const guard = deployJob.steps.findIndex((s) => /if \[ ! -f nix\/flake\.lock \]; then[\s\S]*::error[\s\S]*exit 1/.test(s.run ?? ""));
+    const up = deployJob.steps.findIndex((s) => s.uses?.startsWith("pulumi/actions@"));
+    expect(guard).toBeGreaterThan(-1);
+    expect(guard).toBeLessThan(up);
+    expect(text["deploy.yml"]).not.toContain("nix flake lock ./nix\n");
+  });
+
+  test("grants no write permission", () => {
+    expect(deployJob.permissions).toBeUndefined();
+    expect(text["deploy.yml"]).not.toMatch(/: write/);
+  });
+});
+
+test("the Pulumi CLI the workflows install matches @pulumi/pulumi in package.json", () => {
+  const pkg = JSON.parse(fs.readFileSync(path.join(repo, "package.json"), "utf8"));
+  const sdk = pkg.dependencies["@pulumi/pulumi"];
+  for (const wf of [preview, deploy])
+    for (const step of allSteps(wf).filter((s) => s.uses?.startsWith("pulumi/actions@")))
+      expect(step.with?.["pulumi-version"]).toBe(sdk);
+});
+
+test("the validator rejects a broken workflow (so the schema test can fail)", () => {
+  const broken = text["deploy.yml"].replace("runs-on: ubuntu-24.04", "runs-onn: ubuntu-24.04");
+  expect(validateWorkflow(broken).errors.length).toBeGreaterThan(0);
+});
+
+/** Runs a step's script as GitHub does (bash -e -o pipefail) in a scratch directory. */
+function runScript(script: string, env: Record<string, string>, setup: (dir: string) => void = () => {}) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "workflow-step-"));
+  try {
+    setup(dir);
+    const summary = path.join(dir, "summary.md");
+    const result = spawnSync("bash", ["--noprofile", "--norc", "-eo", "pipefail", "-c", script], {
+      cwd: dir,
+      encoding: "utf8",
+      timeout: 10_000,
+      env: { PATH: process.env.PATH, GITHUB_STEP_SUMMARY: summary, ...env },
+    });
+    const written = fs.existsSync(summary) ? fs.readFileSync(summary, "utf8") : "";
+    return { code: result.status, stdout: result.stdout, summary: written };
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+test("the fork job's step writes why there is no preview into the job summary", () => {
+  const { code, summary } = runScript(forkJob.steps[0].run!, { HEAD_REPOSITORY: "someone/blog" });
+  expect(code).toBe(0);
+  expect(summary).toContain("### No Pulumi preview and no closure diff for this pull request");
+  expect(summary).toContain("comes from the fork `someone/blog`");
+  expect(summary).toContain("does not give\nworkflows of pull requests from forks the repository's secrets");
+});
+
+test("deploy's lock-file guard stops without nix/flake.lock and passes with it", () => {
+  const guard = deployJob.steps.find((s) => s.name === "Require a committed nix/flake.lock")!.run!;
+  const without = runScript(guard, {});
+  expect(without.code).toBe(1);
+  expect(without.stdout).toMatch(/^::error file=nix\/flake\.nix::nix\/flake\.lock is not committed/);
+  const withLock = runScript(guard, {}, (dir) => {
+    fs.mkdirSync(path.join(dir, "nix"));
+    fs.writeFileSync(path.join(dir, "nix/flake.lock"), "{}");
+  });
+  expect(withLock.code).toBe(0);
+});
