@@ -223,6 +223,15 @@ printUnchanged() {
   printf '<sub>deployed: `%s` · this change: `%s`</sub>\n' "$old" "$new"
 }
 
+# The system path changes although no package does: configuration only
+# (a unit, a file in /etc). The deploy still runs, so say so.
+# shellcheck disable=SC2016
+printConfigurationOnly() {
+  printf '### %s\n\n' "$heading"
+  printf 'No package changes version or size; the system itself changes (configuration only), so the deploy will run.\n\n'
+  printf '<sub>deployed: `%s` · this change: `%s`</sub>\n' "$old" "$new"
+}
+
 # shellcheck disable=SC2016
 printChanges() {
   local size_old size_new delta sign="" changed counts
@@ -272,7 +281,7 @@ main() {
   diff="$(diffClosures)" || abort 2 "nix store diff-closures failed"
   parseDiff <<<"$diff"
   if [[ ${#rows[@]} -eq 0 ]]; then
-    printUnchanged
+    printConfigurationOnly
   else
     printChanges
   fi

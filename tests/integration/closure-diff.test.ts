@@ -92,9 +92,10 @@ describe("closure-diff.sh OLD NEW", () => {
     expect(out).not.toContain("<details>");
   });
 
-  test("says the closure does not change when only the system path differs", () => {
+  test("says only the configuration changes when the system path differs but no package does", () => {
     const out = diff("base", "rebuilt");
-    expect(out).toContain("\nThe NixOS system closure does not change.\n");
+    expect(out).toContain("\nNo package changes version or size; the system itself changes (configuration only), so the deploy will run.\n");
+    expect(out).not.toContain("does not change");
     expect(out).toContain(paths.rebuilt);
     expect(out).not.toContain("<details>");
   });
