@@ -72,7 +72,10 @@
         nixos-anywhere = inputs.nixos-anywhere.packages.${pkgs.stdenv.hostPlatform.system}.nixos-anywhere;
       });
 
-      # `nix flake check ./nix` is the whole proof: it builds every host and runs the VM test.
+      # `nix flake check ./nix` is the whole proof on x86_64-linux: it builds the
+      # x86 host and runs the VM test. The Arm host's check runs on an
+      # aarch64-linux machine (or with `nix flake check --all-systems` and an
+      # aarch64 builder).
       checks = {
         x86_64-linux = {
           vm = nixpkgs.legacyPackages.x86_64-linux.testers.runNixOSTest (

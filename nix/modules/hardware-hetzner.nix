@@ -34,6 +34,8 @@ in
   # the display, so send boot messages there too.
   boot.kernelParams = lib.mkIf isArm [ "console=tty" ];
 
-  # Hetzner's "reset root password" and graceful shutdown go through the agent.
+  # The QEMU guest agent lets Hetzner see the guest's state and shut it down
+  # gracefully. (Hetzner's "reset root password" cannot work here, by design:
+  # users are immutable and root has no password.)
   services.qemuGuest.enable = lib.mkDefault true;
 }
