@@ -1,0 +1,168 @@
+#!/usr/bin/env bash
+# Installs NixOS on a fresh server with the flake's pinned nixos-anywhere,
+# giving it the pinned SSH host key, then checks that the installed system
+# presents exactly that key. Run once per server; deploy.sh does the rest.
+#
+# Input (environment; secrets only here, never arguments): TARGET_HOST,
+# TARGET_PORT, TARGET_USER, HOST_KEY, HOST_KEY_PRIVATE, FLAKE,
+# NIXOS_CONFIGURATION, SSH_PRIVATE_KEY, CONNECT_ATTEMPTS, CONNECT_TIMEOUT,
+# NIXOS_ANYWHERE.
+# Exit codes: 0 installed and verified, 1 bad input, 2 refused before
+# changing the target (unreachable), 4 installed but not verified (the
+# system did not come back, or presents another host key): an operator must look.
+set -euo pipefail
+
+script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=scripts/lib/common.sh
+source "$script_dir/lib/common.sh"
+
+work_dir=""
+identity_opts=()
+nixos_anywhere=()
+
+parse_inputs() {
+  require_set TARGET_HOST
+  require_set HOST_KEY
+  require_set HOST_KEY_PRIVATE
+  TARGET_PORT=${TARGET_PORT:-22}
+  TARGET_USER=${TARGET_USER:-root}
+  FLAKE=${FLAKE:-./nix}
+  NIXOS_CONFIGURATION=${NIXOS_CONFIGURATION:-blog}
+  CONNECT_ATTEMPTS=${CONNECT_ATTEMPTS:-30}
+  CONNECT_TIMEOUT=${CONNECT_TIMEOUT:-600}
+  require_uint TARGET_PORT 1
+  require_uint CONNECT_ATTEMPTS 1
+  require_uint CONNECT_TIMEOUT 1
+  require_host_key HOST_KEY
+  [[ $HOST_KEY == ssh-ed25519\ * ]] ||
+    abort "$EXIT_BAD_INPUT" "HOST_KEY='$HOST_KEY' is not valid; expected an ed25519 key ('ssh-ed25519 AAAA...')"
+  if [[ -n ${NIXOS_ANYWHERE:-} ]]; then
+    nixos_anywhere=("$NIXOS_ANYWHERE")
+  else
+    nixos_anywhere=(nix --extra-experimental-features 'nix-command flakes' run "$FLAKE#nixos-anywhere" --)
+  fi
+}
+
+cleanup() {
+  local status=$?
+  [[ -z $work_dir ]] || rm -rf "$work_dir"
+  exit "$status"
+}
+
+# The tree nixos-anywhere copies onto the installed system with --extra-files:
+# etc/ssh/ssh_host_ed25519_key (0600) and its .pub. Directories stay 0755
+# (they are copied with their modes onto /etc).
+prepare_extra_files() {
+  local ssh_dir=$work_dir/extra-files/etc/ssh derived
+  mkdir -p "$ssh_dir"
+  chmod 755 "$work_dir/extra-files" "$work_dir/extra-files/etc" "$ssh_dir"
+  write_secret_file "$ssh_dir/ssh_host_ed25519_key" HOST_KEY_PRIVATE
+  printf '%s\n' "$HOST_KEY" >"$ssh_dir/ssh_host_ed25519_key.pub"
+  chmod 644 "$ssh_dir/ssh_host_ed25519_key.pub"
+  derived=$(ssh-keygen -y -f "$ssh_dir/ssh_host_ed25519_key" 2>/dev/null) ||
+    abort "$EXIT_BAD_INPUT" "HOST_KEY_PRIVATE is not valid; expected an unencrypted OpenSSH private key (value not shown)"
+  [[ $(key_blob "$derived") == "$(key_blob "$HOST_KEY")" ]] ||
+    abort "$EXIT_BAD_INPUT" "HOST_KEY_PRIVATE does not belong to HOST_KEY ($(fingerprint "$HOST_KEY")); expected the matching private key (value not shown)"
+}
+
+prepare_work_dir() {
+  make_work_dir
+  if has_value SSH_PRIVATE_KEY; then
+    write_secret_file "$work_dir/id_install" SSH_PRIVATE_KEY
+    identity_opts=(-o IdentitiesOnly=yes -i "$work_dir/id_install")
+  fi
+  prepare_extra_files
+}
+
+# First contact: the stock image's host key is unknown (and the installer's
+# kexec image presents yet another), so this phase trusts on first use into
+# a throwaway file, never ~/.ssh/known_hosts.
+wait_for_server() {
+  step "Waiting for SSH on $(target_address) port $TARGET_PORT (stock image, first contact)"
+  local first_contact_opts=(
+    -o BatchMode=yes
+    -o StrictHostKeyChecking=accept-new
+    -o UserKnownHostsFile="$work_dir/known_hosts.first-contact"
+    -o GlobalKnownHostsFile=/dev/null
+    -o LogLevel=ERROR
+    -p "$TARGET_PORT"
+    "${identity_opts[@]}"
+  )
+  wait_for_ssh "waiting for the server" "${first_contact_opts[@]}" "$(target_address)" true
+}
+
+run_nixos_anywhere() {
+  step "Installing $FLAKE#$NIXOS_CONFIGURATION with nixos-anywhere"
+  local args=(
+    --flake "$FLAKE#$NIXOS_CONFIGURATION"
+    --target-host "$(target_address)"
+    --ssh-port "$TARGET_PORT"
+    --extra-files "$work_dir/extra-files"
+  )
+  if has_value SSH_PRIVATE_KEY; then
+    args+=(-i "$work_dir/id_install")
+  fi
+  # Substitution on the destination stays on (no --no-substitute-on-destination).
+  # The secrets are files by now; nixos-anywhere does not get them as variables.
+  env -u HOST_KEY_PRIVATE -u SSH_PRIVATE_KEY "${nixos_anywhere[@]}" "${args[@]}" ||
+    abort "$EXIT_UNKNOWN" "nixos-anywhere failed (exit $?); the server may be partly installed; an operator must look"
+}
+
+# Polls the presented ed25519 host key until it is the pinned one, within
+# CONNECT_ATTEMPTS / CONNECT_TIMEOUT (the installer may still answer with its
+# own key for a moment while the new system boots).
+wait_for_pinned_key() {
+  step "Waiting for the installed system to present the pinned host key $(fingerprint "$HOST_KEY")"
+  local attempt=1 deadline=$((SECONDS + CONNECT_TIMEOUT)) remaining seen="" presented
+  while :; do
+    remaining=$((deadline - SECONDS))
+    presented=$(ssh-keyscan -T "$((remaining < 10 ? (remaining > 0 ? remaining : 1) : 10))" \
+      -p "$TARGET_PORT" -t ed25519 "$TARGET_HOST" 2>/dev/null | awk '$2 == "ssh-ed25519" {print $2, $3; exit}') || true
+    if [[ -n $presented ]]; then
+      if [[ $presented == "$(key_blob "$HOST_KEY")" ]]; then
+        info "the server presents the pinned key"
+        return 0
+      fi
+      seen=$presented
+      info "attempt $attempt/$CONNECT_ATTEMPTS: the server presents $(fingerprint "$seen"), not the pinned key"
+    else
+      info "attempt $attempt/$CONNECT_ATTEMPTS: no answer yet"
+    fi
+    if ((attempt >= CONNECT_ATTEMPTS || SECONDS >= deadline)); then
+      if [[ -n $seen ]]; then
+        abort "$EXIT_UNKNOWN" "host key mismatch after install: $(target_address) port $TARGET_PORT presents $(fingerprint "$seen"), expected the pinned HOST_KEY $(fingerprint "$HOST_KEY"); an operator must look"
+      fi
+      abort "$EXIT_UNKNOWN" "the installed system did not come back: no SSH answer from $(target_address) port $TARGET_PORT after $attempt attempts (CONNECT_ATTEMPTS=$CONNECT_ATTEMPTS, CONNECT_TIMEOUT=$CONNECT_TIMEOUT)"
+    fi
+    remaining=$((deadline - SECONDS))
+    sleep $((remaining < 5 ? (remaining > 0 ? remaining : 0) : 5))
+    attempt=$((attempt + 1))
+  done
+}
+
+# A real login with StrictHostKeyChecking=yes against the pinned key only.
+verify_login() {
+  step "Logging in with the pinned host key only"
+  write_known_hosts "$work_dir/known_hosts" "$HOST_KEY"
+  ssh -o BatchMode=yes -o ConnectTimeout=10 -o HostKeyAlias="$HOST_ALIAS" \
+    -o StrictHostKeyChecking=yes -o UserKnownHostsFile="$work_dir/known_hosts" \
+    -o GlobalKnownHostsFile=/dev/null -o LogLevel=ERROR -p "$TARGET_PORT" \
+    "${identity_opts[@]}" "$(target_address)" true ||
+    abort "$EXIT_UNKNOWN" "login with the pinned host key $(fingerprint "$HOST_KEY") failed; an operator must look"
+  step "Installed: $(target_address) runs $FLAKE#$NIXOS_CONFIGURATION and presents the pinned host key"
+}
+
+main() {
+  parse_args "${BASH_SOURCE[0]}" "$@"
+  parse_inputs
+  trap cleanup EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+  prepare_work_dir
+  wait_for_server
+  run_nixos_anywhere
+  wait_for_pinned_key
+  verify_login
+}
+
+main "$@"

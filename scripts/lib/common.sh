@@ -1,0 +1,147 @@
+# shellcheck shell=bash
+# Helpers shared by install.sh and deploy.sh: messages, input checks, secret
+# files, the pinned known_hosts file and the bounded SSH wait.
+# Sourced, never executed; callers set `set -euo pipefail` themselves.
+
+# Exit codes (both scripts; see the interface table in the README).
+readonly EXIT_BAD_INPUT=1 # bad input: names the variable, value and expectation
+readonly EXIT_REFUSED=2   # refused before changing the target
+# shellcheck disable=SC2034 # used by the scripts that source this file
+readonly EXIT_ROLLED_BACK=3 # failed and rolled back: previous generation runs, health re-checked
+# shellcheck disable=SC2034
+readonly EXIT_UNKNOWN=4 # rollback failed or state unknown: an operator must look
+
+# The name the pinned key is filed under in the temporary known_hosts file
+# (used with -o HostKeyAlias, so the target's address or port does not matter).
+readonly HOST_ALIAS=blog-target
+
+step() {
+  printf '==> %s\n' "$*" >&2
+}
+
+info() {
+  printf '    %s\n' "$*" >&2
+}
+
+# abort <exit code> <message...>
+abort() {
+  local code=$1
+  shift
+  printf 'error: %s\n' "$*" >&2
+  exit "$code"
+}
+
+# has_value NAME: the variable is non-empty. Tests the length only, so the
+# value of a secret never shows up in a trace (bash -x).
+has_value() {
+  local -n value_ref=$1
+  ((${#value_ref} > 0))
+}
+
+# parse_args SCRIPT ARGS...: the scripts take their input from the
+# environment only; --help prints the script's header comment.
+parse_args() {
+  local script=$1
+  shift
+  case ${1:-} in
+  "") ;;
+  -h | --help)
+    sed -n '2,/^set -euo pipefail/{/^#/s/^# \{0,1\}//p}' "$script"
+    exit 0
+    ;;
+  *) abort "$EXIT_BAD_INPUT" "unexpected argument '$1'; input comes from environment variables (see --help)" ;;
+  esac
+}
+
+# require_set NAME: the variable must be non-empty.
+require_set() {
+  has_value "$1" || abort "$EXIT_BAD_INPUT" "$1 is not set; it is required"
+}
+
+# require_uint NAME MIN: the variable must be an integer >= MIN.
+require_uint() {
+  local name=$1 min=$2 value=${!1:-}
+  if [[ ! $value =~ ^[0-9]+$ ]] || ((value < min)); then
+    abort "$EXIT_BAD_INPUT" "$name='$value' is not valid; expected an integer >= $min"
+  fi
+}
+
+# require_host_key NAME: the variable must hold one OpenSSH public key line.
+require_host_key() {
+  local name=$1 value=${!1:-}
+  if [[ ! $value =~ ^ssh-[a-z0-9-]+\ [A-Za-z0-9+/=]+(\ .*)?$ ]] ||
+    ! ssh-keygen -lf - <<<"$value" >/dev/null 2>&1; then
+    abort "$EXIT_BAD_INPUT" "$name='$value' is not valid; expected one public key line like 'ssh-ed25519 AAAA...'"
+  fi
+}
+
+# make_work_dir: a private, space-free temporary directory in $work_dir.
+# Short and space-free on purpose: it holds the SSH control socket (path
+# length limit) and files named in NIX_SSHOPTS (split on whitespace).
+make_work_dir() {
+  work_dir=$(mktemp -d /tmp/blog-deploy.XXXXXX)
+  chmod 700 "$work_dir"
+}
+
+# write_secret_file PATH VARNAME: the variable's value into PATH, mode 0600,
+# with tracing off so the value never reaches a log.
+write_secret_file() {
+  local path=$1 name=$2
+  (
+    set +x
+    umask 077
+    printf '%s\n' "${!name}" >"$path"
+  )
+}
+
+# write_known_hosts PATH KEYLINE: the one-line known_hosts file for HOST_ALIAS.
+write_known_hosts() {
+  printf '%s %s\n' "$HOST_ALIAS" "$2" >"$1"
+}
+
+# fingerprint KEYLINE: its SHA256 fingerprint.
+fingerprint() {
+  ssh-keygen -lf - <<<"$1" | awk '{print $2}'
+}
+
+# key_blob KEYLINE: type and base64 blob, without the comment.
+key_blob() {
+  awk '{print $1, $2}' <<<"$1"
+}
+
+# target_address: user@host as ssh wants it.
+target_address() {
+  printf '%s@%s' "$TARGET_USER" "$TARGET_HOST"
+}
+
+# wait_for_ssh <name> <ssh args...>: runs `ssh <args> true` until it succeeds,
+# at most CONNECT_ATTEMPTS times and CONNECT_TIMEOUT seconds in total.
+# A host key mismatch or an authentication failure stops at once (no retry).
+# Exits with EXIT_REFUSED when the bound is reached.
+wait_for_ssh() {
+  local what=$1
+  shift
+  local attempt=1 deadline=$((SECONDS + CONNECT_TIMEOUT)) remaining per_try err_file
+  err_file=$work_dir/ssh-connect.err
+  while :; do
+    remaining=$((deadline - SECONDS))
+    per_try=$((remaining < 10 ? remaining : 10))
+    ((per_try >= 1)) || per_try=1
+    if timeout $((per_try + 20)) ssh -o ConnectTimeout="$per_try" "$@" 2>"$err_file"; then
+      return 0
+    fi
+    if grep -qiE 'host key verification failed|identification has changed' "$err_file"; then
+      return 10
+    fi
+    if grep -qi 'permission denied' "$err_file"; then
+      abort "$EXIT_REFUSED" "$what: $(target_address) port $TARGET_PORT refused our key: $(tail -n 1 "$err_file")"
+    fi
+    if ((attempt >= CONNECT_ATTEMPTS || SECONDS >= deadline)); then
+      abort "$EXIT_REFUSED" "$what: timed out: $(target_address) port $TARGET_PORT did not answer after $attempt attempts in $((SECONDS - deadline + CONNECT_TIMEOUT))s (CONNECT_ATTEMPTS=$CONNECT_ATTEMPTS, CONNECT_TIMEOUT=$CONNECT_TIMEOUT); last error: $(tail -n 1 "$err_file")"
+    fi
+    info "$what: attempt $attempt/$CONNECT_ATTEMPTS failed ($(tail -n 1 "$err_file")); retrying"
+    remaining=$((deadline - SECONDS))
+    sleep $((remaining < 3 ? (remaining > 0 ? remaining : 0) : 3))
+    attempt=$((attempt + 1))
+  done
+}

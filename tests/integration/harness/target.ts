@@ -1,0 +1,206 @@
+// A real deploy target for the integration tests (see target.sh for what it
+// is made of) plus helpers to build fake system closures and run the scripts.
+// Every call is bounded by a timeout; every process started is stopped by pid.
+import { spawnSync } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+
+export const repoRoot = path.resolve(__dirname, "../../..");
+const harnessDir = __dirname;
+const targetScript = path.join(harnessDir, "target.sh");
+
+export interface Target {
+  /** Working directory holding keys, configs and logs (no spaces). */
+  dir: string;
+  /** sshd port on 127.0.0.1. */
+  port: number;
+  /** Pid of sshd (inside the target's mount namespace). */
+  sshdPid: number;
+  /** Port of the health endpoint on 127.0.0.1. */
+  healthPort: number;
+  /** The target's host public key line. */
+  hostKey: string;
+  /** Private key text the target accepts for root. */
+  clientKey: string;
+}
+
+export interface RunResult {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a command, bounded by timeoutMs; throws if it cannot start. */
+export function run(
+  cmd: string,
+  args: string[],
+  opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number; input?: string; cwd?: string } = {},
+): RunResult {
+  const r = spawnSync(cmd, args, {
+    cwd: opts.cwd,
+    env: opts.env ?? process.env,
+    input: opts.input,
+    encoding: "utf8",
+    timeout: opts.timeoutMs ?? 120_000,
+    killSignal: "SIGKILL",
+    maxBuffer: 64 * 1024 * 1024,
+  });
+  if (r.error) throw r.error;
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+function mustRun(cmd: string, args: string[], timeoutMs = 60_000): string {
+  const r = run(cmd, args, { timeoutMs });
+  if (r.status !== 0) {
+    throw new Error(`${cmd} ${args.join(" ")} exited ${r.status}: ${r.stderr}${r.stdout}`);
+  }
+  return r.stdout;
+}
+
+/** Starts a target; storeSize/bootSize are tmpfs sizes such as "256m". */
+export function startTarget(opts: { storeSize?: string; bootSize?: string } = {}): Target {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "blog-target-"));
+  let out: string;
+  try {
+    out = mustRun(targetScript, ["start", dir, opts.storeSize ?? "256m", opts.bootSize ?? "16m"]);
+  } catch (e) {
+    run(targetScript, ["stop", dir], { timeoutMs: 30_000 }); // whatever did start, by pid
+    fs.rmSync(dir, { recursive: true, force: true });
+    throw e;
+  }
+  const env: Record<string, string> = {};
+  for (const line of out.split("\n")) {
+    const m = /^([A-Z_]+)=(.*)$/.exec(line);
+    if (m) env[m[1]] = m[2].replace(/^'(.*)'$/, "$1");
+  }
+  return {
+    dir,
+    port: Number(env.TARGET_PORT),
+    sshdPid: Number(env.SSHD_PID),
+    healthPort: Number(env.HEALTH_PORT),
+    hostKey: env.HOST_KEY,
+    clientKey: fs.readFileSync(env.CLIENT_KEY, "utf8"),
+  };
+}
+
+/** Stops every process of the target by pid and removes its directory. */
+export function stopTarget(t: Target | undefined): void {
+  if (!t) return;
+  mustRun(targetScript, ["stop", t.dir]);
+  fs.rmSync(t.dir, { recursive: true, force: true });
+}
+
+/** Runs a shell command inside the target's mount namespace (not over SSH). */
+export function onTarget(t: Target, command: string): string {
+  return mustRun(targetScript, ["run", t.dir, "sh", "-c", command]).trim();
+}
+
+/** The closure /run/current-system points at on the target ("" if none). */
+export function currentSystem(t: Target): string {
+  return onTarget(t, "readlink -e /run/current-system || true");
+}
+
+/** The system profile's generation number on the target (0 if none). */
+export function generation(t: Target): number {
+  const link = onTarget(t, "readlink /nix/var/nix/profiles/system || true");
+  const m = /system-(\d+)-link/.exec(link);
+  return m ? Number(m[1]) : 0;
+}
+
+/** Whether a store path is valid in the target's store. */
+export function targetHasPath(t: Target, storePath: string): boolean {
+  return onTarget(t, `nix-store --check-validity ${storePath} && echo yes || echo no`) === "yes";
+}
+
+/** Accepted SSH logins so far (one per connection). */
+export function sshConnections(t: Target): number {
+  const log = fs.readFileSync(path.join(t.dir, "sshd.log"), "utf8");
+  return (log.match(/Accepted publickey/g) ?? []).length;
+}
+
+/** Replaces the target's host key (sshd re-reads it); returns the new public key. */
+export function changeHostKey(t: Target): string {
+  return mustRun(targetScript, ["set-host-key", t.dir]).trim();
+}
+
+/** A free TCP port on 127.0.0.1 with nothing listening. */
+export function closedPort(): number {
+  return Number(
+    mustRun("python3", [
+      "-c",
+      'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])',
+    ]).trim(),
+  );
+}
+
+export interface ClosureArgs {
+  name: string;
+  fail?: boolean;
+  healthy?: boolean;
+  deps?: number;
+  changedDep?: number;
+  blobBytes?: number;
+}
+
+/** Builds a fake NixOS system closure in the deployer's store; returns its path. */
+export function buildClosure(a: ClosureArgs): string {
+  const args = [path.join(harnessDir, "closures.nix"), "--no-out-link", "--option", "substituters", ""];
+  args.push("--argstr", "name", a.name);
+  if (a.fail !== undefined) args.push("--arg", "fail", String(a.fail));
+  if (a.healthy !== undefined) args.push("--arg", "healthy", String(a.healthy));
+  for (const k of ["deps", "changedDep", "blobBytes"] as const) {
+    if (a[k] !== undefined) args.push("--arg", k, String(a[k]));
+  }
+  return mustRun("nix-build", args, 120_000).trim();
+}
+
+/** Environment for deploy.sh / install.sh against a target. */
+export function scriptEnv(t: Target, extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  return {
+    PATH: process.env.PATH,
+    HOME: process.env.HOME,
+    TARGET_HOST: "127.0.0.1",
+    TARGET_PORT: String(t.port),
+    TARGET_USER: "root",
+    HOST_KEY: t.hostKey,
+    SSH_PRIVATE_KEY: t.clientKey,
+    HEALTH_URL: `http://127.0.0.1:${t.healthPort}/health.txt`,
+    HEALTH_TIMEOUT: "4",
+    ROLLBACK_DEADLINE: "30",
+    CONNECT_ATTEMPTS: "3",
+    CONNECT_TIMEOUT: "20",
+    ...extra,
+  };
+}
+
+/** Runs scripts/<name> with env, bounded by timeoutMs. */
+export function runScript(name: string, env: NodeJS.ProcessEnv, timeoutMs = 120_000): RunResult {
+  return run(path.join(repoRoot, "scripts", name), [], { env, timeoutMs });
+}
+
+/** Polls check every 200 ms until it returns true or timeoutMs passes. */
+export function waitFor(check: () => boolean, timeoutMs: number): boolean {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    if (check()) return true;
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 200);
+  }
+  return check();
+}
+
+/** Pids of SSH control masters deploy.sh started that are still running. */
+export function leftoverControlMasters(): number[] {
+  const pids: number[] = [];
+  for (const entry of fs.readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    let cmdline = "";
+    try {
+      cmdline = fs.readFileSync(`/proc/${entry}/cmdline`, "utf8");
+    } catch {
+      continue;
+    }
+    if (cmdline.includes("ControlMaster=yes") && cmdline.includes("/tmp/blog-deploy.")) pids.push(Number(entry));
+  }
+  return pids;
+}

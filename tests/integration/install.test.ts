@@ -1,0 +1,138 @@
+// install.sh against a real target (harness/target.sh). nixos-anywhere itself
+// cannot run here (it needs nixpkgs and kexec); NIXOS_ANYWHERE points at
+// harness/fake-nixos-anywhere.sh, which copies the --extra-files tree onto the
+// target and restarts its sshd, as the installed system would come back.
+import { execFileSync } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { Target, closedPort, repoRoot, run, runScript, scriptEnv, startTarget, stopTarget } from "./harness/target";
+
+jest.setTimeout(120_000);
+
+const fakeNixosAnywhere = path.join(__dirname, "harness", "fake-nixos-anywhere.sh");
+let target: Target | undefined;
+let work: string;
+let pinned: { publicKey: string; privateKey: string; fingerprint: string };
+
+function t(): Target {
+  if (!target) throw new Error("target not started");
+  return target;
+}
+
+function presentedKey(): string {
+  const r = run("ssh-keyscan", ["-T", "5", "-t", "ed25519", "-p", String(t().port), "127.0.0.1"], {
+    timeoutMs: 15_000,
+  });
+  return r.stdout.split("\n").find((l) => l.includes("ssh-ed25519"))?.split(" ").slice(1, 3).join(" ") ?? "";
+}
+
+function install(extra: Record<string, string> = {}) {
+  return runScript(
+    "install.sh",
+    scriptEnv(t(), {
+      HOME: path.join(work, "home"),
+      HOST_KEY: pinned.publicKey,
+      HOST_KEY_PRIVATE: pinned.privateKey,
+      FLAKE: "./nix",
+      NIXOS_ANYWHERE: fakeNixosAnywhere,
+      FAKE_NA_LOG: path.join(work, "nixos-anywhere.args"),
+      FAKE_NA_SSHD_PID: String(t().sshdPid),
+      CONNECT_ATTEMPTS: "3",
+      CONNECT_TIMEOUT: "15",
+      ...extra,
+    }),
+  );
+}
+
+beforeAll(() => {
+  work = fs.mkdtempSync(path.join(os.tmpdir(), "blog-install-"));
+  fs.mkdirSync(path.join(work, "home", ".ssh"), { recursive: true });
+  execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "pinned", "-f", path.join(work, "pinned")]);
+  pinned = {
+    publicKey: fs.readFileSync(path.join(work, "pinned.pub"), "utf8").trim(),
+    privateKey: fs.readFileSync(path.join(work, "pinned"), "utf8"),
+    fingerprint: execFileSync("ssh-keygen", ["-lf", path.join(work, "pinned.pub")], { encoding: "utf8" }).split(" ")[1],
+  };
+  target = startTarget();
+});
+
+afterAll(() => {
+  stopTarget(target);
+  fs.rmSync(work, { recursive: true, force: true });
+});
+
+test("an unreachable server is refused before nixos-anywhere runs (exit 2)", () => {
+  const r = install({ TARGET_PORT: String(closedPort()), CONNECT_ATTEMPTS: "2" });
+
+  expect(r.status).toBe(2);
+  expect(r.stderr).toMatch(/timed out: .* did not answer after 2 attempts/);
+  expect(fs.existsSync(path.join(work, "nixos-anywhere.args"))).toBe(false);
+});
+
+test("even traced with bash -x, install.sh and deploy.sh never print a secret", () => {
+  const secretLines = [...pinned.privateKey.split("\n"), ...t().clientKey.split("\n")].filter((l) => l.length > 20);
+  const env = scriptEnv(t(), {
+    HOME: path.join(work, "home"),
+    HOST_KEY: pinned.publicKey,
+    HOST_KEY_PRIVATE: pinned.privateKey,
+    NIXOS_ANYWHERE: "/bin/false",
+    TARGET_PORT: String(closedPort()),
+    CONNECT_ATTEMPTS: "1",
+    SYSTEM_CLOSURE: "/nix/store/00000000000000000000000000000000-nixos-system-absent",
+  });
+
+  for (const script of ["install.sh", "deploy.sh"]) {
+    const r = run("bash", ["-x", path.join(repoRoot, "scripts", script)], { env, timeoutMs: 60_000 });
+    expect(r.stderr).toContain("+ "); // tracing was on
+    for (const line of secretLines) expect(r.stdout + r.stderr).not.toContain(line);
+  }
+});
+
+test("a private host key that does not match HOST_KEY is bad input (exit 1) and is not printed", () => {
+  const other = path.join(work, "other");
+  execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", other]);
+  const otherPrivate = fs.readFileSync(other, "utf8");
+
+  const r = install({ HOST_KEY_PRIVATE: otherPrivate });
+
+  expect(r.status).toBe(1);
+  expect(r.stderr).toContain("HOST_KEY_PRIVATE does not belong to HOST_KEY");
+  expect(r.stdout + r.stderr).not.toContain(otherPrivate.split("\n")[1]);
+});
+
+test("install gives the server the pinned host key and verifies it with a strict login", () => {
+  expect(presentedKey()).not.toBe(pinned.publicKey.split(" ").slice(0, 2).join(" "));
+
+  const r = install();
+
+  expect(r.stderr).toContain("the server presents the pinned key");
+  expect(r.stderr).toContain("Installed:");
+  expect(r.status).toBe(0);
+  expect(presentedKey()).toBe(pinned.publicKey.split(" ").slice(0, 2).join(" "));
+  expect(fs.existsSync(path.join(work, "home", ".ssh", "known_hosts"))).toBe(false);
+});
+
+test("nixos-anywhere gets --flake, --target-host, --ssh-port and --extra-files, and no secret", () => {
+  const args = fs.readFileSync(path.join(work, "nixos-anywhere.args"), "utf8").trim().split("\n");
+
+  const after = (flag: string) => args[args.indexOf(flag) + 1];
+  expect(after("--flake")).toBe("./nix#blog");
+  expect(after("--target-host")).toBe("root@127.0.0.1");
+  expect(after("--ssh-port")).toBe(String(t().port));
+  expect(after("--extra-files")).toMatch(/^\/tmp\//);
+  expect(args).toContain("-i");
+  expect(args).not.toContain("--no-substitute-on-destination");
+  expect(args).not.toContain("SECRET-IN-ENVIRONMENT");
+  const secretLines = [...pinned.privateKey.split("\n"), ...t().clientKey.split("\n")].filter((l) => l.length > 20);
+  for (const line of secretLines) expect(args.join("\n")).not.toContain(line);
+});
+
+test("a server that comes back with another host key fails the install (exit 4, names both keys)", () => {
+  const r = install({ FAKE_NA_OTHER_KEY: "1", CONNECT_ATTEMPTS: "2", CONNECT_TIMEOUT: "8" });
+
+  expect(r.status).toBe(4);
+  expect(r.stderr).toMatch(/host key mismatch after install: .* presents SHA256:\S+, expected the pinned HOST_KEY/);
+  expect(r.stderr).toContain(pinned.fingerprint);
+  expect(r.stderr).not.toContain("Installed:");
+});
