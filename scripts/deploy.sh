@@ -278,9 +278,7 @@ roll_back() {
 main() {
   parse_args "${BASH_SOURCE[0]}" "$@"
   parse_inputs
-  trap cleanup EXIT
-  trap 'exit 130' INT
-  trap 'exit 143' TERM
+  install_exit_traps cleanup
   prepare_work_dir
   ensure_closure_local
   open_connection

@@ -155,9 +155,7 @@ verify_login() {
 main() {
   parse_args "${BASH_SOURCE[0]}" "$@"
   parse_inputs
-  trap cleanup EXIT
-  trap 'exit 130' INT
-  trap 'exit 143' TERM
+  install_exit_traps cleanup
   prepare_work_dir
   wait_for_server
   run_nixos_anywhere

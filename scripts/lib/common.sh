@@ -53,6 +53,15 @@ parse_args() {
   esac
 }
 
+# install_exit_traps FUNCTION: FUNCTION runs on every exit; an interrupt or
+# a TERM exits with the usual status, so FUNCTION runs then too.
+install_exit_traps() {
+  # shellcheck disable=SC2064 # the function name is meant to be expanded now
+  trap "$1" EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+}
+
 # require_set NAME: the variable must be non-empty.
 require_set() {
   has_value "$1" || abort "$EXIT_BAD_INPUT" "$1 is not set; it is required"
