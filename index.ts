@@ -1,7 +1,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { readStackConfig } from "./src/config";
 import { NixosDeploy } from "./src/deploy";
-import { BlogDns } from "./src/dns";
+import { BlogDns, domainInZone } from "./src/dns";
 import { evaluateHost } from "./src/host";
 import { NixosInstall } from "./src/install";
 import { BlogServer } from "./src/server";
@@ -11,17 +11,20 @@ const config = readStackConfig();
 const { host, toplevel } = evaluateHost(config);
 const closure = config.systemClosure ?? toplevel;
 
+// Cloudflare confirms the domain lies in the zone before the server is created (its label waits for it).
+const domain = domainInZone(config.cloudflareZoneId, host.domain);
+
 const server = new BlogServer("blog", {
     serverType: config.serverType,
     location: config.location,
     image: config.image,
     adminSshKeys: host.adminSshKeys,
-    labels: { "managed-by": "pulumi", project: pulumi.getProject(), stack: pulumi.getStack() },
+    labels: { "managed-by": "pulumi", project: pulumi.getProject(), stack: pulumi.getStack(), domain },
 });
 
 const dns = new BlogDns("blog", {
     zoneId: config.cloudflareZoneId,
-    domain: host.domain,
+    domain,
     ipv4: server.ipv4,
     ipv6: server.ipv6,
     ttl: config.ttl,

@@ -49,6 +49,8 @@ export interface Registered {
 
 export interface ProgramRun {
     resources: Registered[];
+    /** Every provider function the program called, with its arguments. */
+    invokes: Array<{ token: string; inputs: Record<string, any> }>;
     outputs: Record<string, pulumiType.Output<unknown>>;
     pulumi: typeof pulumiType;
     /** The one resource of this type; fails the test when there is not exactly one. */
@@ -61,6 +63,8 @@ export interface RunOptions {
     secretKeys?: string[];
     evaluation?: Evaluation;
     preview?: boolean;
+    /** The zone's name, as Cloudflare's getZone answers; defaults to example-site.org. */
+    zoneName?: string;
 }
 
 /** Numeric ids, the way Hetzner hands them out. */
@@ -78,6 +82,7 @@ export async function runProgram(options: RunOptions = {}): Promise<ProgramRun> 
     await jest.isolateModulesAsync(async () => {
         const pulumi: typeof pulumiType = require("@pulumi/pulumi");
         const resources: Registered[] = [];
+        const invokes: ProgramRun["invokes"] = [];
         const byName = new Map<string, Registered>();
 
         await pulumi.runtime.setMocks(
@@ -103,7 +108,13 @@ export async function runProgram(options: RunOptions = {}): Promise<ProgramRun> 
                     }
                     return { id: id as string, state };
                 },
-                call: () => ({}),
+                call(args) {
+                    invokes.push({ token: args.token, inputs: args.inputs });
+                    if (args.token === "cloudflare:index/getZone:getZone") {
+                        return { id: args.inputs.zoneId, name: options.zoneName ?? "example-site.org" };
+                    }
+                    throw new Error(`no canned answer for invoke ${args.token}`);
+                },
             },
             "blog",
             "test",
@@ -138,13 +149,14 @@ export async function runProgram(options: RunOptions = {}): Promise<ProgramRun> 
             throw programError;
         }
         // Every custom resource reaches the mock monitor once its inputs settle; wait for that, bounded.
-        const deadline = Date.now() + 5000;
+        const deadline = Date.now() + 3000;
         const expected = () => resources.filter((r) => !r.type.startsWith("blog:")).every((r) => Object.keys(r.inputs).length > 0);
         while (!(resources.length > 0 && expected()) && Date.now() < deadline) {
             await new Promise((resolve) => setTimeout(resolve, 10));
         }
         run = {
             resources,
+            invokes,
             outputs,
             pulumi,
             all: (type) => resources.filter((r) => r.type === type),

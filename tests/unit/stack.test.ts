@@ -225,3 +225,13 @@ describe("secrets", () => {
         }
     });
 });
+
+describe("the domain and the Cloudflare zone", () => {
+    test("the server is labelled with the domain once Cloudflare confirms the zone holds it", async () => {
+        const run = await runProgram();
+        expect(run.invokes).toEqual([{ token: "cloudflare:index/getZone:getZone", inputs: { zoneId: ZONE_ID } }]);
+        expect(run.one(SERVER).inputs.labels.domain).toBe("blog.example-site.org");
+        expect(run.all(RECORD).map((r) => r.inputs.name)).toEqual(["blog.example-site.org", "blog.example-site.org"]);
+    });
+
+});
