@@ -72,18 +72,12 @@ prepare_work_dir() {
   make_work_dir
   control_path=$work_dir/ssh.sock
   write_known_hosts "$work_dir/known_hosts" "$HOST_KEY"
-  ssh_opts=(
-    -o BatchMode=yes
-    -o HostKeyAlias="$HOST_ALIAS"
-    -o StrictHostKeyChecking=yes
-    -o UserKnownHostsFile="$work_dir/known_hosts"
-    -o GlobalKnownHostsFile=/dev/null
+  pinned_ssh_options ssh_opts "$work_dir/known_hosts"
+  ssh_opts+=(
     -o ControlPath="$control_path"
     -o Compression=yes
     -o ServerAliveInterval=5
     -o ServerAliveCountMax=6
-    -o LogLevel=ERROR
-    -p "$TARGET_PORT"
   )
   if has_value SSH_PRIVATE_KEY; then
     write_secret_file "$work_dir/id_deploy" SSH_PRIVATE_KEY

@@ -143,11 +143,10 @@ wait_for_pinned_key() {
 # A real login with StrictHostKeyChecking=yes against the pinned key only.
 verify_login() {
   step "Logging in with the pinned host key only"
+  local pinned_opts
   write_known_hosts "$work_dir/known_hosts" "$HOST_KEY"
-  ssh -o BatchMode=yes -o ConnectTimeout=10 -o HostKeyAlias="$HOST_ALIAS" \
-    -o StrictHostKeyChecking=yes -o UserKnownHostsFile="$work_dir/known_hosts" \
-    -o GlobalKnownHostsFile=/dev/null -o LogLevel=ERROR -p "$TARGET_PORT" \
-    "${identity_opts[@]}" "$(target_address)" true ||
+  pinned_ssh_options pinned_opts "$work_dir/known_hosts"
+  ssh "${pinned_opts[@]}" -o ConnectTimeout=10 "${identity_opts[@]}" "$(target_address)" true ||
     abort "$EXIT_UNKNOWN" "login with the pinned host key $(fingerprint "$HOST_KEY") failed; an operator must look"
   step "Installed: $(target_address) runs $FLAKE#$NIXOS_CONFIGURATION and presents the pinned host key"
 }

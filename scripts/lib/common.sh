@@ -108,6 +108,23 @@ write_known_hosts() {
   printf '%s %s\n' "$HOST_ALIAS" "$2" >"$1"
 }
 
+# pinned_ssh_options ARRAY KNOWN_HOSTS: sets ARRAY to the ssh options that
+# accept only the key in KNOWN_HOSTS (written by write_known_hosts), never
+# prompt, and never read or write the user's own known_hosts files.
+pinned_ssh_options() {
+  local -n options_ref=$1
+  # shellcheck disable=SC2034 # a nameref: this sets the caller's array
+  options_ref=(
+    -o BatchMode=yes
+    -o HostKeyAlias="$HOST_ALIAS"
+    -o StrictHostKeyChecking=yes
+    -o UserKnownHostsFile="$2"
+    -o GlobalKnownHostsFile=/dev/null
+    -o LogLevel=ERROR
+    -p "$TARGET_PORT"
+  )
+}
+
 # fingerprint KEYLINE: its SHA256 fingerprint.
 fingerprint() {
   ssh-keygen -lf - <<<"$1" | awk '{print $2}'
