@@ -4,6 +4,7 @@ import { NixosDeploy } from "./src/deploy";
 import { BlogDns, domainInZone } from "./src/dns";
 import { evaluateHost } from "./src/host";
 import { NixosInstall } from "./src/install";
+import { toplevelAttribute } from "./src/nixEval";
 import { BlogServer } from "./src/server";
 
 // Everything is checked here, before the first resource: bad config fails `pulumi preview`.
@@ -49,9 +50,7 @@ const deploy = new NixosDeploy(
     {
         systemClosure: closure,
         flakeAttribute:
-            config.systemClosure === undefined
-                ? `${config.flake}#nixosConfigurations."${config.nixosConfiguration}".config.system.build.toplevel`
-                : undefined,
+            config.systemClosure === undefined ? toplevelAttribute(config.flake, config.nixosConfiguration) : undefined,
         targetHost: server.ipv4,
         hostKey: install.publicHostKey,
         domain: host.domain,

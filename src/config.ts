@@ -14,7 +14,7 @@ export interface StackConfig {
     flake: string;
     /** Name under `nixosConfigurations` in that flake. */
     nixosConfiguration: string;
-    /** Whether Cloudflare proxies the records (refused for now: see `validateProxied`). */
+    /** Whether Cloudflare proxies the records (only false for now: see `proxiedCheck`). */
     proxied: boolean;
     /** DNS TTL in seconds; 1 means Cloudflare's "automatic". */
     ttl: number;

@@ -1,5 +1,5 @@
 import { InputProblem, STORE_PATH, StackConfig, failOn } from "./config";
-import { evalAttribute, evaluateFlake } from "./nixEval";
+import { evalAttribute, evaluateFlake, toplevelAttribute } from "./nixEval";
 
 /** The host's facts, declared by the flake's host-facts module (`blog.host`) and set in the host file. */
 export interface HostFacts {
@@ -120,7 +120,9 @@ export function checkEvaluation(raw: unknown, config: StackConfig): HostEvaluati
     }
 
     if (typeof toplevel !== "string" || !STORE_PATH.test(toplevel)) {
-        problems.push(new InputProblem(`${where}.config.system.build.toplevel`, toplevel, "a Nix store path"));
+        problems.push(
+            new InputProblem(toplevelAttribute(config.flake, config.nixosConfiguration), toplevel, "a Nix store path"),
+        );
     }
 
     failOn(problems, `The host facts in ${where} cannot be deployed:`);

@@ -14,6 +14,11 @@ export function evalAttribute(flake: string, configuration: string): string {
     return `${flake}#nixosConfigurations."${configuration}"`;
 }
 
+/** The attribute that builds the system of that configuration (what the deploy realises). */
+export function toplevelAttribute(flake: string, configuration: string): string {
+    return `${evalAttribute(flake, configuration)}.config.system.build.toplevel`;
+}
+
 /** Runs the evaluation and returns the parsed JSON, unchecked (see host.ts for the checks). */
 export function evaluateFlake(flake: string, configuration: string): unknown {
     const attribute = evalAttribute(flake, configuration);

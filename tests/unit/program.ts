@@ -75,8 +75,7 @@ process.setMaxListeners(100);
 
 export async function runProgram(options: RunOptions = {}): Promise<ProgramRun> {
     const config = { "blog:cloudflareZoneId": ZONE_ID, ...(options.config ?? {}) };
-    const result = evaluation();
-    const evaluated = options.evaluation ?? result;
+    const evaluated = options.evaluation ?? evaluation();
     let run: ProgramRun | undefined;
 
     await jest.isolateModulesAsync(async () => {
