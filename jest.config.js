@@ -17,6 +17,7 @@ module.exports = {
       testEnvironment: "node",
       transform: tsJest,
       testMatch: ["<rootDir>/tests/integration/**/*.test.ts"],
+      setupFiles: ["<rootDir>/tests/setupNix.ts"],
     },
   ],
 };

@@ -14,11 +14,8 @@ const fixtures = path.join(repo, "tests/fixtures/closure-diff");
 const flake = `path:${fixtures}`;
 const system = `${process.arch === "arm64" ? "aarch64" : "x86_64"}-linux`;
 
-// No substituters: everything is built here, and nothing waits on a network.
-const env = {
-  ...process.env,
-  NIX_CONFIG: "substituters =\nexperimental-features = nix-command flakes",
-};
+// No substituters (tests/setupNix.ts): everything is built here, and nothing waits on a network.
+const env = { ...process.env };
 
 const systems = ["base", "rebuilt", "added", "removed", "bumped", "mixed"] as const;
 type SystemName = (typeof systems)[number];

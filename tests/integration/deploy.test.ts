@@ -5,6 +5,7 @@ import { execFileSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
+import { TEST_NIX_CONFIG } from "../nixConfig";
 import {
   Target,
   buildClosure,
@@ -245,7 +246,7 @@ test("a closure missing locally is built from FLAKE_ATTR; a FLAKE_ATTR that buil
     const expected = execFileSync("nix", [...nix, "eval", "--raw", `path:${flake}#toplevel.outPath`], {
       encoding: "utf8",
     });
-    const offline = { NIX_CONFIG: "substituters =" };
+    const offline = { NIX_CONFIG: TEST_NIX_CONFIG };
     expect(run("nix-store", ["--check-validity", expected]).status).not.toBe(0);
 
     const absent = deploy(expected, offline);

@@ -1,18 +1,36 @@
 #!/usr/bin/env bash
-# A real deploy target for the integration tests and the benchmark: an OpenSSH
-# server on 127.0.0.1 inside its own mount namespace, with its own /nix
-# (small tmpfs: a store separate from the deployer's), /run (tmpfs: no
+# A real deploy target for the integration tests, the e2e suite and the
+# benchmark: an OpenSSH server inside its own mount namespace, with its own
+# /nix (small tmpfs: a store separate from the deployer's), /run (tmpfs: no
 # /run/systemd/system, so target-shim.sh uses its fallback), /boot, /etc/ssh
-# (its own host key) and /etc/nix/nix.conf. A health endpoint (python3
-# http.server, outside the namespace) serves the directory that the fake
-# activation writes to as /run/blog-health inside it.
+# (its own host key) and Nix configuration (NIX_CONF_DIR, set for every SSH
+# session: nothing depends on the machine's /etc/nix). A web server
+# (health-server.py) serves the page that the fake activation writes to
+# /run/blog-health inside it.
 #
 #   target.sh start DIR [STORE_SIZE [BOOT_SIZE]]   writes DIR/target.env
-#   target.sh stop DIR                              stops every process by pid
+#   target.sh stop DIR                              stops every process by pid, removes the network
 #   target.sh run DIR COMMAND...                    runs COMMAND inside the namespace
 #   target.sh set-host-key DIR                      new host key, sshd re-reads it (SIGHUP)
-# Needs root, unshare, nsenter, /usr/sbin/sshd, /usr/bin/nix-daemon, python3.
+#
+# Where it listens (environment of `start`):
+#   TARGET_NET=loopback (default)  sshd and the web server (HTTP) on random
+#                                  ports of 127.0.0.1
+#   TARGET_NET=netns               a host of its own: a network namespace
+#                                  blogt-N joined to this machine by a veth
+#                                  pair, addresses 198.18.N.2 (RFC 2544's
+#                                  test range) and fd42:b10b:N::2, sshd on
+#                                  port 22, the web server on 80 (or 443
+#                                  with TARGET_TLS_CERT/TARGET_TLS_KEY)
+#   TARGET_IPV6=0                  netns only: no IPv6 address at all
+#   TARGET_AUTHORIZED_KEYS=FILE    root's authorized keys (default: the
+#                                  generated client key, DIR/client_key)
+# Needs root, unshare, nsenter, ip, flock, /usr/sbin/sshd, python3.
 set -euo pipefail
+
+HARNESS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+readonly HARNESS_DIR
+readonly NETNS_LOCK=/run/blog-target-netns.lock
 
 abort() {
   echo "target.sh: $*" >&2
@@ -33,27 +51,38 @@ wait_until() {
   done
 }
 
+# port_open ADDRESS PORT
 port_open() {
-  (: <"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+  (: <"/dev/tcp/$1/$2") 2>/dev/null
 }
 
+# write_files DIR PORT LISTEN...: keys, Nix and sshd configuration, and the
+# script that runs inside the namespace.
 write_files() {
-  local dir=$1 port=$2
+  local dir=$1 port=$2 address
+  shift 2
   mkdir -p "$dir/etc-ssh" "$dir/etc-nix" "$dir/health"
   ssh-keygen -q -t ed25519 -N '' -C blog-test-target -f "$dir/etc-ssh/ssh_host_ed25519_key"
   ssh-keygen -q -t ed25519 -N '' -C blog-test-client -f "$dir/client_key"
-  cp "$dir/client_key.pub" "$dir/authorized_keys"
+  if [[ -n ${TARGET_AUTHORIZED_KEYS:-} ]]; then
+    cp "$TARGET_AUTHORIZED_KEYS" "$dir/authorized_keys"
+  else
+    cp "$dir/client_key.pub" "$dir/authorized_keys"
+  fi
   cat >"$dir/etc-nix/nix.conf" <<CONF
 sandbox = false
 substituters =
 build-users-group =
 experimental-features = nix-command
 CONF
-  cat >"$dir/sshd_config" <<CONF
-Port $port
-ListenAddress 127.0.0.1
+  {
+    echo "Port $port"
+    for address in "$@"; do echo "ListenAddress $address"; done
+  } >"$dir/sshd_config"
+  cat >>"$dir/sshd_config" <<CONF
+SetEnv NIX_CONF_DIR=$dir/etc-nix
 HostKey /etc/ssh/ssh_host_ed25519_key
-PidFile $dir/sshd.pid
+PidFile /run/sshd.pid
 AuthorizedKeysFile $dir/authorized_keys
 PermitRootLogin prohibit-password
 PasswordAuthentication no
@@ -74,36 +103,91 @@ mkdir -p /run/sshd /run/blog-health
 mount --bind "$dir/health" /run/blog-health
 mkdir -p /boot # present on Debian; created (empty) on the host only if missing
 mount -t tmpfs -o "size=$boot_size,mode=755" blog-target-boot /boot
-mount --bind "$dir/etc-nix/nix.conf" /etc/nix/nix.conf
 mount --bind "$dir/etc-ssh" /etc/ssh
 exec /usr/sbin/sshd -D -f "$dir/sshd_config" -E "$dir/sshd.log"
 INSIDE
 }
 
+# new_netns: the lowest free N, its namespace blogt-N and veth pair, under a
+# lock (targets start in parallel); prints N.
+new_netns() {
+  local n lock
+  exec {lock}>"$NETNS_LOCK"
+  flock -w 30 "$lock" || abort "could not lock $NETNS_LOCK within 30 s"
+  for ((n = 1; n <= 200; n++)); do
+    [[ -e /run/netns/blogt-$n ]] || break
+  done
+  ((n <= 200)) || abort "no free test network (200 targets exist)"
+  ip netns add "blogt-$n"
+  exec {lock}>&-
+  ip link add "bt$n-h" type veth peer name "bt$n-t"
+  ip link set "bt$n-t" netns "blogt-$n"
+  ip addr add "198.18.$n.1/24" dev "bt$n-h"
+  ip link set "bt$n-h" up
+  ip -n "blogt-$n" link set lo up
+  ip -n "blogt-$n" addr add "198.18.$n.2/24" dev "bt$n-t"
+  if [[ ${TARGET_IPV6:-1} == 1 ]]; then
+    ip -6 addr add "fd42:b10b:$n::1/64" dev "bt$n-h" nodad
+    ip -6 -n "blogt-$n" addr add "fd42:b10b:$n::2/64" dev "bt$n-t" nodad
+  fi
+  ip -n "blogt-$n" link set "bt$n-t" up
+  echo "$n"
+}
+
 cmd_start() {
-  local dir=$1 store_size=${2:-256m} boot_size=${3:-16m} port health_port server_pid web_pid
+  local dir=$1 store_size=${2:-256m} boot_size=${3:-16m}
+  local port health_port server_pid web_pid n="" addr4=127.0.0.1 addr6="" web_bind=127.0.0.1
+  local in_net=() web_args=()
   [[ $dir != *[[:space:]]* ]] || abort "DIR must not contain spaces"
   mkdir -p "$dir"
   dir=$(cd "$dir" && pwd)
-  port=$(free_port)
-  health_port=$(free_port)
-  write_files "$dir" "$port"
-  setsid unshare --mount --propagation private -- bash "$dir/inside.sh" "$dir" "$store_size" "$boot_size" \
+  case ${TARGET_NET:-loopback} in
+  loopback)
+    port=$(free_port)
+    health_port=$(free_port)
+    write_files "$dir" "$port" 127.0.0.1
+    ;;
+  netns)
+    n=$(new_netns)
+    echo "NETNS=blogt-$n" >"$dir/target.env" # so that stop finds it, whatever fails next
+    addr4=198.18.$n.2
+    port=22
+    in_net=(nsenter "--net=/run/netns/blogt-$n" --)
+    if [[ ${TARGET_IPV6:-1} == 1 ]]; then
+      addr6=fd42:b10b:$n::2
+      web_bind=::
+      write_files "$dir" "$port" "$addr4" "[$addr6]"
+    else
+      web_bind=0.0.0.0
+      write_files "$dir" "$port" "$addr4"
+    fi
+    health_port=80
+    if [[ -n ${TARGET_TLS_CERT:-} ]]; then
+      health_port=443
+      web_args=(--cert "$TARGET_TLS_CERT" --key "$TARGET_TLS_KEY")
+    fi
+    ;;
+  *) abort "TARGET_NET='${TARGET_NET}' is not valid; expected loopback or netns" ;;
+  esac
+  setsid "${in_net[@]}" unshare --mount --propagation private -- bash "$dir/inside.sh" "$dir" "$store_size" "$boot_size" \
     </dev/null >"$dir/target.out" 2>&1 &
   server_pid=$!
-  setsid python3 -m http.server "$health_port" --bind 127.0.0.1 --directory "$dir/health" \
-    </dev/null >"$dir/http.log" 2>&1 &
+  setsid "${in_net[@]}" python3 "$HARNESS_DIR/health-server.py" --bind "$web_bind" --port "$health_port" \
+    --dir "$dir/health" "${web_args[@]}" </dev/null >"$dir/http.log" 2>&1 &
   web_pid=$!
   cat >"$dir/target.env" <<ENV
 TARGET_DIR=$dir
+TARGET_ADDR4=$addr4
+TARGET_ADDR6=$addr6
 TARGET_PORT=$port
 SSHD_PID=$server_pid
 HEALTH_PORT=$health_port
 HTTP_PID=$web_pid
 CLIENT_KEY=$dir/client_key
+NETNS=${n:+blogt-$n}
 ENV
-  wait_until 10 port_open "$port" || abort "sshd did not listen on port $port: $(cat "$dir/target.out" "$dir/sshd.log" 2>/dev/null)"
-  wait_until 10 port_open "$health_port" || abort "health server did not listen on port $health_port"
+  wait_until 10 port_open "$addr4" "$port" || abort "sshd did not listen on $addr4 port $port: $(cat "$dir/target.out" "$dir/sshd.log" 2>/dev/null)"
+  wait_until 10 port_open "$addr4" "$health_port" || abort "web server did not listen on $addr4 port $health_port: $(cat "$dir/http.log")"
   echo "HOST_KEY='$(cat "$dir/etc-ssh/ssh_host_ed25519_key.pub")'" >>"$dir/target.env"
   cat "$dir/target.env"
 }
@@ -124,10 +208,16 @@ cmd_stop() {
   [[ -f $dir/target.env ]] || return 0
   # shellcheck source=/dev/null
   source "$dir/target.env"
-  mapfile -t pids < <(namespace_pids "$SSHD_PID")
-  ((${#pids[@]} == 0)) || kill -KILL "${pids[@]}" 2>/dev/null || true
-  kill -KILL "$HTTP_PID" 2>/dev/null || true
-  wait_until 10 bash -c "! kill -0 $SSHD_PID && ! kill -0 $HTTP_PID" || abort "processes did not stop"
+  if [[ -n ${SSHD_PID:-} ]]; then
+    mapfile -t pids < <(namespace_pids "$SSHD_PID")
+    ((${#pids[@]} == 0)) || kill -KILL "${pids[@]}" 2>/dev/null || true
+    kill -KILL "$HTTP_PID" 2>/dev/null || true
+    wait_until 10 bash -c "! kill -0 $SSHD_PID && ! kill -0 $HTTP_PID" || abort "processes did not stop"
+  fi
+  # Deleting the namespace deletes the veth pair with it.
+  if [[ -n ${NETNS:-} && -e /run/netns/$NETNS ]]; then
+    ip netns del "$NETNS"
+  fi
 }
 
 cmd_run() {
@@ -135,7 +225,7 @@ cmd_run() {
   shift
   # shellcheck source=/dev/null
   source "$dir/target.env"
-  nsenter --target "$SSHD_PID" --mount -- "$@"
+  NIX_CONF_DIR=$dir/etc-nix nsenter --target "$SSHD_PID" --mount -- "$@"
 }
 
 cmd_set_host_key() {
@@ -146,7 +236,7 @@ cmd_set_host_key() {
   ssh-keygen -q -t ed25519 -N '' -C blog-test-other -f "$dir/etc-ssh/ssh_host_ed25519_key"
   kill -HUP "$SSHD_PID"
   sleep 0.5
-  wait_until 10 port_open "$TARGET_PORT" || abort "sshd did not come back"
+  wait_until 10 port_open "$TARGET_ADDR4" "$TARGET_PORT" || abort "sshd did not come back"
   cat "$dir/etc-ssh/ssh_host_ed25519_key.pub"
 }
 

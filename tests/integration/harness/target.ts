@@ -5,6 +5,7 @@ import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
+import { nixEnv } from "../../nixConfig";
 
 export const repoRoot = path.resolve(__dirname, "../../..");
 const harnessDir = __dirname;
@@ -160,6 +161,7 @@ export function scriptEnv(t: Target, extra: Record<string, string> = {}): NodeJS
   return {
     PATH: process.env.PATH,
     HOME: process.env.HOME,
+    ...nixEnv(),
     TARGET_HOST: "127.0.0.1",
     TARGET_PORT: String(t.port),
     TARGET_USER: "root",
