@@ -1,10 +1,10 @@
-import * as pulumi from "@pulumi/pulumi";
 import { readStackConfig } from "./src/config";
 import { NixosDeploy } from "./src/deploy";
-import { BlogDns, domainInZone } from "./src/dns";
+import { BlogDns } from "./src/dns";
 import { evaluateHost } from "./src/host";
 import { NixosInstall } from "./src/install";
 import { toplevelAttribute } from "./src/nixEval";
+import { preflight, stackLabels } from "./src/preflight";
 import { BlogServer } from "./src/server";
 
 // Everything is checked here, before the first resource: bad config fails `pulumi preview`.
@@ -12,20 +12,29 @@ const config = readStackConfig();
 const { host, toplevel } = evaluateHost(config);
 const closure = config.systemClosure ?? toplevel;
 
-// Cloudflare confirms the domain lies in the zone before the server is created (its label waits for it).
-const domain = domainInZone(config.cloudflareZoneId, host.domain);
+// Hetzner (server type, location, disk) and Cloudflare (the zone) are asked next; every Hetzner
+// resource takes its labels from this check, so none is created unless all of it passes.
+const { labels, selector } = stackLabels(host.domain);
+const ready = preflight({
+    serverType: config.serverType,
+    location: config.location,
+    system: host.system,
+    domain: host.domain,
+    cloudflareZoneId: config.cloudflareZoneId,
+    selector,
+});
 
 const server = new BlogServer("blog", {
     serverType: config.serverType,
     location: config.location,
     image: config.image,
-    adminSshKeys: host.adminSshKeys,
-    labels: { "managed-by": "pulumi", project: pulumi.getProject(), stack: pulumi.getStack(), domain },
+    system: host.system,
+    labels: ready.apply(() => labels),
 });
 
 const dns = new BlogDns("blog", {
     zoneId: config.cloudflareZoneId,
-    domain,
+    domain: host.domain,
     ipv4: server.ipv4,
     ipv6: server.ipv6,
     ttl: config.ttl,
@@ -40,6 +49,7 @@ const install = new NixosInstall(
         targetHost: server.ipv4,
         flake: config.flake,
         nixosConfiguration: config.nixosConfiguration,
+        bootstrapPrivateKey: server.bootstrapPrivateKey,
         sshPrivateKey: config.sshPrivateKey,
     },
     { dependsOn: [dns] },
@@ -65,3 +75,4 @@ export const url = `https://${host.domain}/`;
 export const serverId = server.id;
 export const hostKey = install.publicHostKey;
 export const systemClosure = deploy.systemClosure;
+export const nixosConfiguration = config.nixosConfiguration;

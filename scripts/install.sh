@@ -5,8 +5,11 @@
 #
 # Input (environment; secrets only here, never arguments): TARGET_HOST,
 # TARGET_PORT, TARGET_USER, HOST_KEY, HOST_KEY_PRIVATE, FLAKE,
-# NIXOS_CONFIGURATION, SSH_PRIVATE_KEY, CONNECT_ATTEMPTS, CONNECT_TIMEOUT,
-# NIXOS_ANYWHERE.
+# NIXOS_CONFIGURATION, SSH_PRIVATE_KEY, BOOTSTRAP_SSH_PRIVATE_KEY,
+# CONNECT_ATTEMPTS, CONNECT_TIMEOUT, NIXOS_ANYWHERE.
+# BOOTSTRAP_SSH_PRIVATE_KEY is the key the stock image (and so the installer)
+# accepts; SSH_PRIVATE_KEY the one the installed system accepts (one of its
+# admin keys). Unset, either falls back to SSH_PRIVATE_KEY, then ssh-agent.
 # Exit codes: 0 installed and verified, 1 bad input, 2 refused before
 # changing the target (unreachable), 4 installed but not verified (the
 # system did not come back, or presents another host key): an operator must look.
@@ -18,6 +21,7 @@ source "$script_dir/lib/common.sh"
 
 work_dir=""
 identity_opts=()
+bootstrap_identity_opts=()
 nixos_anywhere=()
 
 parse_inputs() {
@@ -68,8 +72,14 @@ prepare_extra_files() {
 prepare_work_dir() {
   make_work_dir
   if has_value SSH_PRIVATE_KEY; then
-    write_secret_file "$work_dir/id_install" SSH_PRIVATE_KEY
-    identity_opts=(-o IdentitiesOnly=yes -i "$work_dir/id_install")
+    write_secret_file "$work_dir/id_admin" SSH_PRIVATE_KEY
+    identity_opts=(-o IdentitiesOnly=yes -i "$work_dir/id_admin")
+  fi
+  if has_value BOOTSTRAP_SSH_PRIVATE_KEY; then
+    write_secret_file "$work_dir/id_bootstrap" BOOTSTRAP_SSH_PRIVATE_KEY
+    bootstrap_identity_opts=(-o IdentitiesOnly=yes -i "$work_dir/id_bootstrap")
+  else
+    bootstrap_identity_opts=("${identity_opts[@]}")
   fi
   prepare_extra_files
 }
@@ -86,7 +96,7 @@ wait_for_server() {
     -o GlobalKnownHostsFile=/dev/null
     -o LogLevel=ERROR
     -p "$TARGET_PORT"
-    "${identity_opts[@]}"
+    "${bootstrap_identity_opts[@]}"
   )
   wait_for_ssh "waiting for the server" "${first_contact_opts[@]}" "$(target_address)" true
 }
@@ -99,12 +109,14 @@ run_nixos_anywhere() {
     --ssh-port "$TARGET_PORT"
     --extra-files "$work_dir/extra-files"
   )
-  if has_value SSH_PRIVATE_KEY; then
-    args+=(-i "$work_dir/id_install")
+  if has_value BOOTSTRAP_SSH_PRIVATE_KEY; then
+    args+=(-i "$work_dir/id_bootstrap")
+  elif has_value SSH_PRIVATE_KEY; then
+    args+=(-i "$work_dir/id_admin")
   fi
   # Substitution on the destination stays on (no --no-substitute-on-destination).
   # The secrets are files by now; nixos-anywhere does not get them as variables.
-  env -u HOST_KEY_PRIVATE -u SSH_PRIVATE_KEY "${nixos_anywhere[@]}" "${args[@]}" ||
+  env -u HOST_KEY_PRIVATE -u SSH_PRIVATE_KEY -u BOOTSTRAP_SSH_PRIVATE_KEY "${nixos_anywhere[@]}" "${args[@]}" ||
     abort "$EXIT_UNKNOWN" "nixos-anywhere failed (exit $?); the server may be partly installed; an operator must look"
 }
 

@@ -21,8 +21,11 @@ export interface NixosDeployArgs {
 
 /**
  * Pushes the system closure to the host and activates it, with a health check and automatic
- * rollback (scripts/deploy.sh). Its inputs change when the closure changes, so an unchanged
- * closure is no change at all, in preview too.
+ * rollback (scripts/deploy.sh). A new closure changes `SYSTEM_CLOSURE` in the environment: an
+ * in-place update that runs `update` (the deploy) again, and whose diff shows the old and the new
+ * store path (the engine keeps secrecy per key, so the secret key beside it stays hidden alone).
+ * No `triggers`: pulumi-command declares them replace-on-change, and a replace would run the
+ * deploy as a create. An unchanged closure is no change at all, in preview too.
  */
 export class NixosDeploy extends pulumi.ComponentResource {
     public readonly command: command.local.Command;
@@ -50,11 +53,6 @@ export class NixosDeploy extends pulumi.ComponentResource {
                 create: DEPLOY_COMMAND,
                 update: DEPLOY_COMMAND,
                 environment,
-                // The closure also goes here, outside the environment: when the environment
-                // holds a secret the whole map may show as [secret] in a diff, while the
-                // trigger always shows the old and new store paths. With `update` set, a
-                // changed trigger is an in-place update that runs the deploy again.
-                triggers: [args.systemClosure],
                 addPreviousOutputInEnv: false,
             },
             { parent: this, additionalSecretOutputs: ["stdout", "stderr"] },

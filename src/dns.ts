@@ -16,28 +16,6 @@ export interface BlogDnsArgs {
     proxied?: pulumi.Input<boolean>;
 }
 
-/** Returns the domain when it lies in the zone named `zoneName`; throws a clear error otherwise. */
-export function checkDomainInZone(domain: string, zoneName: string, zoneId: string): string {
-    if (domain !== zoneName && !domain.endsWith(`.${zoneName}`)) {
-        throw new pulumi.RunError(
-            `blog.host.domain: got ${JSON.stringify(domain)}; expected a name in the Cloudflare zone ` +
-                `${JSON.stringify(zoneName)} (blog:cloudflareZoneId ${zoneId}): change the domain in the ` +
-                "host file or the zone id in the stack config",
-        );
-    }
-    return domain;
-}
-
-/**
- * The domain, once Cloudflare has confirmed it lies in the zone. It is unknown until then, so
- * whatever takes it as an input (the server's labels) waits for the check: a domain outside
- * the zone fails preview and `up` before anything is created, instead of failing the records
- * after the server exists.
- */
-export function domainInZone(zoneId: string, domain: string): pulumi.Output<string> {
-    return cloudflare.getZoneOutput({ zoneId }).apply((zone) => checkDomainInZone(domain, zone.name, zoneId));
-}
-
 /** The site's A and AAAA records at Cloudflare, pointing at the server. */
 export class BlogDns extends pulumi.ComponentResource {
     public readonly a: cloudflare.DnsRecord;

@@ -66,11 +66,6 @@ function isRecord(value: unknown): value is Record<string, unknown> {
     return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
-/** The architecture a Hetzner server type runs: the `cax` family is Arm, every other is x86. */
-export function serverTypeSystem(serverType: string): HostFacts["system"] {
-    return serverType.startsWith("cax") ? "aarch64-linux" : "x86_64-linux";
-}
-
 /**
  * Checks what the flake evaluated to, and that it fits the stack's config; throws one error
  * that lists every problem, naming the option in the flake, its value and what was expected.
@@ -105,18 +100,10 @@ export function checkEvaluation(raw: unknown, config: StackConfig): HostEvaluati
         });
     }
 
+    // Whether the server type runs this system is Hetzner's to say (preflight.ts).
     const system = host.system;
     if (typeof system !== "string" || !(SYSTEMS as readonly string[]).includes(system)) {
         problems.push(new InputProblem(option("system"), system, `one of ${SYSTEMS.join(", ")}`));
-    } else if (serverTypeSystem(config.serverType) !== system) {
-        problems.push(
-            new InputProblem(
-                option("system"),
-                system,
-                `${serverTypeSystem(config.serverType)}, the architecture of server type ${config.serverType} ` +
-                    "(pick a configuration built for it, or another server type)",
-            ),
-        );
     }
 
     if (typeof toplevel !== "string" || !STORE_PATH.test(toplevel)) {

@@ -17,7 +17,9 @@ export interface NixosInstallArgs {
     flake: pulumi.Input<string>;
     /** Name under `nixosConfigurations`; the stack config defaults to `blog`. */
     nixosConfiguration: pulumi.Input<string>;
-    /** Private key to log in with (secret); defaults to the operator's ssh-agent. */
+    /** Private key the stock image accepts (secret): the server's bootstrap key. No default. */
+    bootstrapPrivateKey: pulumi.Input<string>;
+    /** Private key the installed system accepts, one of the admins' (secret); defaults to the operator's ssh-agent. */
     sshPrivateKey?: pulumi.Input<string>;
 }
 
@@ -45,6 +47,7 @@ export class NixosInstall extends pulumi.ComponentResource {
             HOST_KEY_PRIVATE: pulumi.secret(this.hostKey.privateKeyOpenssh),
             FLAKE: args.flake,
             NIXOS_CONFIGURATION: args.nixosConfiguration,
+            BOOTSTRAP_SSH_PRIVATE_KEY: pulumi.secret(args.bootstrapPrivateKey),
         };
         if (args.sshPrivateKey !== undefined) environment.SSH_PRIVATE_KEY = pulumi.secret(args.sshPrivateKey);
 

@@ -1,15 +1,19 @@
 import * as hcloud from "@pulumi/hcloud";
 import * as pulumi from "@pulumi/pulumi";
+import * as tls from "@pulumi/tls";
 
 export interface BlogServerArgs {
-    /** Hetzner Cloud server type; no default here, the stack config defaults to `cx23`. */
+    /** Hetzner Cloud server type, once checked (see preflight.ts); the stack config defaults to `cx23`. */
     serverType: pulumi.Input<string>;
     /** Hetzner Cloud location; the stack config defaults to `nbg1`. */
     location: pulumi.Input<string>;
     /** Stock image the server first boots (nixos-anywhere kexecs from it); the stack config defaults to `ubuntu-24.04`. */
     image: pulumi.Input<string>;
-    /** OpenSSH public keys of the admins; uploaded so the stock image accepts the first login. No default. */
-    adminSshKeys: string[];
+    /**
+     * Nix system of the host (`x86_64-linux` or `aarch64-linux`). A new value is a new server: Hetzner
+     * cannot move a server between architectures. No default.
+     */
+    system: pulumi.Input<string>;
     /** Labels set on every Hetzner resource; defaults to none. */
     labels?: pulumi.Input<Record<string, pulumi.Input<string>>>;
 }
@@ -23,14 +27,21 @@ export const FIREWALL_RULES: hcloud.types.input.FirewallRule[] = [
 ].map((rule) => ({ ...rule, sourceIps: ["0.0.0.0/0", "::/0"] }));
 
 /**
- * The Hetzner Cloud server with its admin SSH keys and firewall. nixos-anywhere later replaces
- * the image, so the server ignores changes to what it replaces and is never rebuilt by an
- * ordinary `pulumi up`.
+ * The Hetzner Cloud server with its firewall and bootstrap key.
+ *
+ * The stock image is only ever logged in to by the install, so Hetzner gets one key: a bootstrap
+ * key the stack generates (ed25519, kept as a secret in state), not the admins' keys. The admins'
+ * keys reach the host through NixOS (`blog.host.adminSshKeys`), where adding, removing or
+ * reordering them is an ordinary deploy. Hetzner never sees them, so it can neither refuse a
+ * rotation (one fingerprint per project) nor hand a replacement server a list of deleted keys.
  */
 export class BlogServer extends pulumi.ComponentResource {
     public readonly server: hcloud.Server;
     public readonly firewall: hcloud.Firewall;
-    public readonly sshKeys: hcloud.SshKey[];
+    public readonly bootstrapKey: tls.PrivateKey;
+    public readonly bootstrapSshKey: hcloud.SshKey;
+    /** The private half of the bootstrap key (secret): what the install logs in to the stock image with. */
+    public readonly bootstrapPrivateKey: pulumi.Output<string>;
     public readonly id: pulumi.Output<string>;
     public readonly ipv4: pulumi.Output<string>;
     public readonly ipv6: pulumi.Output<string>;
@@ -39,9 +50,12 @@ export class BlogServer extends pulumi.ComponentResource {
         super("blog:hetzner:Server", name, {}, opts);
         const labels = args.labels ?? {};
 
-        this.sshKeys = args.adminSshKeys.map(
-            (publicKey, i) =>
-                new hcloud.SshKey(`${name}-admin-${i}`, { publicKey, labels }, { parent: this }),
+        this.bootstrapKey = new tls.PrivateKey(`${name}-bootstrap-key`, { algorithm: "ED25519" }, { parent: this });
+        this.bootstrapPrivateKey = pulumi.secret(this.bootstrapKey.privateKeyOpenssh);
+        this.bootstrapSshKey = new hcloud.SshKey(
+            `${name}-bootstrap`,
+            { publicKey: this.bootstrapKey.publicKeyOpenssh.apply((key) => key.trim()), labels },
+            { parent: this },
         );
 
         this.firewall = new hcloud.Firewall(`${name}-firewall`, { rules: FIREWALL_RULES, labels }, { parent: this });
@@ -53,15 +67,21 @@ export class BlogServer extends pulumi.ComponentResource {
                 location: args.location,
                 image: args.image,
                 publicNets: [{ ipv4Enabled: true, ipv6Enabled: true }],
-                sshKeys: this.sshKeys.map((key) => key.id),
+                sshKeys: [this.bootstrapSshKey.id],
                 firewallIds: [this.firewall.id.apply((id) => Number(id))],
                 labels,
             },
             {
                 parent: this,
-                // nixos-anywhere replaces the stock image and its first-boot data: changes to
-                // them must not propose a new server.
-                ignoreChanges: ["image", "userData", "sshKeys"],
+                // nixos-anywhere replaces the stock image: a new `image` applies to the next new
+                // server and must not propose one. The engine also keeps the old image when the
+                // server is replaced for another reason; `pulumi up --replace` takes the new one.
+                // `sshKeys` is the bootstrap key, the same for the stack's life: ignoring it only
+                // keeps stacks made before the bootstrap key from replacing their server.
+                ignoreChanges: ["image", "sshKeys"],
+                // Hetzner changes a server's type in place, but only within one architecture
+                // (hetznercloud/terraform-provider-hcloud#1000): a new architecture is a new server.
+                replacementTrigger: args.system,
             },
         );
 

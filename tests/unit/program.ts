@@ -14,6 +14,8 @@ export const SERVER_IPV4 = "203.0.113.10";
 export const SERVER_IPV6 = "2001:db8:1:2::1";
 export const HOST_PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHostKeyFromTheTlsProviderMockxxxxxxxxxxxxx";
 export const HOST_PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nHOST-KEY-PRIVATE-MATERIAL\n-----END OPENSSH PRIVATE KEY-----\n";
+export const BOOTSTRAP_PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBootstrapKeyFromTheTlsProviderMockxxxxxxxx";
+export const BOOTSTRAP_PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nBOOTSTRAP-KEY-PRIVATE-MATERIAL\n-----END OPENSSH PRIVATE KEY-----\n";
 export const SSH_PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nOPERATOR-KEY-PRIVATE-MATERIAL\n-----END OPENSSH PRIVATE KEY-----\n";
 
 export interface Evaluation {
@@ -58,6 +60,17 @@ export interface ProgramRun {
     all(type: string): Registered[];
 }
 
+/** Hetzner's catalog as the mocks answer `getServerTypes`: the fields the program reads. */
+export const SERVER_TYPES = [
+    { name: "cx23", architecture: "x86", memory: 4, disk: 40, locations: ["nbg1", "fsn1", "hel1"] },
+    { name: "cx33", architecture: "x86", memory: 8, disk: 80, locations: ["nbg1", "fsn1", "hel1"] },
+    { name: "cpx11", architecture: "x86", memory: 2, disk: 40, locations: ["nbg1", "fsn1", "hel1", "ash", "hil", "sin"] },
+    { name: "cax11", architecture: "arm", memory: 4, disk: 40, locations: ["nbg1", "fsn1", "hel1"] },
+].map(({ locations, ...t }) => ({
+    ...t,
+    locations: locations.map((name) => ({ name, available: true, isDeprecated: false, unavailableAfter: "" })),
+}));
+
 export interface RunOptions {
     config?: Record<string, string>;
     secretKeys?: string[];
@@ -65,6 +78,8 @@ export interface RunOptions {
     preview?: boolean;
     /** The zone's name, as Cloudflare's getZone answers; defaults to example-site.org. */
     zoneName?: string;
+    /** The stack's server as Hetzner's getServers answers; defaults to none (a new stack). */
+    currentServer?: { serverType: string; location: string; primaryDiskSize: number };
 }
 
 /** Numeric ids, the way Hetzner hands them out. */
@@ -95,9 +110,12 @@ export async function runProgram(options: RunOptions = {}): Promise<ProgramRun> 
                     } else if (args.type === "hcloud:index/server:Server") {
                         state.ipv4Address = SERVER_IPV4;
                         state.ipv6Address = SERVER_IPV6;
-                    } else if (args.type === "tls:index/privateKey:PrivateKey") {
+                    } else if (args.type === "tls:index/privateKey:PrivateKey" && args.name.endsWith("host-key")) {
                         state.publicKeyOpenssh = `${HOST_PUBLIC_KEY}\n`;
                         state.privateKeyOpenssh = HOST_PRIVATE_KEY;
+                    } else if (args.type === "tls:index/privateKey:PrivateKey") {
+                        state.publicKeyOpenssh = `${BOOTSTRAP_PUBLIC_KEY}\n`;
+                        state.privateKeyOpenssh = BOOTSTRAP_PRIVATE_KEY;
                     }
                     const entry = byName.get(`${args.type}::${args.name}`);
                     if (entry) {
@@ -111,6 +129,12 @@ export async function runProgram(options: RunOptions = {}): Promise<ProgramRun> 
                     invokes.push({ token: args.token, inputs: args.inputs });
                     if (args.token === "cloudflare:index/getZone:getZone") {
                         return { id: args.inputs.zoneId, name: options.zoneName ?? "example-site.org" };
+                    }
+                    if (args.token === "hcloud:index/getServerTypes:getServerTypes") {
+                        return { id: "server-types", serverTypes: SERVER_TYPES };
+                    }
+                    if (args.token === "hcloud:index/getServers:getServers") {
+                        return { id: "servers", servers: options.currentServer ? [options.currentServer] : [] };
                     }
                     throw new Error(`no canned answer for invoke ${args.token}`);
                 },

@@ -19,7 +19,7 @@ describe("pulumi preview of a new stack", () => {
 
     test("shows the closure the deploy will push, known before anything is created", () => {
         const deploy = run.all(COMMAND).find((c) => c.name.endsWith("switch"))!;
-        expect(deploy.inputs.triggers).toEqual([CLOSURE_1]);
+        expect(deploy.inputs.environment.SYSTEM_CLOSURE).toBe(CLOSURE_1);
     });
 
     test("leaves the server's addresses unknown instead of inventing them", async () => {
@@ -29,12 +29,13 @@ describe("pulumi preview of a new stack", () => {
 });
 
 describe("pulumi preview of a pull request that changes the system", () => {
-    test("shows the new closure in the deploy's trigger", async () => {
+    test("shows the new closure in the deploy's SYSTEM_CLOSURE", async () => {
         const before = await runProgram({ preview: true, evaluation: evaluation({}, CLOSURE_1) });
         const after = await runProgram({ preview: true, evaluation: evaluation({}, CLOSURE_2) });
-        const trigger = (r: typeof before) => r.all(COMMAND).find((c) => c.name.endsWith("switch"))!.inputs.triggers;
-        expect(trigger(before)).toEqual([CLOSURE_1]);
-        expect(trigger(after)).toEqual([CLOSURE_2]);
+        const closure = (r: typeof before) =>
+            r.all(COMMAND).find((c) => c.name.endsWith("switch"))!.inputs.environment.SYSTEM_CLOSURE;
+        expect(closure(before)).toBe(CLOSURE_1);
+        expect(closure(after)).toBe(CLOSURE_2);
     });
 });
 

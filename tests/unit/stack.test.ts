@@ -1,5 +1,6 @@
 import {
-    ADMIN_KEY,
+    BOOTSTRAP_PRIVATE_KEY,
+    BOOTSTRAP_PUBLIC_KEY,
     CLOSURE_1,
     CLOSURE_2,
     HOST_PRIVATE_KEY,
@@ -38,6 +39,7 @@ describe("pulumi up (update) with the default config", () => {
                 COMMAND,
                 FIREWALL,
                 HOST_KEY,
+                HOST_KEY,
                 RECORD,
                 RECORD,
                 SERVER,
@@ -46,8 +48,10 @@ describe("pulumi up (update) with the default config", () => {
         );
     });
 
-    test("uploads each admin key from the host facts to Hetzner", () => {
-        expect(run.all(SSH_KEY).map((k) => k.inputs.publicKey)).toEqual([ADMIN_KEY]);
+    test("Hetzner gets one key, the stack's own bootstrap key, never the admins' keys", () => {
+        expect(run.all(SSH_KEY).map((k) => k.inputs.publicKey)).toEqual([BOOTSTRAP_PUBLIC_KEY]);
+        expect(run.all(SSH_KEY).map((k) => k.name)).toEqual(["blog-bootstrap"]);
+        expect(run.all(HOST_KEY).map((k) => k.inputs.algorithm)).toEqual(["ED25519", "ED25519"]);
     });
 
     test("the firewall admits TCP 22, 80, 443 and ICMP from anywhere, and nothing else", () => {
@@ -72,14 +76,23 @@ describe("pulumi up (update) with the default config", () => {
             location: "nbg1",
             image: "ubuntu-24.04",
             publicNets: [{ ipv4Enabled: true, ipv6Enabled: true }],
-            labels: { "managed-by": "pulumi", project: "blog", stack: "test" },
+            labels: { "managed-by": "pulumi", project: "blog", stack: "test", domain: "blog.example-site.org" },
         });
         expect(server.inputs.sshKeys).toEqual(run.all(SSH_KEY).map((k) => k.id));
         expect(server.inputs.firewallIds).toEqual([Number(firewall.id)]);
     });
 
-    test("the server ignores what nixos-anywhere replaces, so an ordinary up never rebuilds it", () => {
-        expect(run.one(SERVER).opts.ignoreChanges).toEqual(expect.arrayContaining(["image", "userData", "sshKeys"]));
+    test("the server ignores the image nixos-anywhere replaces, so an ordinary up never rebuilds it", () => {
+        expect(run.one(SERVER).opts.ignoreChanges).toEqual(["image", "sshKeys"]);
+    });
+
+    test("a new architecture is a new server: the configuration's system is the server's replacement trigger", async () => {
+        expect(await valueOf(run.one(SERVER).opts.replacementTrigger as any)).toBe("x86_64-linux");
+        const arm = await runProgram({
+            config: { "blog:serverType": "cax11", "blog:nixosConfiguration": "blog-arm" },
+            evaluation: evaluation({ system: "aarch64-linux" }),
+        });
+        expect(await valueOf(arm.one(SERVER).opts.replacementTrigger as any)).toBe("aarch64-linux");
     });
 
     test("A and AAAA records name the host's domain and point at the server's addresses", () => {
@@ -107,13 +120,9 @@ describe("pulumi up (update) with the default config", () => {
             HOST_KEY: HOST_PUBLIC_KEY,
             FLAKE: "./nix",
             NIXOS_CONFIGURATION: "blog",
+            HOST_KEY_PRIVATE: HOST_PRIVATE_KEY,
+            BOOTSTRAP_SSH_PRIVATE_KEY: BOOTSTRAP_PRIVATE_KEY,
         });
-    });
-
-    test("the install's environment is secret even without an operator key: it holds the host's private key", () => {
-        const install = run.all(COMMAND).find((c) => c.name.endsWith("nixos-anywhere"))!;
-        expect(install.secretPaths).toContain("environment");
-        expect(install.inputs.environment.HOST_KEY_PRIVATE).toBe(HOST_PRIVATE_KEY);
     });
 
     test("the install waits for DNS, so the host's first ACME request can pass", () => {
@@ -133,7 +142,8 @@ describe("pulumi up (update) with the default config", () => {
             HEALTH_URL: "https://blog.example-site.org/",
             HEALTH_RESOLVE: `blog.example-site.org:443:${SERVER_IPV4}`,
         });
-        expect(deploy.inputs.triggers).toEqual([CLOSURE_1]);
+        // pulumi-command replaces a Command whose triggers change: the deploy has none.
+        expect(deploy.inputs.triggers).toBeUndefined();
         const component = run.one("blog:nixos:Deploy");
         expect(component.opts.dependsOn).toEqual([expect.objectContaining({ __pulumiType: "blog:nixos:Install" })]);
     });
@@ -149,6 +159,7 @@ describe("pulumi up (update) with the default config", () => {
             serverId: expect.stringMatching(/^[0-9]+$/),
             hostKey: HOST_PUBLIC_KEY,
             systemClosure: CLOSURE_1,
+            nixosConfiguration: "blog",
         });
     });
 });
@@ -168,8 +179,7 @@ describe("the deploy's inputs", () => {
         const before = await deployInputs(CLOSURE_1);
         const after = await deployInputs(CLOSURE_2);
         expect(after.environment.SYSTEM_CLOSURE).toBe(CLOSURE_2);
-        expect(after.triggers).toEqual([CLOSURE_2]);
-        expect({ ...after, triggers: [CLOSURE_1], environment: { ...after.environment, SYSTEM_CLOSURE: CLOSURE_1 } }).toEqual(before);
+        expect({ ...after, environment: { ...after.environment, SYSTEM_CLOSURE: CLOSURE_1 } }).toEqual(before);
     });
 
     test("carry the configured systemClosure instead of the evaluated one, with no flake build", async () => {
@@ -204,6 +214,7 @@ describe("secrets", () => {
         const install = run.all(COMMAND).find((c) => c.name.endsWith("nixos-anywhere"))!;
         const deploy = run.all(COMMAND).find((c) => c.name.endsWith("switch"))!;
         expect(install.inputs.environment.HOST_KEY_PRIVATE).toBe(HOST_PRIVATE_KEY);
+        expect(install.inputs.environment.BOOTSTRAP_SSH_PRIVATE_KEY).toBe(BOOTSTRAP_PRIVATE_KEY);
         expect(install.inputs.environment.SSH_PRIVATE_KEY).toBe(SSH_PRIVATE_KEY);
         expect(deploy.inputs.environment.SSH_PRIVATE_KEY).toBe(SSH_PRIVATE_KEY);
         expect(deploy.inputs.environment.HOST_KEY_PRIVATE).toBeUndefined();
@@ -215,10 +226,6 @@ describe("secrets", () => {
         }
     });
 
-    test("are marked secret wherever they are passed", () => {
-        for (const command of run.all(COMMAND)) expect(command.secretPaths).toContain("environment");
-    });
-
     test("command output, which may echo the environment, is stored as a secret", () => {
         for (const command of run.all(COMMAND)) {
             expect(command.opts.additionalSecretOutputs).toEqual(expect.arrayContaining(["stdout", "stderr"]));
@@ -226,12 +233,35 @@ describe("secrets", () => {
     });
 });
 
-describe("the domain and the Cloudflare zone", () => {
-    test("the server is labelled with the domain once Cloudflare confirms the zone holds it", async () => {
+describe("the checks that ask Hetzner and Cloudflare (preflight)", () => {
+    test("ask for the server types, the stack's server by its labels, and the zone", async () => {
         const run = await runProgram();
-        expect(run.invokes).toEqual([{ token: "cloudflare:index/getZone:getZone", inputs: { zoneId: ZONE_ID } }]);
-        expect(run.one(SERVER).inputs.labels.domain).toBe("blog.example-site.org");
-        expect(run.all(RECORD).map((r) => r.inputs.name)).toEqual(["blog.example-site.org", "blog.example-site.org"]);
+        expect(run.invokes.map((i) => i.token).sort()).toEqual([
+            "cloudflare:index/getZone:getZone",
+            "hcloud:index/getServerTypes:getServerTypes",
+            "hcloud:index/getServers:getServers",
+        ]);
+        expect(run.invokes.find((i) => i.token.endsWith("getServers"))!.inputs).toEqual({
+            withSelector: "managed-by=pulumi,project=blog,stack=test",
+        });
+        expect(run.invokes.find((i) => i.token.endsWith("getZone"))!.inputs).toEqual({ zoneId: ZONE_ID });
     });
 
+    // A failing check fails the program asynchronously, which the mocks cannot report; the e2e
+    // suite shows with the real engine that preview fails with every problem and creates nothing.
+    test("every Hetzner resource carries the stack's labels", async () => {
+        const run = await runProgram({ preview: true });
+        for (const r of run.resources.filter((x) => x.type.startsWith("hcloud:"))) {
+            expect(r.inputs.labels).toMatchObject({ "managed-by": "pulumi", stack: "test" });
+        }
+    });
+
+    test("a long domain still makes valid Hetzner labels", async () => {
+        const domain = `${"a".repeat(60)}.example-site.org`;
+        const run = await runProgram({ evaluation: evaluation({ domain }) });
+        const label = run.one(SERVER).inputs.labels.domain as string;
+        expect(label.length).toBeLessThanOrEqual(63);
+        expect(label).toMatch(/^[a-z0-9][a-z0-9._-]*[a-z0-9]$/);
+        expect(run.all(RECORD).map((r) => r.inputs.name)).toEqual([domain, domain]);
+    });
 });
