@@ -65,6 +65,8 @@ beforeAll(() => {
     [
       "#!/bin/sh",
       'echo "$*" >> "$FAKE_PULUMI_LOG"',
+      'if [ "$1 $2 $3" = "config get flake" ]; then echo "$FAKE_PULUMI_FLAKE"; exit 0; fi',
+      'if [ "$1 $2 $3" = "config get nixosConfiguration" ]; then [ -n "$FAKE_PULUMI_CONFIGURATION" ] || exit 255; echo "$FAKE_PULUMI_CONFIGURATION"; exit 0; fi',
       'if [ "$1" = config ]; then echo "$FAKE_PULUMI_KEY"; exit 0; fi',
       'if [ -n "$FAKE_PULUMI_ERROR" ]; then echo "$FAKE_PULUMI_ERROR" >&2; exit 255; fi',
       'echo "$FAKE_PULUMI_OUTPUT"',
@@ -271,7 +273,8 @@ describe("preview.yml's closure diff step", () => {
         PATH: `${fakeBin}:${process.env.PATH}`,
         FAKE_PULUMI_LOG: path.join(runner, "pulumi.log"),
         PULUMI_STACK: "production",
-        FLAKE_ATTR: `${flake}#systems.${system}.added`,
+        FAKE_PULUMI_FLAKE: flake,
+        FAKE_PULUMI_CONFIGURATION: "added",
         RUN_URL: "https://github.com/example/blog/actions/runs/1",
         DEPLOYED_IPV4: "",
         DEPLOYED_HOST_KEY: "",
@@ -299,6 +302,17 @@ describe("preview.yml's closure diff step", () => {
     expect(run.output).toBe(`comment=${run.commentPath}\n`);
     expect(run.comment).toContain("\n**1 package changed** (1 added, 0 removed, 0 upgraded).\n");
     expect(run.summary).toBe(run.comment);
+  });
+
+  test("builds the stack's own nixosConfiguration, else the default Pulumi.yaml declares", () => {
+    const configured = runStep({ FAKE_PULUMI_OUTPUT: paths.base, FAKE_PULUMI_CONFIGURATION: "mixed" });
+    expect(configured.code).toBe(0);
+    expect(configured.comment).toContain(paths.mixed);
+    expect(configured.log).toContain("config get nixosConfiguration --stack production\n");
+
+    const unset = runStep({ FAKE_PULUMI_OUTPUT: paths.base, FAKE_PULUMI_CONFIGURATION: "" });
+    expect(unset.code).toBe(2);
+    expect(unset.stderr).toContain('nixosConfigurations."blog".config.system.build.toplevel');
   });
 
   test("with the server's address and host key, logs in with the stack's key and leaves no key behind", () => {

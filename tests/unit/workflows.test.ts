@@ -179,6 +179,7 @@ describe("preview.yml", () => {
       "cloud-url": "${{ vars.PULUMI_BACKEND_URL }}",
       "comment-on-pr": true,
       "edit-pr-comment": true,
+      diff: true,
     });
     expect(Object.keys(step.env ?? {}).sort()).toEqual(
       ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "CLOUDFLARE_API_TOKEN", "HCLOUD_TOKEN", "PULUMI_CONFIG_PASSPHRASE"].sort(),
@@ -188,7 +189,10 @@ describe("preview.yml", () => {
   test("posts the closure diff as a second comment, edited in place under a fixed header", () => {
     const closure = previewJob.steps.find((s) => s.id === "closure");
     expect(closure?.run).toMatch(/bash scripts\/closure-diff\.sh --stack "\$PULUMI_STACK" --stack-output systemClosure/);
-    expect(closure?.env?.FLAKE_ATTR).toBe("./nix#nixosConfigurations.blog.config.system.build.toplevel");
+    // The system of the stack's own configuration, not a fixed one.
+    expect(closure?.env?.FLAKE_ATTR).toBeUndefined();
+    expect(closure?.run).toContain('setting nixosConfiguration');
+    expect(closure?.run).toContain('--flake-attr "$flake_attr"');
     // The deployed closure comes from the server, host key pinned.
     expect(closure?.run).toContain('from=(--from "ssh-ng://root@$DEPLOYED_IPV4")');
     expect(closure?.run).toContain("StrictHostKeyChecking=yes");
