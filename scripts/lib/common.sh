@@ -34,6 +34,7 @@ abort() {
 # has_value NAME: the variable is non-empty. Tests the length only, so the
 # value of a secret never shows up in a trace (bash -x).
 has_value() {
+  [[ -v $1 ]] || return 1 # unset (set -u would abort on the length)
   local -n value_ref=$1
   ((${#value_ref} > 0))
 }

@@ -24,7 +24,8 @@
 #                                  with TARGET_TLS_CERT/TARGET_TLS_KEY)
 #   TARGET_IPV6=0                  netns only: no IPv6 address at all
 #   TARGET_AUTHORIZED_KEYS=FILE    root's authorized keys (default: the
-#                                  generated client key, DIR/client_key)
+#                                  generated client key, DIR/client_key);
+#                                  inside: /etc/ssh/authorized_keys.d/root
 # Needs root, unshare, nsenter, ip, flock, /usr/sbin/sshd, python3.
 set -euo pipefail
 
@@ -64,10 +65,13 @@ write_files() {
   mkdir -p "$dir/etc-ssh" "$dir/etc-nix" "$dir/health"
   ssh-keygen -q -t ed25519 -N '' -C blog-test-target -f "$dir/etc-ssh/ssh_host_ed25519_key"
   ssh-keygen -q -t ed25519 -N '' -C blog-test-client -f "$dir/client_key"
+  # Root's keys live under /etc/ssh inside the namespace, as on NixOS
+  # (/etc/ssh/authorized_keys.d/root), so that an install can replace them.
+  mkdir -p "$dir/etc-ssh/authorized_keys.d"
   if [[ -n ${TARGET_AUTHORIZED_KEYS:-} ]]; then
-    cp "$TARGET_AUTHORIZED_KEYS" "$dir/authorized_keys"
+    cp "$TARGET_AUTHORIZED_KEYS" "$dir/etc-ssh/authorized_keys.d/root"
   else
-    cp "$dir/client_key.pub" "$dir/authorized_keys"
+    cp "$dir/client_key.pub" "$dir/etc-ssh/authorized_keys.d/root"
   fi
   cat >"$dir/etc-nix/nix.conf" <<CONF
 sandbox = false
@@ -83,7 +87,7 @@ CONF
 SetEnv NIX_CONF_DIR=$dir/etc-nix
 HostKey /etc/ssh/ssh_host_ed25519_key
 PidFile /run/sshd.pid
-AuthorizedKeysFile $dir/authorized_keys
+AuthorizedKeysFile /etc/ssh/authorized_keys.d/%u
 PermitRootLogin prohibit-password
 PasswordAuthentication no
 KbdInteractiveAuthentication no
