@@ -7,6 +7,7 @@
     ./host-facts.nix
     ./hardware-hetzner.nix
     ./disk.nix
+    ./grow-root.nix
     ./network.nix
     ./access.nix
     ./backend.nix
