@@ -1,6 +1,8 @@
-// Two suites: `unit` runs offline in seconds (Pulumi mocks, no nix, no ssh);
+// Three suites: `unit` runs offline in seconds (Pulumi mocks, no nix, no ssh);
 // `integration` drives the real scripts against a real SSH target and a real
-// Nix store (needs root, nix-bin and openssh-server; see README).
+// Nix store (needs root, nix-bin and openssh-server; see README); `e2e` drives
+// the real Pulumi engine (scripts/build-engine.sh) with stand-in providers whose
+// servers are real SSH targets.
 // Type checking is `npx tsc --noEmit`; jest only transpiles, which keeps the unit suite fast.
 const tsJest = { "^.+\\.ts$": "ts-jest" };
 
@@ -17,6 +19,13 @@ module.exports = {
       testEnvironment: "node",
       transform: tsJest,
       testMatch: ["<rootDir>/tests/integration/**/*.test.ts"],
+      setupFiles: ["<rootDir>/tests/setupNix.ts"],
+    },
+    {
+      displayName: "e2e",
+      testEnvironment: "node",
+      transform: tsJest,
+      testMatch: ["<rootDir>/tests/e2e/**/*.test.ts"],
       setupFiles: ["<rootDir>/tests/setupNix.ts"],
     },
   ],

@@ -1,0 +1,388 @@
+// The e2e suite's world: the real Pulumi CLI (scripts/build-engine.sh) driven through the
+// Automation API, on a temporary copy of the project whose flake is a test host (fake system
+// closures, host facts in host.json), with stand-in providers (tests/e2e/providers) whose
+// "servers" are real SSH targets in network namespaces (tests/integration/harness/target.sh).
+// State lives in a file:// backend in the temporary directory; secrets use the passphrase
+// provider. Every process a test starts is stopped by pid; every wait is bounded.
+import { execFileSync, spawnSync } from "child_process";
+import * as crypto from "crypto";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { EngineEvent, LocalWorkspace, PulumiCommand, Stack } from "@pulumi/pulumi/automation";
+import { nixEnv } from "../nixConfig";
+import { buildStandIns } from "./providers/build";
+
+export const repoRoot = path.resolve(__dirname, "../..");
+const harnessDir = path.join(repoRoot, "tests/integration/harness");
+const targetScript = path.join(harnessDir, "target.sh");
+
+export const DOMAIN = "blog.e2e-site.test";
+export const ZONE_NAME = "e2e-site.test";
+export const ZONE_ID = "e2e0000000000000000000000000cafe";
+/** Provider tokens as the stack holds them; the suite greps state and logs for them. */
+export const HCLOUD_TOKEN = crypto.randomBytes(32).toString("hex");
+export const CLOUDFLARE_TOKEN = crypto.randomBytes(20).toString("hex");
+const PASSPHRASE = "e2e passphrase";
+
+/** The project files a `pulumi up` needs, copied (the flake is replaced by the test host). */
+const PROJECT_FILES = ["Pulumi.yaml", "index.ts", "src", "scripts", "tsconfig.json", "package.json"];
+
+export interface HostSpec {
+    domain: string;
+    acmeEmail: string;
+    adminSshKeys: string[];
+    system: string;
+}
+
+export interface Configuration {
+    host: HostSpec;
+    /** The fake system's name: a new name is a new closure. */
+    closure: string;
+}
+
+export interface OpResult {
+    /** Everything the CLI printed, stdout and stderr (with the engine's verbose log). */
+    log: string;
+    events: EngineEvent[];
+    /** Set when the operation failed. */
+    error?: Error;
+    summary?: Record<string, number>;
+}
+
+export interface KeyPair {
+    publicKey: string;
+    privateKey: string;
+}
+
+function sh(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number; cwd?: string } = {}): string {
+    return execFileSync(cmd, args, {
+        encoding: "utf8",
+        env: opts.env ?? process.env,
+        cwd: opts.cwd,
+        timeout: opts.timeoutMs ?? 120_000,
+        stdio: ["ignore", "pipe", "pipe"],
+        maxBuffer: 64 * 1024 * 1024,
+    });
+}
+
+/** A new ed25519 key pair, made by ssh-keygen. */
+export function newKeyPair(dir: string, name: string): KeyPair {
+    const file = path.join(dir, name);
+    sh("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", name, "-f", file]);
+    return { publicKey: fs.readFileSync(`${file}.pub`, "utf8").trim(), privateKey: fs.readFileSync(file, "utf8") };
+}
+
+/** The engine's installation root (bin/pulumi), built by scripts/build-engine.sh. */
+function engineRoot(): string {
+    const r = spawnSync("bash", [path.join(repoRoot, "scripts/build-engine.sh"), "--print"], { encoding: "utf8" });
+    if (r.status !== 0) {
+        throw new Error("the Pulumi engine is not built: run `bash scripts/build-engine.sh` (the README's set-up does)");
+    }
+    return r.stdout.trim().split("\n").pop()!;
+}
+
+/** A CA and a certificate for DOMAIN, so the deploy's health check speaks HTTPS to the target. */
+function makeCertificates(dir: string): { ca: string; cert: string; key: string } {
+    const ca = path.join(dir, "ca.pem");
+    const caKey = path.join(dir, "ca.key");
+    const cert = path.join(dir, "site.pem");
+    const key = path.join(dir, "site.key");
+    const csr = path.join(dir, "site.csr");
+    const ext = path.join(dir, "site.ext");
+    sh("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+        "-keyout", caKey, "-out", ca, "-days", "2", "-subj", "/CN=blog e2e test CA"]);
+    sh("openssl", ["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+        "-keyout", key, "-out", csr, "-subj", `/CN=${DOMAIN}`]);
+    fs.writeFileSync(ext, `subjectAltName=DNS:${DOMAIN}\n`);
+    sh("openssl", ["x509", "-req", "-in", csr, "-CA", ca, "-CAkey", caKey, "-CAcreateserial",
+        "-out", cert, "-days", "2", "-extfile", ext]);
+    return { ca, cert, key };
+}
+
+let standInsDir: string | undefined;
+
+/** One stack of a temporary copy of the project, and the fake cloud it lives in. */
+export class E2eStack {
+    readonly dir: string;
+    readonly projectDir: string;
+    readonly cloudDir: string;
+    readonly admin: KeyPair;
+    stack!: Stack;
+    private env!: Record<string, string>;
+    private engine!: string;
+    private pulumiHome!: string;
+    private configurations: Record<string, Configuration> = {};
+
+    constructor(readonly name = "e2e") {
+        this.dir = fs.mkdtempSync(path.join(os.tmpdir(), "blog-e2e-"));
+        this.projectDir = path.join(this.dir, "project");
+        this.cloudDir = path.join(this.dir, "cloud");
+        fs.mkdirSync(this.cloudDir);
+        this.admin = newKeyPair(this.dir, "admin");
+    }
+
+    /** Copies the project, writes the test host, creates the stack and sets its config. */
+    async init(config: Record<string, string> = {}, secretConfig: Record<string, string> = {}): Promise<void> {
+        fs.mkdirSync(this.projectDir);
+        for (const f of PROJECT_FILES) fs.cpSync(path.join(repoRoot, f), path.join(this.projectDir, f), { recursive: true });
+        fs.symlinkSync(path.join(repoRoot, "node_modules"), path.join(this.projectDir, "node_modules"));
+        const nixDir = path.join(this.projectDir, "nix");
+        fs.mkdirSync(nixDir);
+        fs.copyFileSync(path.join(repoRoot, "tests/fixtures/e2e-flake/flake.nix"), path.join(nixDir, "flake.nix"));
+        fs.copyFileSync(path.join(harnessDir, "closures.nix"), path.join(nixDir, "closures.nix"));
+        this.setConfiguration("blog", { host: this.hostFacts(), closure: "v1" });
+
+        standInsDir ??= buildStandIns(path.join(os.tmpdir(), `blog-e2e-providers-${process.pid}`));
+        const certs = makeCertificates(this.dir);
+        this.engine = engineRoot();
+        this.pulumiHome = path.join(this.dir, "pulumi-home");
+        fs.mkdirSync(path.join(this.dir, "state"));
+        this.env = {
+            ...nixEnv(),
+            PATH: `${standInsDir}:${path.join(this.engine, "bin")}:${process.env.PATH}`,
+            PULUMI_HOME: this.pulumiHome,
+            PULUMI_BACKEND_URL: `file://${path.join(this.dir, "state")}`,
+            PULUMI_CONFIG_PASSPHRASE: PASSPHRASE,
+            PULUMI_SKIP_UPDATE_CHECK: "true",
+            PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
+            PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK: "true",
+            BLOG_E2E_REPO: repoRoot,
+            BLOG_E2E_CLOUD_DIR: this.cloudDir,
+            BLOG_E2E_TLS_CERT: certs.cert,
+            BLOG_E2E_TLS_KEY: certs.key,
+            BLOG_E2E_CLOUDFLARE_ZONES: JSON.stringify({ [ZONE_ID]: ZONE_NAME }),
+            // The deploy's health check trusts the test CA; the install uses the stand-in.
+            CURL_CA_BUNDLE: certs.ca,
+            NIXOS_ANYWHERE: path.join(repoRoot, "tests/e2e/fake-nixos-anywhere.sh"),
+            HEALTH_TIMEOUT: "20",
+            CONNECT_TIMEOUT: "60",
+        };
+        const ws = await LocalWorkspace.create({
+            workDir: this.projectDir,
+            pulumiHome: this.pulumiHome,
+            envVars: this.env,
+            secretsProvider: "passphrase",
+            pulumiCommand: await PulumiCommand.get({ root: this.engine, skipVersionCheck: true }),
+        });
+        this.stack = await Stack.create(this.name, ws);
+        await this.setConfig(
+            { "blog:cloudflareZoneId": ZONE_ID, ...config },
+            { "blog:sshPrivateKey": this.admin.privateKey, "hcloud:token": HCLOUD_TOKEN, "cloudflare:apiToken": CLOUDFLARE_TOKEN, ...secretConfig },
+        );
+    }
+
+    hostFacts(overrides: Partial<HostSpec> = {}): HostSpec {
+        return {
+            domain: DOMAIN,
+            acmeEmail: `admin@${ZONE_NAME}`,
+            adminSshKeys: [this.admin.publicKey],
+            system: "x86_64-linux",
+            ...overrides,
+        };
+    }
+
+    /** Writes one configuration of the test host flake (host facts and system). */
+    setConfiguration(name: string, c: Configuration): void {
+        this.configurations[name] = c;
+        fs.writeFileSync(
+            path.join(this.projectDir, "nix/host.json"),
+            JSON.stringify({ configurations: this.configurations }, null, 2),
+        );
+    }
+
+    configuration(name = "blog"): Configuration {
+        return this.configurations[name];
+    }
+
+    async setConfig(plain: Record<string, string>, secret: Record<string, string> = {}): Promise<void> {
+        const all = {
+            ...Object.fromEntries(Object.entries(plain).map(([k, value]) => [k, { value }])),
+            ...Object.fromEntries(Object.entries(secret).map(([k, value]) => [k, { value, secret: true }])),
+        };
+        await this.stack.setAllConfig(all);
+    }
+
+    async removeConfig(key: string): Promise<void> {
+        await this.stack.removeConfig(key);
+    }
+
+    private async op(run: (on: { onEvent: (e: EngineEvent) => void; onOutput: (s: string) => void }) => Promise<{
+        stdout: string;
+        stderr: string;
+        summary?: { resourceChanges?: Record<string, number> };
+    }>): Promise<OpResult> {
+        const events: EngineEvent[] = [];
+        let streamed = "";
+        const onEvent = (e: EngineEvent) => events.push(e);
+        const onOutput = (s: string) => (streamed += s);
+        try {
+            const r = await run({ onEvent, onOutput });
+            return { log: `${r.stdout}\n${r.stderr}`, events, summary: r.summary?.resourceChanges };
+        } catch (err) {
+            const e = err as Error & { commandResult?: { stdout: string; stderr: string } };
+            const log = `${streamed}\n${e.commandResult?.stdout ?? ""}\n${e.commandResult?.stderr ?? ""}\n${e.message}`;
+            return { log, events, error: e };
+        }
+    }
+
+    /**
+     * The engine's log goes to stderr, which the result keeps: the secrets test reads it. Level 2
+     * is the most verbose that is free of secrets, whatever the program does: from 3 the engine
+     * logs every debug message of the Node.js SDK, which include each RegisterResource response
+     * with its outputs in the clear (pulumi/pulumi sdk/go/common/diag/sink.go Debugf at V(3);
+     * sdk/nodejs/runtime/resource.ts "RegisterResource RPC finished"); from 7 it prints the inputs
+     * it plans with, from 9 the values it marshals for provider calls.
+     */
+    private static readonly LOGGING = { logVerbosity: 2, logToStdErr: true, color: "never" as const };
+
+    preview(): Promise<OpResult> {
+        return this.op((on) => this.stack.preview({ ...on, ...E2eStack.LOGGING, diff: true }));
+    }
+
+    up(): Promise<OpResult> {
+        return this.op((on) => this.stack.up({ ...on, ...E2eStack.LOGGING, diff: true }));
+    }
+
+    destroy(): Promise<OpResult> {
+        return this.op((on) => this.stack.destroy({ ...on, ...E2eStack.LOGGING }));
+    }
+
+    async outputs(): Promise<Record<string, unknown>> {
+        const out = await this.stack.outputs();
+        return Object.fromEntries(Object.entries(out).map(([k, v]) => [k, v.value]));
+    }
+
+    /** The stack's state file as the file backend keeps it (raw text). */
+    stateText(): string {
+        const stacks = path.join(this.dir, "state/.pulumi/stacks");
+        const found = (fs.readdirSync(stacks, { recursive: true }) as string[]).filter((f) => f.endsWith(`${this.name}.json`));
+        if (found.length !== 1) throw new Error(`expected one state file for ${this.name} under ${stacks}, found ${found}`);
+        return fs.readFileSync(path.join(stacks, found[0]), "utf8");
+    }
+
+    /** The state with secrets decrypted (`pulumi stack export --show-secrets`). */
+    exportWithSecrets(): { deployment: { resources?: Array<Record<string, any>> } } {
+        const out = sh(path.join(this.engine, "bin/pulumi"), ["stack", "export", "--show-secrets", "--stack", this.name], {
+            env: { ...process.env, ...this.env },
+            cwd: this.projectDir,
+        });
+        return JSON.parse(out);
+    }
+
+    /** The fake cloud's records (written by the stand-in providers). */
+    cloud(name: "hcloud" | "cloudflare"): any {
+        const file = path.join(this.cloudDir, `${name}.json`);
+        return fs.existsSync(file) ? JSON.parse(fs.readFileSync(file, "utf8")) : {};
+    }
+
+    /** Target directories of the servers running now (their sshd is alive). */
+    targetDirs(): string[] {
+        return this.allTargetDirs().filter((d) => fs.existsSync(`/proc/${this.targetEnv(d).SSHD_PID}`));
+    }
+
+    /** Target directories of every server the stand-in started, stopped ones too (each holds target.env). */
+    allTargetDirs(): string[] {
+        const dirs: string[] = [];
+        const walk = (d: string) => {
+            for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+                if (!e.isDirectory()) continue;
+                const p = path.join(d, e.name);
+                if (fs.existsSync(path.join(p, "target.env"))) dirs.push(p);
+                else walk(p);
+            }
+        };
+        walk(this.cloudDir);
+        return dirs;
+    }
+
+    /** The target.env of a target directory, parsed. */
+    targetEnv(dir: string): Record<string, string> {
+        const env: Record<string, string> = {};
+        for (const line of fs.readFileSync(path.join(dir, "target.env"), "utf8").split("\n")) {
+            const m = /^([A-Z_0-9]+)=(.*)$/.exec(line);
+            if (m) env[m[1]] = m[2].replace(/^'(.*)'$/, "$1");
+        }
+        return env;
+    }
+
+    /** The target whose IPv4 address is `ipv4` (a running server). */
+    targetAt(ipv4: string): string {
+        const dir = this.targetDirs().find((d) => this.targetEnv(d).TARGET_ADDR4 === ipv4);
+        if (!dir) throw new Error(`no target has address ${ipv4}`);
+        return dir;
+    }
+
+    /** Runs a shell command inside a target's namespace (not over SSH). */
+    onTarget(dir: string, command: string): string {
+        return sh(targetScript, ["run", dir, "sh", "-c", command]).trim();
+    }
+
+    /** Accepted SSH logins on every target so far. */
+    sshLogins(): number {
+        let n = 0;
+        for (const d of this.allTargetDirs()) {
+            const log = path.join(d, "sshd.log");
+            if (fs.existsSync(log)) n += (fs.readFileSync(log, "utf8").match(/Accepted publickey/g) ?? []).length;
+        }
+        return n;
+    }
+
+    /** Lines nixos-anywhere (the stand-in) was run with, one per install. */
+    installs(): string[] {
+        const file = path.join(this.cloudDir, "nixos-anywhere.log");
+        return fs.existsSync(file) ? fs.readFileSync(file, "utf8").trim().split("\n").filter(Boolean) : [];
+    }
+
+    /** Stops whatever a failed test left running (targets by pid, namespaces), removes the directory. */
+    cleanup(): void {
+        for (const d of this.allTargetDirs()) spawnSync(targetScript, ["stop", d], { timeout: 30_000 });
+        fs.rmSync(this.dir, { recursive: true, force: true });
+    }
+}
+
+/** Operations (create, update, replace, ...) the engine started, per resource name. */
+export function steps(r: OpResult): Array<{ op: string; name: string; type: string; diffs: string[]; detailedDiff: any }> {
+    return r.events
+        .filter((e) => e.resourcePreEvent)
+        .map((e) => {
+            const m = e.resourcePreEvent!.metadata;
+            return { op: m.op, name: m.urn.split("::").pop()!, type: m.type, diffs: m.diffs ?? [], detailedDiff: m.detailedDiff };
+        });
+}
+
+/** The ops that change something (not "same", not reads), of the program's resources (no stack, no providers). */
+export function changes(r: OpResult): string[] {
+    return steps(r)
+        .filter((s) => !["same", "read"].includes(s.op) && !/^pulumi:(pulumi:Stack|providers:)/.test(s.type))
+        .map((s) => `${s.op} ${s.name}`);
+}
+
+/** Index in the event stream where a resource finished (its outputs event). */
+export function finishedAt(r: OpResult, name: string): number {
+    return r.events.findIndex((e) => e.resOutputsEvent?.metadata.urn.endsWith(`::${name}`));
+}
+
+/** Index where a resource's step started. */
+export function startedAt(r: OpResult, name: string): number {
+    return r.events.findIndex((e) => e.resourcePreEvent?.metadata.urn.endsWith(`::${name}`));
+}
+
+/** Network namespaces of test targets that exist now. */
+export function testNamespaces(): string[] {
+    return fs.existsSync("/run/netns") ? fs.readdirSync("/run/netns").filter((n) => n.startsWith("blogt-")) : [];
+}
+
+/** Pids of processes whose command line mentions `dir` (left behind by a stack). */
+export function processesUnder(dir: string): number[] {
+    const pids: number[] = [];
+    for (const entry of fs.readdirSync("/proc")) {
+        if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+        try {
+            if (fs.readFileSync(`/proc/${entry}/cmdline`, "utf8").includes(dir)) pids.push(Number(entry));
+        } catch {
+            // gone already
+        }
+    }
+    return pids;
+}

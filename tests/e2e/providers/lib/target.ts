@@ -1,0 +1,88 @@
+// A stand-in server's machine: a real SSH target started by tests/integration/harness/target.sh
+// in a network namespace of its own (TARGET_NET=netns), so that installs and deploys reach it at
+// its own addresses, as they would a Hetzner server.
+import { execFile, execFileSync } from "child_process";
+import * as fs from "fs";
+import * as path from "path";
+import { repoRoot } from "./repo";
+
+export interface TargetInfo {
+    dir: string;
+    ipv4: string;
+    /** Empty when the target has no IPv6 address (TARGET_IPV6=0). */
+    ipv6: string;
+    netns: string;
+    hostKey: string;
+}
+
+function targetScript(): string {
+    return path.join(repoRoot(), "tests/integration/harness/target.sh");
+}
+
+function parseEnv(text: string): Record<string, string> {
+    const env: Record<string, string> = {};
+    for (const line of text.split("\n")) {
+        const m = /^([A-Z_0-9]+)=(.*)$/.exec(line);
+        if (m) env[m[1]] = m[2].replace(/^'(.*)'$/, "$1");
+    }
+    return env;
+}
+
+/**
+ * Starts a target whose root accepts `authorizedKeys` (what Hetzner writes into root's
+ * authorized_keys from the server's SSH keys); serves HTTPS with BLOG_E2E_TLS_CERT/KEY when set.
+ */
+export function startTarget(dir: string, authorizedKeys: string[]): Promise<TargetInfo> {
+    fs.mkdirSync(dir, { recursive: true });
+    const keys = path.join(dir, "hetzner-authorized-keys");
+    fs.writeFileSync(keys, authorizedKeys.map((k) => `${k.trim()}\n`).join(""), { mode: 0o600 });
+    const env: NodeJS.ProcessEnv = { ...process.env, TARGET_NET: "netns", TARGET_AUTHORIZED_KEYS: keys };
+    if (process.env.BLOG_E2E_TLS_CERT) env.TARGET_TLS_CERT = process.env.BLOG_E2E_TLS_CERT;
+    if (process.env.BLOG_E2E_TLS_KEY) env.TARGET_TLS_KEY = process.env.BLOG_E2E_TLS_KEY;
+    return new Promise((resolve, reject) => {
+        execFile("bash", [targetScript(), "start", dir], { env, timeout: 120_000, maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => {
+            if (err) {
+                reject(new Error(`stand-in hcloud: starting the server's machine (target.sh start ${dir}) failed: ${stderr.trim() || err.message}`));
+                return;
+            }
+            const env = parseEnv(stdout);
+            resolve({ dir, ipv4: env.TARGET_ADDR4, ipv6: env.TARGET_ADDR6 ?? "", netns: env.NETNS ?? "", hostKey: env.HOST_KEY ?? "" });
+        });
+    });
+}
+
+/**
+ * Stops every process of the target and removes its network (target.sh stop). The directory stays
+ * for tests to read (sshd.log...); target.env gets STANDIN_DELETED=<time>, so that a test looking
+ * for the live server at an address (addresses are reused) can skip it.
+ */
+export function stopTarget(dir: string): void {
+    const env = path.join(dir, "target.env");
+    if (!fs.existsSync(env)) return;
+    execFileSync("bash", [targetScript(), "stop", dir], { stdio: ["ignore", "pipe", "pipe"], timeout: 60_000 });
+    fs.appendFileSync(env, `STANDIN_DELETED=${new Date().toISOString()}\n`);
+}
+
+/** The veth pair target.sh made for namespace blogt-N: btN-h on this side, btN-t inside. */
+function links(netns: string): { host: string; inside: string; n: string } | undefined {
+    const m = /^blogt-(\d+)$/.exec(netns);
+    return m ? { host: `bt${m[1]}-h`, inside: `bt${m[1]}-t`, n: m[1] } : undefined;
+}
+
+/** Powers the machine "off": its link goes down, so it answers nothing, as a stopped server. */
+export function powerOff(netns: string): void {
+    const l = links(netns);
+    if (l) execFileSync("ip", ["link", "set", l.host, "down"], { stdio: "ignore" });
+}
+
+/** Powers it on again, with the addresses it had (a link going down drops its IPv6 addresses). */
+export function powerOn(netns: string, ipv6: string): void {
+    const l = links(netns);
+    if (!l) return;
+    execFileSync("ip", ["link", "set", l.host, "up"], { stdio: "ignore" });
+    if (ipv6) {
+        const prefix = ipv6.replace(/::2$/, "::");
+        execFileSync("ip", ["-6", "addr", "replace", `${prefix}1/64`, "dev", l.host, "nodad"], { stdio: "ignore" });
+        execFileSync("ip", ["-6", "-n", netns, "addr", "replace", `${prefix}2/64`, "dev", l.inside, "nodad"], { stdio: "ignore" });
+    }
+}
