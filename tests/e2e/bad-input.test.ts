@@ -1,6 +1,6 @@
 // Bad input fails `pulumi preview` with the program's own message (key or fact, value, what was
 // expected), and a failing `up` creates nothing at Hetzner: the real engine runs the program.
-import { E2eStack, changes } from "./harness";
+import { E2eStack, ZONE_ID, changes } from "./harness";
 
 // Each operation runs the real CLI, which compiles the program and starts the providers.
 jest.setTimeout(600_000);
@@ -14,11 +14,11 @@ afterAll(() => s.cleanup(), 120_000);
 test("a missing cloudflareZoneId is the program's message, with how to set it, not the CLI's", async () => {
     await s.removeConfig("blog:cloudflareZoneId");
     const r = await s.preview();
+    await s.setConfig({ "blog:cloudflareZoneId": ZONE_ID });
     expect(r.error).toBeDefined();
     expect(r.log).toContain("blog:cloudflareZoneId: got nothing; expected a Cloudflare zone id");
     expect(r.log).toContain("`pulumi config set cloudflareZoneId <value>`");
     expect(r.log).not.toContain("missing configuration value");
-    await s.setConfig({ "blog:cloudflareZoneId": "e2e0000000000000000000000000cafe" });
 });
 
 test("a bad config value, and bad host facts, fail preview with the program's message", async () => {
