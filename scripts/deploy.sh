@@ -1,18 +1,28 @@
 #!/usr/bin/env bash
-# Deploys a built NixOS system closure to a host that install.sh installed:
-# pinned host key, one SSH connection, copy, switch, health check, and a
-# rollback the target performs by itself if this script never confirms.
+# Deploys a NixOS system closure to a host that install.sh installed, and
+# commits it only once it is verified: pinned host key, one SSH connection,
+# one deploy at a time (a lock on the target), copy (or build on the target),
+# activate without making it the boot default, health-check the site through
+# every published address, then make it the boot default. A rollback timer on
+# the target, armed before anything changes, returns the host to the system
+# that was running when the deploy started unless the deploy commits.
 #
 # Input (environment; secrets only here, never arguments): TARGET_HOST,
 # TARGET_PORT, TARGET_USER, HOST_KEY, SSH_PRIVATE_KEY, CONNECT_ATTEMPTS,
-# CONNECT_TIMEOUT, SYSTEM_CLOSURE, FLAKE_ATTR, HEALTH_URL, DOMAIN,
-# HEALTH_EXPECT, HEALTH_RESOLVE, HEALTH_TIMEOUT, ROLLBACK_DEADLINE.
-# Exit codes: 0 deployed or nothing to do, 1 bad input, 2 refused before
-# changing the target, 3 failed and rolled back, 4 rollback failed / unknown.
+# CONNECT_TIMEOUT, SYSTEM_CLOSURE, FLAKE_ATTR, BUILD_ON, HEALTH_URL, DOMAIN,
+# HEALTH_EXPECT, PUBLISHED_ADDRESSES, HEALTH_RESOLVE, HEALTH_TIMEOUT,
+# ROLLBACK_DEADLINE, LOCK_WAIT, DEPLOY_ORIGIN (see the README's table).
+# Exit codes: 0 deployed (runs and boots SYSTEM_CLOSURE) or nothing to do,
+# 1 bad input, 2 refused before changing the target (another deploy holds
+# the lock, unreachable, no space, copy or build failed), 3 failed and rolled
+# back (the system that ran before runs and boots again, health re-checked),
+# 4 rollback failed / state unknown: an operator must look.
 #
-# Test hook (integration tests only): DEPLOY_TEST_STOP_AFTER=activate makes
-# the script stop right after activation, as if the connection dropped there,
-# so the target's own rollback timer has to act.
+# Test hooks (integration tests only): DEPLOY_TEST_STOP_AFTER=activate stops
+# right after activation, as if the connection dropped there, so the target's
+# own timer has to act. DEPLOY_TEST_PAUSE_AFTER=begin|activate with
+# DEPLOY_TEST_PAUSE_FILE=PATH creates PATH at that point and waits (at most
+# 120 s) until it is removed.
 set -euo pipefail
 
 script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -21,14 +31,29 @@ source "$script_dir/lib/common.sh"
 readonly shim=$script_dir/target-shim.sh
 readonly nix_flags=(--extra-experimental-features 'nix-command flakes')
 readonly copy_attempts=3
-readonly activate_timeout=600 # seconds switch-to-configuration may take
+readonly activate_timeout=600 # seconds one switch-to-configuration may take
+readonly build_timeout=7200   # seconds a build on the target may take
+readonly keepalive_every=20   # seconds between pings to the shim during a copy
 
 work_dir=""
 control_path=""
 ssh_opts=()
-previous_generation=0
-previous_closure=""
-new_generation=""
+health_url_host=""
+health_url_port=""
+addresses=()     # PUBLISHED_ADDRESSES, one an element
+drv_path=""      # the derivation, when the closure is built (not just copied)
+build_where=""   # "" (already local), local, remote or substitute (on the target)
+return_to=""     # the system that ran when the deploy started ("" if none)
+recovering=0
+shim_in=""
+shim_out=""
+shim_pid=""
+shim_abandon=0
+reply=()
+request_payload=""
+current=""      # what the target runs, its system profile and its generation,
+profile_path="" # as the last "begin" read them
+generation=0
 
 parse_inputs() {
   require_set TARGET_HOST
@@ -40,9 +65,13 @@ parse_inputs() {
   CONNECT_TIMEOUT=${CONNECT_TIMEOUT:-600}
   HEALTH_TIMEOUT=${HEALTH_TIMEOUT:-60}
   ROLLBACK_DEADLINE=${ROLLBACK_DEADLINE:-120}
+  LOCK_WAIT=${LOCK_WAIT:-300}
   FLAKE_ATTR=${FLAKE_ATTR:-}
+  BUILD_ON=${BUILD_ON:-auto}
   HEALTH_EXPECT=${HEALTH_EXPECT:-}
   HEALTH_RESOLVE=${HEALTH_RESOLVE:-}
+  DEPLOY_ORIGIN=${DEPLOY_ORIGIN:-${USER:-$(id -un)}@$(uname -n) pid $$}
+  DEPLOY_ORIGIN=${DEPLOY_ORIGIN//[^[:print:]]/?}
   if [[ -z ${HEALTH_URL:-} ]]; then
     [[ -n ${DOMAIN:-} ]] || abort "$EXIT_BAD_INPUT" "HEALTH_URL is not set and DOMAIN is not set either; one is required"
     HEALTH_URL="https://$DOMAIN/"
@@ -52,20 +81,71 @@ parse_inputs() {
   require_uint CONNECT_TIMEOUT 1
   require_uint HEALTH_TIMEOUT 1
   require_uint ROLLBACK_DEADLINE 1
+  require_uint LOCK_WAIT 0
   ((ROLLBACK_DEADLINE > HEALTH_TIMEOUT)) ||
     abort "$EXIT_BAD_INPUT" "ROLLBACK_DEADLINE='$ROLLBACK_DEADLINE' is not valid; expected more than HEALTH_TIMEOUT ($HEALTH_TIMEOUT)"
   require_host_key HOST_KEY
   [[ $SYSTEM_CLOSURE =~ ^/nix/store/[a-z0-9]{32}-[^/[:space:]]+$ ]] ||
     abort "$EXIT_BAD_INPUT" "SYSTEM_CLOSURE='$SYSTEM_CLOSURE' is not valid; expected a store path /nix/store/<hash>-<name>"
+  [[ $BUILD_ON =~ ^(auto|local|remote)$ ]] ||
+    abort "$EXIT_BAD_INPUT" "BUILD_ON='$BUILD_ON' is not valid; expected auto, local or remote"
+  parse_health_url
+  parse_addresses
+}
+
+parse_health_url() {
+  local re='^(https?)://(\[[0-9A-Fa-f:.]+\]|[^]/:?#[]+)(:([0-9]+))?([/?#].*)?$'
+  [[ $HEALTH_URL =~ $re ]] ||
+    abort "$EXIT_BAD_INPUT" "HEALTH_URL='$HEALTH_URL' is not valid; expected http(s)://host[:port]/path"
+  health_url_host=${BASH_REMATCH[2]}
+  health_url_port=${BASH_REMATCH[4]}
+  if [[ -z $health_url_port ]]; then
+    health_url_port=443
+    [[ ${BASH_REMATCH[1]} == https ]] || health_url_port=80
+  fi
+}
+
+parse_addresses() {
+  parse_published_addresses
+  addresses=("${published_addresses[@]}")
+  if ((${#addresses[@]} > 0)) && [[ -n $HEALTH_RESOLVE ]]; then
+    abort "$EXIT_BAD_INPUT" "HEALTH_RESOLVE='$HEALTH_RESOLVE' is not valid together with PUBLISHED_ADDRESSES; expected one of the two"
+  fi
 }
 
 cleanup() {
   local status=$?
-  if [[ -n $control_path && -S $control_path ]]; then
-    ssh -o ControlPath="$control_path" -O exit "$(target_address)" 2>/dev/null || true
+  if [[ -n $shim_in ]] && ((shim_abandon == 0)); then
+    request 5 end || true
   fi
+  close_shim
+  close_master
   [[ -z $work_dir ]] || rm -rf "$work_dir"
   exit "$status"
+}
+
+# wait_gone PID: returns once PID has exited (a zombie its parent has not
+# reaped yet counts as exited), checked every 10 ms; fails after 5 s.
+wait_gone() {
+  local tries=500 state
+  while state=$(ps -o stat= -p "$1" 2>/dev/null) && [[ $state != Z* ]]; do
+    ((--tries > 0)) || return 1
+    sleep 0.01
+  done
+}
+
+# close_master: ends the SSH control master (by its pid, which it reports:
+# `ssh -O exit` would leave it lingering for a second or two) and waits (at
+# most 5 s) until it has exited.
+close_master() {
+  local master_pid
+  [[ -n $control_path && -S $control_path ]] || return 0
+  master_pid=$(ssh -o ControlPath="$control_path" -O check "$(target_address)" 2>&1 | sed -n 's/.*(pid=\([0-9]*\)).*/\1/p')
+  if [[ -n $master_pid ]]; then
+    kill -TERM "$master_pid" 2>/dev/null || true
+    wait_gone "$master_pid" || true
+  fi
+  rm -f "$control_path"
 }
 
 prepare_work_dir() {
@@ -85,29 +165,71 @@ prepare_work_dir() {
   fi
 }
 
-# on_target VERB ARGS...: one shim command over the shared connection.
-on_target() {
-  ssh "${ssh_opts[@]}" -o ControlMaster=no "$(target_address)" bash -s -- "$@" <"$shim"
+# --- Where the closure comes from ---------------------------------------
+
+# nix_setting NAME: a Nix setting of this machine, as one line (lists joined).
+nix_setting() {
+  { nix "${nix_flags[@]}" config show --json 2>/dev/null || nix "${nix_flags[@]}" show-config --json; } |
+    jq -r --arg name "$1" '.[$name].value | if type == "array" then join(" ") else tostring end'
 }
 
-ensure_closure_local() {
+# can_build_here SYSTEM: this machine, with its configured builders, builds
+# for SYSTEM. Asked the way nixos-anywhere 1.13.0 asks (checkBuildLocally in
+# src/nixos-anywhere.sh): build a trivial derivation for that system.
+can_build_here() {
+  local system=$1 platforms
+  platforms=" $(nix_setting system) $(nix_setting extra-platforms) "
+  [[ $platforms != *" $system "* ]] || return 0
+  info "this machine is $(nix_setting system); asking it (and its builders) to build a trivial $system derivation"
+  timeout 300 nix "${nix_flags[@]}" build --no-link --impure --expr \
+    "derivation { name = \"blog-build-probe-$(date +%s%N)\"; system = \"$system\"; builder = \"/bin/sh\"; args = [ \"-c\" \"echo > \$out\" ]; }" \
+    2>/dev/null
+}
+
+# realise_closure: SYSTEM_CLOSURE is in the local store, or it is known where
+# it will be built (build_where, drv_path).
+realise_closure() {
   step "Checking that $SYSTEM_CLOSURE is in the local store"
-  if nix-store --check-validity "$SYSTEM_CLOSURE" 2>/dev/null; then
+  # Its closure's paths, for the space check; the query fails for a path
+  # that is not valid here.
+  if nix-store --query --requisites "$SYSTEM_CLOSURE" >"$work_dir/closure.paths" 2>/dev/null; then
     return
   fi
-  local built
-  if [[ -n $FLAKE_ATTR ]]; then
-    info "not present; building FLAKE_ATTR=$FLAKE_ATTR"
-    built=$(nix "${nix_flags[@]}" build --no-link --json "$FLAKE_ATTR" | jq -r '.[0].outputs.out') ||
-      abort "$EXIT_BAD_INPUT" "FLAKE_ATTR='$FLAKE_ATTR' did not build"
-    [[ $built == "$SYSTEM_CLOSURE" ]] ||
-      abort "$EXIT_BAD_INPUT" "FLAKE_ATTR='$FLAKE_ATTR' built $built; expected SYSTEM_CLOSURE=$SYSTEM_CLOSURE"
-  else
+  if [[ -z $FLAKE_ATTR ]]; then
+    if [[ $BUILD_ON == remote ]]; then
+      info "not present; the target will substitute it (BUILD_ON=remote, no FLAKE_ATTR)"
+      build_where=substitute
+      return
+    fi
     info "not present; trying the configured substituters"
     nix-store --realise "$SYSTEM_CLOSURE" >/dev/null ||
       abort "$EXIT_BAD_INPUT" "SYSTEM_CLOSURE='$SYSTEM_CLOSURE' is not in the local store and no substituter has it; build it first or set FLAKE_ATTR"
+    return
+  fi
+  local facts out system
+  info "not present; evaluating FLAKE_ATTR=$FLAKE_ATTR"
+  facts=$(nix "${nix_flags[@]}" eval --json "$FLAKE_ATTR" --apply 'd: { drv = d.drvPath; out = d.outPath; system = d.system; }') ||
+    abort "$EXIT_BAD_INPUT" "FLAKE_ATTR='$FLAKE_ATTR' did not evaluate to a derivation"
+  drv_path=$(jq -r .drv <<<"$facts")
+  out=$(jq -r .out <<<"$facts")
+  system=$(jq -r .system <<<"$facts")
+  [[ $out == "$SYSTEM_CLOSURE" ]] ||
+    abort "$EXIT_BAD_INPUT" "FLAKE_ATTR='$FLAKE_ATTR' builds $out; expected SYSTEM_CLOSURE=$SYSTEM_CLOSURE"
+  build_where=$BUILD_ON
+  if [[ $build_where == auto ]]; then
+    build_where=remote
+    if can_build_here "$system"; then build_where=local; fi
+    info "BUILD_ON=auto: a $system system is built $([[ $build_where == local ]] && echo here || echo 'on the target')"
+  fi
+  if [[ $build_where == local ]]; then
+    step "Building $drv_path here"
+    timeout "$build_timeout" nix-store --realise "$drv_path" >/dev/null ||
+      abort "$EXIT_BAD_INPUT" "FLAKE_ATTR='$FLAKE_ATTR' did not build here ($system; set BUILD_ON=remote to build on the target)"
+    build_where=""
   fi
 }
+
+# --- The connection and the shim ----------------------------------------
 
 open_connection() {
   step "Connecting to $(target_address) port $TARGET_PORT (pinned host key $(fingerprint "$HOST_KEY"))"
@@ -118,49 +240,204 @@ open_connection() {
     local presented
     presented=$(ssh-keyscan -T 10 -p "$TARGET_PORT" "$TARGET_HOST" 2>/dev/null | cut -d' ' -f2- | ssh-keygen -lf - 2>/dev/null |
       awk '{printf "%s%s %s", sep, $2, $NF; sep = ", "}') || true
-    abort "$EXIT_REFUSED" "host key mismatch: $(target_address) port $TARGET_PORT does not present the pinned HOST_KEY (expected $(fingerprint "$HOST_KEY"); it presents: ${presented:-unknown}); nothing was copied"
+    abort "$ssh_wait_exit" "host key mismatch: $(target_address) port $TARGET_PORT does not present the pinned HOST_KEY (expected $(fingerprint "$HOST_KEY"); it presents: ${presented:-unknown}); nothing was copied"
   fi
 }
 
-# read_target_state: what the target runs now; exits 0 if that is SYSTEM_CLOSURE.
+# start_shim: one SSH session (over the control connection) that runs
+# target-shim.sh, sent once as the session's command; requests go to its
+# stdin through a FIFO, replies come back through another.
+start_shim() {
+  local text quoted
+  text=$(<"$shim")
+  quoted="'${text//\'/\'\\\'\'}'"
+  rm -f "$work_dir/to-shim" "$work_dir/from-shim"
+  mkfifo -m 600 "$work_dir/to-shim" "$work_dir/from-shim"
+  ssh "${ssh_opts[@]}" -o ControlMaster=no "$(target_address)" "bash -c $quoted blog-deploy-shim serve" \
+    <"$work_dir/to-shim" >"$work_dir/from-shim" &
+  shim_pid=$!
+  exec {shim_in}>"$work_dir/to-shim" {shim_out}<"$work_dir/from-shim"
+}
+
+close_shim() {
+  [[ -z $shim_in ]] || exec {shim_in}>&-
+  [[ -z $shim_out ]] || exec {shim_out}<&-
+  shim_in="" shim_out=""
+  if [[ -n $shim_pid ]]; then
+    # Ends by itself on EOF; bounded all the same.
+    wait_gone "$shim_pid" || kill "$shim_pid" 2>/dev/null || true
+    shim_pid=""
+  fi
+}
+
+# request SECONDS VERB ARGS...: one request; its reply lines in `reply`, its
+# status as ours; 255 when the session is gone or gave no answer within
+# SECONDS. request_payload, if set, follows the request line.
+request() {
+  local seconds=$1 line
+  shift
+  reply=()
+  [[ -n $shim_in ]] || return 255
+  trap '' PIPE
+  if ! printf '%s\n' "$*" 1>&"$shim_in" 2>/dev/null ||
+    { [[ -n $request_payload ]] && ! printf '%s\n' "$request_payload" 1>&"$shim_in" 2>/dev/null; }; then
+    trap - PIPE
+    request_payload=""
+    return 255
+  fi
+  trap - PIPE
+  request_payload=""
+  while IFS= read -r -t "$seconds" -u "$shim_out" line; do
+    if [[ $line == '@@ '* ]]; then
+      return "${line#@@ }"
+    fi
+    reply+=("$line")
+  done
+  return 255
+}
+
+# reply_value KEY: the value of the first KEY= line of the last reply.
+reply_value() {
+  local line
+  for line in "${reply[@]}"; do
+    if [[ $line == "$1="* ]]; then
+      printf '%s\n' "${line#*=}"
+      return 0
+    fi
+  done
+  return 0
+}
+
+# reply_values KEY: every KEY= value of the last reply, one a line.
+reply_values() {
+  local line
+  for line in "${reply[@]}"; do
+    [[ $line != "$1="* ]] || printf '%s\n' "${line#*=}"
+  done
+}
+
+# keepalive_start/keepalive_stop: pings the shim while this side works for a
+# long time on its own (a copy), so its idle limit does not end the session.
+keepalive_pid=""
+keepalive_start() {
+  (
+    trap '' PIPE
+    # The sleep keeps none of our pipes: killed or not, it holds nothing open.
+    while sleep "$keepalive_every" >/dev/null 2>&1 {shim_in}>&- {shim_out}<&-; do
+      printf 'ping\n' 1>&"$shim_in" || exit 0
+    done
+  ) &
+  keepalive_pid=$!
+}
+keepalive_stop() {
+  [[ -z $keepalive_pid ]] || kill "$keepalive_pid" 2>/dev/null || true
+  keepalive_pid=""
+}
+
+# --- The steps -----------------------------------------------------------
+
+test_hook() {
+  if [[ ${DEPLOY_TEST_STOP_AFTER:-} == "$1" ]]; then
+    shim_abandon=1
+    abort "$EXIT_UNKNOWN" "test hook DEPLOY_TEST_STOP_AFTER=$1: stopping unconfirmed; the target returns to $return_to after ${ROLLBACK_DEADLINE}s"
+  fi
+  if [[ ${DEPLOY_TEST_PAUSE_AFTER:-} == "$1" ]]; then
+    local waited=0
+    : >"$DEPLOY_TEST_PAUSE_FILE"
+    while [[ -e $DEPLOY_TEST_PAUSE_FILE ]] && ((waited < 1200)); do
+      sleep 0.1
+      waited=$((waited + 1))
+    done
+  fi
+}
+
+# begin_deploy: the target's lock (waiting at most LOCK_WAIT), a takeover
+# after a dead deployer, and what the target runs.
+begin_deploy() {
+  local status=0 idle=$((HEALTH_TIMEOUT + 120)) fail=$EXIT_REFUSED unchanged="nothing was changed"
+  if ((recovering == 1)); then
+    fail=$EXIT_UNKNOWN
+    unchanged="the target's rollback timer returns it to $return_to; an operator must look"
+  fi
+  step "Taking the target's deploy lock (waiting at most ${LOCK_WAIT}s for another deploy)"
+  request "$((LOCK_WAIT + 700))" begin "$SYSTEM_CLOSURE" "$LOCK_WAIT" "$idle" "$DEPLOY_ORIGIN" || status=$?
+  case $status in
+  0) ;;
+  75) abort "$fail" "another deploy holds the target's lock: $(reply_value holder); waited ${LOCK_WAIT}s (LOCK_WAIT); $unchanged" ;;
+  255) abort "$fail" "lost the connection to the target while taking its lock; $unchanged" ;;
+  *) abort "$fail" "could not take the target's deploy lock or read its state (status $status); $unchanged" ;;
+  esac
+  [[ -z $(reply_value takeover) ]] || info "took over the lock from a deploy that died: $(reply_value takeover)"
+  [[ -z $(reply_value recovered) ]] ||
+    info "that deploy's system $(reply_value unconfirmed) was never confirmed; the target returned to $(reply_value recovered) first"
+  current=$(reply_value current)
+  profile_path=$(reply_value profile)
+  generation=$(reply_value generation)
+  test_hook begin
+}
+
+# read_target_state: exits 0 if the target already runs and boots SYSTEM_CLOSURE.
 read_target_state() {
-  local state profile_path
-  state=$(on_target current-system) || abort "$EXIT_REFUSED" "could not read the target's current system"
-  previous_closure=$(sed -n 's/^current=//p' <<<"$state")
-  profile_path=$(sed -n 's/^profile=//p' <<<"$state")
-  previous_generation=$(sed -n 's/^generation=//p' <<<"$state")
-  if [[ $previous_closure == "$SYSTEM_CLOSURE" && $profile_path == "$SYSTEM_CLOSURE" ]]; then
+  if [[ $current == "$SYSTEM_CLOSURE" && $profile_path == "$SYSTEM_CLOSURE" ]]; then
     step "Nothing to do: the target already runs $SYSTEM_CLOSURE"
     exit 0
   fi
-  info "the target runs generation $previous_generation: ${previous_closure:-nothing yet}"
+  return_to=$current
+  info "the target runs ${current:-nothing yet}; its system profile (generation $generation) is ${profile_path:-none}"
+  if [[ -n $current && -n $profile_path && $profile_path != "$current" ]]; then
+    info "the profile is not the running system (an earlier deploy stopped there, or someone ran 'nixos-rebuild boot'): the deploy returns to the running one, $current, on failure"
+  fi
+}
+
+build_on_target() {
+  [[ -n $build_where ]] || return 0
+  local status=0 what=$SYSTEM_CLOSURE
+  if [[ $build_where == remote ]]; then
+    step "Copying the derivation $drv_path to the target, to build it there"
+    NIX_SSHOPTS="${ssh_opts[*]} -o ControlMaster=no" timeout 3600 nix "${nix_flags[@]}" copy --derivation \
+      --to "ssh-ng://$(target_address)" --substitute-on-destination --no-check-sigs "$drv_path" ||
+      abort "$EXIT_REFUSED" "copying the derivation $drv_path to the target failed; the target's system was not changed"
+    what=$drv_path
+  fi
+  step "Realising $what on the target (at most ${build_timeout}s)"
+  request "$((build_timeout + 60))" realise "$what" "$build_timeout" || status=$?
+  ((status == 0)) ||
+    abort "$EXIT_REFUSED" "the target could not build or substitute $what (status $status; its log is above); the target's system was not changed"
+  [[ $(reply_value out) == *"$SYSTEM_CLOSURE"* ]] ||
+    abort "$EXIT_REFUSED" "building $what on the target gave '$(reply_value out)'; expected $SYSTEM_CLOSURE"
+  info "built on the target: $SYSTEM_CLOSURE"
 }
 
 check_space() {
   step "Checking free space on the target"
-  local closure_paths missing=() missing_text needed=0 space nix_free boot_free boot_needed=0 file i
-  mapfile -t closure_paths < <(nix-store --query --requisites "$SYSTEM_CLOSURE")
-  # In chunks: sshd hands the command line to the shell as one argument,
-  # which Linux limits to 128 KiB (a NixOS closure has a few thousand paths).
-  for ((i = 0; i < ${#closure_paths[@]}; i += 500)); do
-    missing_text=$(on_target missing-paths "${closure_paths[@]:i:500}") ||
-      abort "$EXIT_REFUSED" "could not ask the target which store paths it lacks"
-    [[ -z $missing_text ]] || mapfile -t -O "${#missing[@]}" missing <<<"$missing_text"
-  done
-  if ((${#missing[@]} > 0)); then
-    needed=$(nix-store --query --size "${missing[@]}" | awk '{sum += $1} END {print sum + 0}')
+  local closure_paths=() missing=() needed=0 nix_free boot_free boot_needed=0 file status=0
+  if [[ -n $build_where ]]; then
+    request 60 boot-needed "$SYSTEM_CLOSURE" || status=$?
+    boot_needed=$(reply_value boot_needed)
+    request 60 survey 0 || status=$?
+  else
+    [[ -s $work_dir/closure.paths ]] || nix-store --query --requisites "$SYSTEM_CLOSURE" >"$work_dir/closure.paths"
+    mapfile -t closure_paths <"$work_dir/closure.paths"
+    request_payload=$(printf '%s\n' "${closure_paths[@]}")
+    request 120 survey "$((${#request_payload} + 1))" || status=$?
+    mapfile -t missing < <(reply_values missing)
+    for file in kernel initrd; do
+      if [[ -e $SYSTEM_CLOSURE/$file ]]; then
+        boot_needed=$((boot_needed + $(du -bL "$SYSTEM_CLOSURE/$file" | cut -f1)))
+      fi
+    done
   fi
-  space=$(on_target free-space /nix /boot) || abort "$EXIT_REFUSED" "could not read free space on the target"
-  nix_free=$(sed -n 's|^/nix=||p' <<<"$space")
-  boot_free=$(sed -n 's|^/boot=||p' <<<"$space")
-  info "/nix: ${#missing[@]} of ${#closure_paths[@]} paths missing, $needed bytes needed, $nix_free bytes available"
-  ((needed <= nix_free)) ||
-    abort "$EXIT_REFUSED" "not enough space in the target's /nix: needed $needed bytes ($((needed / 1048576)) MiB, ${#missing[@]} missing paths), available $nix_free bytes ($((nix_free / 1048576)) MiB); nothing was copied"
-  for file in kernel initrd; do
-    if [[ -e $SYSTEM_CLOSURE/$file ]]; then
-      boot_needed=$((boot_needed + $(du -bL "$SYSTEM_CLOSURE/$file" | cut -f1)))
+  ((status == 0)) || abort "$EXIT_REFUSED" "could not ask the target which store paths it lacks and how much space it has"
+  nix_free=$(reply_value nix_free)
+  boot_free=$(reply_value boot_free)
+  if [[ -z $build_where ]]; then
+    if ((${#missing[@]} > 0)); then
+      needed=$(nix-store --query --size "${missing[@]}" | awk '{sum += $1} END {print sum + 0}')
     fi
-  done
+    info "/nix: ${#missing[@]} of ${#closure_paths[@]} paths missing, $needed bytes needed, $nix_free bytes available"
+    ((needed <= nix_free)) ||
+      abort "$EXIT_REFUSED" "not enough space in the target's /nix: needed $needed bytes ($((needed / 1048576)) MiB, ${#missing[@]} missing paths), available $nix_free bytes ($((nix_free / 1048576)) MiB); nothing was copied"
+  fi
   if [[ -n $boot_free ]] && ((boot_needed > 0)); then
     info "/boot: $boot_needed bytes needed for kernel+initrd, $boot_free bytes available"
     ((boot_needed <= boot_free)) ||
@@ -169,104 +446,202 @@ check_space() {
 }
 
 copy_closure() {
+  [[ -z $build_where ]] || return 0
   step "Copying the closure (nix copy over the open connection)"
-  local attempt=1
+  local attempt=1 status=0
+  keepalive_start
   # NIX_SSHOPTS is split on whitespace: every value in ssh_opts is space-free.
   until NIX_SSHOPTS="${ssh_opts[*]} -o ControlMaster=no" nix "${nix_flags[@]}" copy \
     --to "ssh-ng://$(target_address)" --substitute-on-destination --no-check-sigs "$SYSTEM_CLOSURE"; do
-    ((attempt < copy_attempts)) ||
-      abort "$EXIT_REFUSED" "nix copy failed $attempt times; the target's system was not changed"
+    if ((attempt >= copy_attempts)); then
+      status=1
+      break
+    fi
     info "nix copy attempt $attempt/$copy_attempts failed; retrying in 5s"
     sleep 5
     attempt=$((attempt + 1))
   done
+  keepalive_stop
+  ((status == 0)) || abort "$EXIT_REFUSED" "nix copy failed $attempt times; the target's system was not changed"
 }
 
-set_profile() {
-  step "Setting the system profile to $SYSTEM_CLOSURE"
-  new_generation=$(on_target set-profile "$SYSTEM_CLOSURE" | tail -n 1) ||
-    abort "$EXIT_REFUSED" "could not set the target's system profile; the target runs generation $previous_generation unchanged"
-  info "new generation: $new_generation"
-}
-
-arm_rollback() {
-  step "Arming the target's rollback to generation $previous_generation in ${ROLLBACK_DEADLINE}s"
-  if ((previous_generation == 0)); then
-    info "no previous generation on the target: nothing to roll back to, no timer armed"
-    return 0
+# prepare_target: the target writes the deploy's state and arms its rollback
+# timer (back to return_to after ROLLBACK_DEADLINE), then, if the profile is
+# not the running system, makes the running system the boot default again.
+prepare_target() {
+  local status=0
+  if [[ -z $return_to ]]; then
+    step "Nothing runs on the target yet: no system to return to, no rollback timer"
+  else
+    step "Arming the target's rollback to $return_to in ${ROLLBACK_DEADLINE}s"
   fi
-  on_target arm-rollback "$previous_generation" "$ROLLBACK_DEADLINE" >&2
+  request "$((activate_timeout * 2 + 60))" prepare "${return_to:--}" "$SYSTEM_CLOSURE" "$ROLLBACK_DEADLINE" "$activate_timeout" || status=$?
+  case $status in
+  0) ;;
+  2 | 255) abort "$EXIT_REFUSED" "the target could not prepare the deploy (status $status; see above); nothing was activated" ;;
+  *)
+    abort "$EXIT_UNKNOWN" "the target could not make the running system $return_to its boot default again (status $status); the rollback timer returns to it by itself within ${ROLLBACK_DEADLINE}s; an operator must look"
+    ;;
+  esac
+  [[ -z $(reply_value repaired) ]] ||
+    info "the running system $return_to is the boot default again (generation $(reply_value repaired))"
 }
 
 activate() {
-  step "Activating generation $new_generation (switch-to-configuration switch)"
-  on_target activate "$SYSTEM_CLOSURE" "$activate_timeout" >&2
-}
-
-test_hook() {
-  if [[ ${DEPLOY_TEST_STOP_AFTER:-} == "$1" ]]; then
-    abort "$EXIT_UNKNOWN" "test hook DEPLOY_TEST_STOP_AFTER=$1: stopping unconfirmed; the target rolls back to generation $previous_generation after ${ROLLBACK_DEADLINE}s"
-  fi
+  step "Activating $SYSTEM_CLOSURE (switch-to-configuration test: running, not yet the boot default)"
+  request "$((activate_timeout * 2 + 60))" activate "$SYSTEM_CLOSURE" "$activate_timeout"
 }
 
 # check_health: HEALTH_URL answers 2xx (with HEALTH_EXPECT) within
-# HEALTH_TIMEOUT, and no systemd unit failed. Sets health_failure on failure.
+# HEALTH_TIMEOUT through every published address (or as resolved, or through
+# HEALTH_RESOLVE), then no systemd unit failed. Sets health_failure.
 health_failure=""
 check_health() {
-  step "Checking health: $HEALTH_URL (up to ${HEALTH_TIMEOUT}s), then failed units"
-  local deadline=$((SECONDS + HEALTH_TIMEOUT)) remaining last="" units
-  local curl_args=(--silent --show-error --fail --location --output "$work_dir/health.body")
-  [[ -z $HEALTH_RESOLVE ]] || curl_args+=(--resolve "$HEALTH_RESOLVE")
+  local deadline=$((SECONDS + HEALTH_TIMEOUT)) remaining i status units
+  local targets=() errors=() pending=() still=() failures=()
+  if ((${#addresses[@]} > 0)); then
+    for i in "${!addresses[@]}"; do
+      if [[ ${addresses[i]} == *:* ]]; then
+        targets+=("$health_url_host:$health_url_port:[${addresses[i]}]")
+      else
+        targets+=("$health_url_host:$health_url_port:${addresses[i]}")
+      fi
+    done
+    step "Checking health: $HEALTH_URL through ${addresses[*]} (up to ${HEALTH_TIMEOUT}s), then failed units"
+  else
+    targets=("$HEALTH_RESOLVE")
+    step "Checking health: $HEALTH_URL (up to ${HEALTH_TIMEOUT}s), then failed units"
+  fi
+  pending=("${!targets[@]}")
   while :; do
     remaining=$((deadline - SECONDS))
     ((remaining >= 1)) || remaining=1
-    if curl "${curl_args[@]}" --max-time "$((remaining < 10 ? remaining : 10))" "$HEALTH_URL" 2>"$work_dir/health.err"; then
-      if [[ -z $HEALTH_EXPECT ]] || grep -qF -- "$HEALTH_EXPECT" "$work_dir/health.body"; then
-        break
+    still=()
+    for i in "${pending[@]}"; do
+      local args=(--silent --show-error --fail --location --output "$work_dir/health.body" --max-time "$((remaining < 10 ? remaining : 10))")
+      [[ -z ${targets[i]} ]] || args+=(--resolve "${targets[i]}")
+      if curl "${args[@]}" "$HEALTH_URL" 2>"$work_dir/health.err"; then
+        if [[ -z $HEALTH_EXPECT ]] || grep -qF -- "$HEALTH_EXPECT" "$work_dir/health.body"; then
+          continue
+        fi
+        errors[i]="the page does not contain HEALTH_EXPECT '$HEALTH_EXPECT'"
+      else
+        errors[i]=$(tail -n 1 "$work_dir/health.err")
       fi
-      last="the page does not contain HEALTH_EXPECT '$HEALTH_EXPECT'"
-    else
-      last=$(tail -n 1 "$work_dir/health.err")
-    fi
+      still+=("$i")
+    done
+    pending=("${still[@]}")
+    ((${#pending[@]} > 0)) || break
     if ((SECONDS >= deadline)); then
-      health_failure="health check: $HEALTH_URL did not pass within ${HEALTH_TIMEOUT}s ($last)"
+      if ((${#addresses[@]} == 0)); then
+        health_failure="health check: $HEALTH_URL did not pass within ${HEALTH_TIMEOUT}s (${errors[0]})"
+      else
+        for i in "${pending[@]}"; do
+          failures+=("through ${addresses[i]} ($(family "${addresses[i]}")): ${errors[i]}")
+        done
+        health_failure="health check: $HEALTH_URL did not pass within ${HEALTH_TIMEOUT}s $(
+          IFS=';'
+          echo "${failures[*]}"
+        )"
+      fi
       return 1
     fi
-    sleep 2
+    sleep 1
   done
-  if ! units=$(on_target failed-units); then
+  status=0
+  request 60 failed-units || status=$?
+  if ((status == 255)); then
+    health_failure="lost the connection to the target while listing its failed units"
+    return 255
+  fi
+  if ((status != 0)); then
     health_failure="health check: could not list failed units on the target"
     return 1
   fi
+  units=$(reply_values unit | tr '\n' ' ')
   if [[ -n $units ]]; then
-    health_failure="health check: failed systemd units: $(tr '\n' ' ' <<<"$units")"
+    health_failure="health check: failed systemd units: $units"
     return 1
   fi
   info "healthy"
 }
 
-confirm() {
-  step "Confirming: cancelling the target's rollback timer"
-  ((previous_generation == 0)) || on_target confirm >&2
+# report_health_after PREFIX: health of the system that runs again; exits 3 or 4.
+report_health_after() {
+  local prefix=$1 generation_now=$2 running=$3
+  if ! check_health; then
+    abort "$EXIT_UNKNOWN" "$prefix; rolled back to generation $generation_now ($running), but it is not healthy either: $health_failure"
+  fi
+  abort "$EXIT_ROLLED_BACK" "$prefix; rolled back: the host runs generation $generation_now ($running) again, boots it, and passed the health check"
 }
 
-# roll_back REASON: after a failure past set_profile. Exits 3 or 4.
+# roll_back REASON: after a failure once the target was changed. Exits 3 or 4.
 roll_back() {
-  local reason=$1 result
+  local reason=$1 status=0 running
   printf 'error: %s\n' "$reason" >&2
-  if ((previous_generation == 0)); then
-    abort "$EXIT_UNKNOWN" "no previous generation to roll back to; the target keeps generation $new_generation ($SYSTEM_CLOSURE); an operator must look"
+  if [[ -z $return_to ]]; then
+    abort "$EXIT_UNKNOWN" "no previous system to roll back to; the target runs $SYSTEM_CLOSURE, unverified, and does not boot it; an operator must look"
   fi
-  step "Rolling back to generation $previous_generation"
-  if ! result=$(on_target rollback "$previous_generation" "$activate_timeout"); then
-    abort "$EXIT_UNKNOWN" "rollback to generation $previous_generation failed after: $reason; state unknown (if the connection was lost before the rollback started, the target's own timer switches back within ${ROLLBACK_DEADLINE}s); an operator must look"
+  step "Rolling back to $return_to"
+  request "$((activate_timeout * 2 + 60))" rollback "$activate_timeout" || status=$?
+  ((status != 255)) || recover_after_loss "the rollback after: $reason"
+  running=$(reply_value current)
+  if ((status != 0)) || [[ $running != "$return_to" ]]; then
+    abort "$EXIT_UNKNOWN" "rollback to $return_to failed after: $reason; the target runs ${running:-an unknown system} (status $status); an operator must look"
   fi
-  local now_generation=${result%% *} now_closure=${result#* }
-  info "the target runs generation $now_generation ($now_closure)"
-  if ! check_health; then
-    abort "$EXIT_UNKNOWN" "rolled back to generation $now_generation ($now_closure) after: $reason; but it is not healthy either: $health_failure"
+  info "the target runs $running again"
+  report_health_after "deploy failed: $reason" "$(reply_value generation)" "$running"
+}
+
+# recover_after_loss STEP: the connection dropped during STEP, once the
+# target was changed. Reconnects (within CONNECT_ATTEMPTS/CONNECT_TIMEOUT),
+# takes the lock again, which returns an unconfirmed system to return_to,
+# and reports what runs. Exits 0, 3 or 4.
+recover_after_loss() {
+  local reason="the connection to the target dropped during $1"
+  ((recovering == 0)) || abort "$EXIT_UNKNOWN" "$reason, again, while recovering; state unknown; the target's rollback timer returns it to $return_to; an operator must look"
+  recovering=1
+  printf 'error: %s\n' "$reason" >&2
+  step "Reconnecting to see what the target runs (it may have rebooted)"
+  close_shim
+  close_master
+  ssh_wait_exit=$EXIT_UNKNOWN
+  open_connection
+  start_shim
+  begin_deploy
+  if [[ $current == "$SYSTEM_CLOSURE" && $profile_path == "$SYSTEM_CLOSURE" ]]; then
+    step "Deployed: the commit had completed before the connection dropped; the host runs generation $generation ($SYSTEM_CLOSURE) and boots it"
+    exit 0
   fi
-  abort "$EXIT_ROLLED_BACK" "deploy failed: $reason; rolled back: the host runs generation $now_generation ($now_closure) again and passed the health check"
+  if [[ -n $return_to && $current == "$return_to" ]]; then
+    info "the target runs $current again ($([[ -n $(reply_value recovered) ]] && echo 'its unconfirmed deploy was just returned' || echo 'it rebooted into its boot default, or its rollback timer fired'))"
+    report_health_after "deploy failed: $reason" "$generation" "$current"
+  fi
+  abort "$EXIT_UNKNOWN" "$reason; the target now runs ${current:-nothing} (profile ${profile_path:-none}), not $return_to; an operator must look"
+}
+
+commit() {
+  local status=0
+  step "Committing: $SYSTEM_CLOSURE becomes the system profile and the boot default; the rollback timer is cancelled"
+  request "$((activate_timeout * 2 + 60))" commit "$activate_timeout" || status=$?
+  case $status in
+  0) ;;
+  255) recover_after_loss "the commit" ;;
+  76)
+    printf 'error: %s\n' "the rollback timer fired before the deploy could commit (ROLLBACK_DEADLINE=${ROLLBACK_DEADLINE}s too short?)" >&2
+    [[ $(reply_value current) == "$return_to" ]] ||
+      abort "$EXIT_UNKNOWN" "the rollback timer fired, but the target runs $(reply_value current), not $return_to; an operator must look"
+    report_health_after "deploy failed: the rollback timer had fired (ROLLBACK_DEADLINE=${ROLLBACK_DEADLINE}s too short?)" "$(reply_value generation)" "$(reply_value current)"
+    ;;
+  77)
+    report_health_after "deploy failed: making $SYSTEM_CLOSURE the boot default failed (its log is above); the target returned to $return_to" \
+      "$(reply_value generation)" "$(reply_value current)"
+    ;;
+  *) abort "$EXIT_UNKNOWN" "the commit failed and so did the return to $return_to (status $status); the target runs $(reply_value current); an operator must look" ;;
+  esac
+  [[ $(reply_value current) == "$SYSTEM_CLOSURE" && $(reply_value profile) == "$SYSTEM_CLOSURE" ]] ||
+    abort "$EXIT_UNKNOWN" "the commit reported success, but the target runs $(reply_value current) with profile $(reply_value profile); an operator must look"
+  generation=$(reply_value generation)
 }
 
 main() {
@@ -274,26 +649,26 @@ main() {
   parse_inputs
   install_exit_traps cleanup
   prepare_work_dir
-  ensure_closure_local
+  realise_closure
   open_connection
+  start_shim
+  begin_deploy
   read_target_state
+  build_on_target
   check_space
   copy_closure
-  set_profile
-  if ! arm_rollback; then
-    roll_back "arming the rollback timer failed"
-  fi
-  if ! activate; then
-    roll_back "activation failed (switch-to-configuration switch of generation $new_generation)"
-  fi
+  prepare_target
+  local status=0
+  activate || status=$?
+  ((status != 255)) || recover_after_loss "the activation"
+  ((status == 0)) || roll_back "activation failed (switch-to-configuration test of $SYSTEM_CLOSURE)"
   test_hook activate
-  if ! check_health; then
-    roll_back "$health_failure"
-  fi
-  if ! confirm; then
-    roll_back "confirm failed: the rollback timer had already fired (ROLLBACK_DEADLINE=${ROLLBACK_DEADLINE}s too short?)"
-  fi
-  step "Deployed: the host runs generation $new_generation ($SYSTEM_CLOSURE)"
+  status=0
+  check_health || status=$?
+  ((status != 255)) || recover_after_loss "the health check"
+  ((status == 0)) || roll_back "$health_failure"
+  commit
+  step "Deployed: the host runs generation $generation ($SYSTEM_CLOSURE) and boots it"
 }
 
 main "$@"

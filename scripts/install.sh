@@ -34,12 +34,16 @@ parse_inputs() {
   NIXOS_CONFIGURATION=${NIXOS_CONFIGURATION:-blog}
   CONNECT_ATTEMPTS=${CONNECT_ATTEMPTS:-30}
   CONNECT_TIMEOUT=${CONNECT_TIMEOUT:-600}
+  BUILD_ON=${BUILD_ON:-auto}
   require_uint TARGET_PORT 1
   require_uint CONNECT_ATTEMPTS 1
   require_uint CONNECT_TIMEOUT 1
   require_host_key HOST_KEY
   [[ $HOST_KEY == ssh-ed25519\ * ]] ||
     abort "$EXIT_BAD_INPUT" "HOST_KEY='$HOST_KEY' is not valid; expected an ed25519 key ('ssh-ed25519 AAAA...')"
+  [[ $BUILD_ON =~ ^(auto|local|remote)$ ]] ||
+    abort "$EXIT_BAD_INPUT" "BUILD_ON='$BUILD_ON' is not valid; expected auto, local or remote"
+  parse_published_addresses
   if [[ -n ${NIXOS_ANYWHERE:-} ]]; then
     nixos_anywhere=("$NIXOS_ANYWHERE")
   else
@@ -108,6 +112,11 @@ run_nixos_anywhere() {
     --target-host "$(target_address)"
     --ssh-port "$TARGET_PORT"
     --extra-files "$work_dir/extra-files"
+    # Where the system is built (nixos-anywhere 1.13.0, docs/cli.md and
+    # checkBuildLocally in src/nixos-anywhere.sh): "auto" builds here when this
+    # machine (or a builder it has) can build for the target's system, and on
+    # the target otherwise: an aarch64 (cax) host from an x86 laptop or runner.
+    --build-on "$BUILD_ON"
   )
   if has_value BOOTSTRAP_SSH_PRIVATE_KEY; then
     args+=(-i "$work_dir/id_bootstrap")
@@ -153,14 +162,44 @@ wait_for_pinned_key() {
 }
 
 # A real login with StrictHostKeyChecking=yes against the pinned key only.
+pinned_opts=()
 verify_login() {
   step "Logging in with the pinned host key only"
-  local pinned_opts
   write_known_hosts "$work_dir/known_hosts" "$HOST_KEY"
   pinned_ssh_options pinned_opts "$work_dir/known_hosts"
   ssh "${pinned_opts[@]}" -o ConnectTimeout=10 "${identity_opts[@]}" "$(target_address)" true ||
     abort "$EXIT_UNKNOWN" "login with the pinned host key $(fingerprint "$HOST_KEY") failed; an operator must look"
-  step "Installed: $(target_address) runs $FLAKE#$NIXOS_CONFIGURATION and presents the pinned host key"
+}
+
+# Every published address (A and AAAA) answers SSH with the pinned key: the
+# installed system's own network configuration holds on both families.
+# Bounded by CONNECT_ATTEMPTS/CONNECT_TIMEOUT for each address (IPv6 may come
+# up a little after IPv4: it is configured from the metadata service).
+verify_addresses() {
+  local address attempt deadline remaining err_file=$work_dir/address.err
+  for address in "${published_addresses[@]}"; do
+    step "Checking that the installed system answers at $address ($(family "$address"))"
+    attempt=1
+    deadline=$((SECONDS + CONNECT_TIMEOUT))
+    while :; do
+      remaining=$((deadline - SECONDS))
+      if timeout 40 ssh "${pinned_opts[@]}" -o ConnectTimeout="$((remaining < 10 ? (remaining > 0 ? remaining : 1) : 10))" \
+        "${identity_opts[@]}" "$TARGET_USER@$address" true 2>"$err_file"; then
+        info "it answers at $address with the pinned host key"
+        break
+      fi
+      if grep -qiE 'host key verification failed|identification has changed' "$err_file"; then
+        abort "$EXIT_UNKNOWN" "installed, but $address ($(family "$address")) port $TARGET_PORT presents a host key other than the pinned HOST_KEY $(fingerprint "$HOST_KEY"): another machine has that address; an operator must look"
+      fi
+      if ((attempt >= CONNECT_ATTEMPTS || SECONDS >= deadline)); then
+        abort "$EXIT_UNKNOWN" "installed, but the server does not answer at $address ($(family "$address")) port $TARGET_PORT after $attempt attempts (last error: $(tail -n 1 "$err_file")); visitors and Let's Encrypt that use that address cannot reach it; an operator must look"
+      fi
+      info "attempt $attempt/$CONNECT_ATTEMPTS at $address failed ($(tail -n 1 "$err_file")); retrying"
+      remaining=$((deadline - SECONDS))
+      sleep $((remaining < 3 ? (remaining > 0 ? remaining : 0) : 3))
+      attempt=$((attempt + 1))
+    done
+  done
 }
 
 main() {
@@ -172,6 +211,8 @@ main() {
   run_nixos_anywhere
   wait_for_pinned_key
   verify_login
+  verify_addresses
+  step "Installed: $(target_address) runs $FLAKE#$NIXOS_CONFIGURATION and presents the pinned host key${published_addresses[*]:+ at ${published_addresses[*]}}"
 }
 
 main "$@"

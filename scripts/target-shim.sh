@@ -1,33 +1,57 @@
 #!/usr/bin/env bash
 # Target-side half of deploy.sh. Nothing is installed on the host: deploy.sh
-# streams this file over its SSH connection for every command:
-#   ssh ... bash -s -- <verb> [args...] < scripts/target-shim.sh
+# sends this file once per deploy, as the command of one SSH session, and then
+# talks to it over that session's stdin/stdout:
+#   ssh ... "bash -c '<this file>' blog-deploy-shim serve"
+# Each request is one line, "<verb> <args...>"; a verb that takes a list reads
+# that many more lines. Each reply is zero or more "key=value" lines and then
+# "@@ <status>". Progress and errors go to stderr (the operator sees them).
+# "ping" gets no reply (the deployer's keepalive during long local steps).
+# `target-shim.sh <verb> <args...>` runs one request by hand, without the lock.
 #
-# With systemd (/run/systemd/system exists: the real NixOS host) activation
-# and the rollback timer are transient systemd units. Without systemd (the
-# integration-test target) the same verbs use setsid'd background processes
-# whose results are read back the same way. deploy.sh does not know which.
+# With systemd (/run/systemd/system exists: the real NixOS host), activation,
+# commit, rollback and the rollback timer are transient systemd units. Without
+# systemd (the integration-test target) they are setsid'd processes whose
+# results are read back the same way. deploy.sh does not know which.
 #
-# Verbs (one line of output each unless noted):
-#   current-system            "current=<path>", "profile=<path>" (empty if none) and
-#                             "generation=<number of the system profile's generation>" (0: none)
-#   generation                that generation number alone
-#   missing-paths PATH...     the given store paths this store lacks, one a line
-#   free-space DIR...         "<dir>=<available bytes>" ("<dir>=" if DIR is absent)
-#   set-profile CLOSURE       points the system profile at CLOSURE; prints the new generation
-#   arm-rollback GEN SECONDS  after SECONDS, switch back to generation GEN unless confirmed
-#   activate CLOSURE SECONDS  CLOSURE/bin/switch-to-configuration switch, detached from
-#                             this session; waits at most SECONDS for its result
-#   confirm                   cancels the armed rollback; fails if it already fired
-#   rollback GEN SECONDS      cancels the timer, switches to generation GEN now and activates it;
-#                             prints "<generation> <current system>"
-#   failed-units              failed systemd units, one a line (none: no output)
+# State, all under /run/blog-deploy (gone at reboot, with everything it guards):
+#   lock          flock(1)ed by the serving shim for the whole deploy: one at a time
+#   holder        who holds it: origin, since, shim pid, closure (removed by "end")
+#   switch.lock   every switch-to-configuration we start runs under it (flock -o)
+#   deploy/       the deploy in flight: return-to (the system that ran before),
+#                 new, rollback.sh, commit.sh, and "decided" (commit or rollback,
+#                 written once, under switch.lock: whoever writes it first wins)
+#
+# Verbs:
+#   begin CLOSURE WAIT IDLE ORIGIN...  takes the lock (waits at most WAIT s; status 75
+#                          and holder=... when another deploy keeps it), takes over
+#                          after a deployer that died (rolls its unconfirmed system
+#                          back first), prints current=, profile=, generation=
+#   survey BYTES + paths   missing=<path> per path this store lacks, nix_free=, boot_free=
+#                          (the paths follow the request, one a line, BYTES in all)
+#   boot-needed CLOSURE    boot_needed=<bytes of CLOSURE's kernel+initrd>
+#   realise PATH SECONDS   builds a derivation here, or substitutes a store path
+#                          (nix-store --realise); prints out=<path>
+#   prepare RETURN NEW DEADLINE SECONDS
+#                          writes the deploy's state, arms the rollback timer (return to
+#                          RETURN after DEADLINE s unless committed), then, if the system
+#                          profile is not RETURN, makes RETURN the profile and boot default
+#   activate NEW SECONDS   NEW/bin/switch-to-configuration test (running, not booted)
+#   failed-units           failed systemd units, one a line
+#   commit SECONDS         profile := NEW, NEW/bin/switch-to-configuration boot, timer
+#                          off; status 76 if the rollback already happened, 77 if the
+#                          commit failed and the host went back to RETURN
+#   rollback SECONDS       returns to RETURN now (running, profile, boot default)
+#   status                 current=, profile=, generation=, decided=
+#   end                    releases the lock and ends the session
 set -euo pipefail
 
 readonly profile=/nix/var/nix/profiles/system
 readonly state_dir=/run/blog-deploy
+readonly deploy_dir=$state_dir/deploy
+readonly switch_lock=$state_dir/switch.lock
 readonly rollback_unit=blog-deploy-rollback
-# NixOS keeps its tools here; the transient units must not depend on this file.
+# NixOS keeps its tools here; the scripts we leave behind use absolute paths.
 export PATH="$PATH:/run/current-system/sw/bin"
 
 abort() {
@@ -35,17 +59,22 @@ abort() {
   exit 1
 }
 
+say() {
+  echo "target: $*" >&2
+}
+
 has_systemd() {
   [[ -d /run/systemd/system ]]
 }
 
-# switch_back_command GEN: a self-contained /bin/sh command that makes
-# generation GEN current and activates it.
-switch_back_command() {
-  local nix_env=/run/current-system/sw/bin/nix-env
-  [[ -x $nix_env ]] || nix_env=$(command -v nix-env) || abort "nix-env not found"
-  printf '%s -p %s --switch-generation %s && %s/bin/switch-to-configuration switch' \
-    "$nix_env" "$profile" "$1" "$profile"
+# tool NAME: an absolute path of NAME whose directory is resolved (on NixOS
+# /run/current-system/sw/bin becomes a store path), so that scripts run later
+# do not depend on /run/current-system, which a switch changes. The name
+# itself stays: nix-env is a link to the multi-call nix binary.
+tool() {
+  local found
+  found=$(command -v "$1") || abort "$1 not found"
+  printf '%s/%s\n' "$(readlink -f "$(dirname "$found")")" "${found##*/}"
 }
 
 profile_generation() {
@@ -59,146 +88,379 @@ profile_generation() {
   echo "${link%-link}"
 }
 
-cmd_current_system() {
+print_state() {
   echo "current=$(readlink -e /run/current-system 2>/dev/null || true)"
   echo "profile=$(readlink -e "$profile" 2>/dev/null || true)"
   echo "generation=$(profile_generation)"
 }
 
-cmd_generation() {
-  profile_generation
+holder_summary() {
+  local origin="" since="" pid="" closure="" key value
+  [[ -f $state_dir/holder ]] || {
+    echo "an unknown deploy"
+    return
+  }
+  while IFS='=' read -r key value; do
+    case $key in
+    origin) origin=$value ;;
+    since) since=$value ;;
+    pid) pid=$value ;;
+    closure) closure=$value ;;
+    esac
+  done <"$state_dir/holder"
+  printf '%s (deploying %s, since %s, %ss ago; shim pid %s on the target)' "${origin:-unknown}" "${closure:-?}" \
+    "$(date -u -d "@${since:-0}" '+%Y-%m-%d %H:%M:%S UTC')" "$(($(date +%s) - ${since:-0}))" "${pid:-?}"
 }
 
-cmd_missing_paths() {
-  (($# == 0)) || nix-store --check-validity --print-invalid "$@"
-}
-
-cmd_free_space() {
-  local dir
-  for dir in "$@"; do
-    if [[ -d $dir ]]; then
-      echo "$dir=$(df -Pk "$dir" | awk 'NR == 2 {print $4 * 1024}')"
-    else
-      echo "$dir="
-    fi
-  done
-}
-
-cmd_set_profile() {
-  [[ -x $1/bin/switch-to-configuration ]] || abort "$1 is not a system closure in this store"
-  nix-env -p "$profile" --set "$1"
-  profile_generation
-}
-
-cancel_rollback() {
-  if has_systemd; then
-    systemctl stop "$rollback_unit.timer" 2>/dev/null || true
-    systemctl reset-failed "$rollback_unit.timer" "$rollback_unit.service" 2>/dev/null || true
-  elif [[ -f $state_dir/rollback.pid ]]; then
-    kill -- "-$(cat "$state_dir/rollback.pid")" 2>/dev/null || true
-    rm -f "$state_dir/rollback.pid"
-  fi
-}
-
-cmd_arm_rollback() {
-  local generation=$1 seconds=$2 command
-  command=$(switch_back_command "$generation")
-  mkdir -p "$state_dir"
-  cancel_rollback
-  rm -f "$state_dir/rollback-fired"
-  echo "$generation" >"$state_dir/rollback-generation"
-  if has_systemd; then
-    systemd-run --quiet --unit="$rollback_unit" --on-active="$seconds" \
-      --timer-property=AccuracySec=1s --timer-property=RemainAfterElapse=no --description="blog deploy: roll back to generation $generation" \
-      /bin/sh -c "$command"
-  else
-    # setsid: own session and process group, so neither the end of this SSH
-    # session nor a hangup stops it; confirm kills the whole group.
-    setsid /bin/sh -c "sleep $seconds; rm -f $state_dir/rollback.pid; $command; echo \$? >$state_dir/rollback-fired" \
-      </dev/null >"$state_dir/rollback.log" 2>&1 &
-    echo $! >"$state_dir/rollback.pid"
-  fi
-  echo "rollback to generation $generation armed for ${seconds}s"
-}
-
-cmd_confirm() {
-  if has_systemd; then
-    systemctl is-active --quiet "$rollback_unit.timer" ||
-      abort "the rollback timer is no longer armed (it fired or was cancelled)"
-  else
-    if [[ ! -f $state_dir/rollback.pid ]] || ! kill -0 "$(cat "$state_dir/rollback.pid")" 2>/dev/null; then
-      abort "the rollback timer is no longer armed (it fired or was cancelled)"
-    fi
-  fi
-  cancel_rollback
-  echo "confirmed"
-}
-
-# run_detached SECONDS COMMAND: runs COMMAND outside this session and waits
-# at most SECONDS for its exit status, which becomes ours.
+# run_detached SECONDS COMMAND...: runs COMMAND outside this session (a dropped
+# SSH connection cannot stop it) and waits at most SECONDS (+10) for its exit
+# status, which becomes ours. Its output reaches our stderr.
 run_detached() {
-  local seconds=$1 command=$2 unit status waited=0
+  local seconds=$1 status=0 unit
+  shift
   if has_systemd; then
-    unit=blog-deploy-activate-$(date +%s)
-    status=0
+    unit=blog-deploy-run-$(date +%s%N)
     timeout "$((seconds + 10))" systemd-run --quiet --wait --collect --unit="$unit" \
-      --property=Type=oneshot --property=TimeoutStartSec="$seconds" \
-      /bin/sh -c "$command" || status=$?
-    ((status == 0)) || journalctl --no-pager -n 40 -u "$unit" >&2 || true
+      --property=Type=oneshot --property=TimeoutStartSec="$seconds" "$@" || status=$?
+    ((status == 0)) || journalctl --no-pager -q -o cat -n 40 -u "$unit" >&2 || true
     return "$status"
   fi
   mkdir -p "$state_dir"
-  rm -f "$state_dir/activate.status"
-  setsid /bin/sh -c "$command; echo \$? >$state_dir/activate.status.tmp; mv $state_dir/activate.status.tmp $state_dir/activate.status" \
-    </dev/null >"$state_dir/activate.log" 2>&1 &
-  while [[ ! -f $state_dir/activate.status ]]; do
-    ((waited < seconds * 5)) || abort "activation gave no result within ${seconds}s"
-    sleep 0.2
-    waited=$((waited + 1))
-  done
-  status=$(cat "$state_dir/activate.status")
-  cat "$state_dir/activate.log" >&2
+  # setsid: its own session, so neither a hangup nor the end of this SSH
+  # session stops it. `wait` returns when it exits: no polling.
+  setsid timeout "$seconds" "$@" </dev/null >"$state_dir/run.log" 2>&1 9>&- &
+  wait "$!" || status=$?
+  ((status == 0)) || cat "$state_dir/run.log" >&2
   return "$status"
 }
 
-cmd_activate() {
-  local closure=$1 seconds=$2 status=0
-  run_detached "$seconds" "$closure/bin/switch-to-configuration switch" || status=$?
-  ((status == 0)) || abort "switch-to-configuration switch of $closure exited with status $status"
-  echo "activated $closure"
+# locked SECONDS COMMAND...: sets lock_cmd to COMMAND run under switch.lock
+# (which COMMAND does not inherit: flock -o), waiting at most SECONDS for it.
+lock_cmd=()
+locked() {
+  local seconds=$1
+  shift
+  lock_cmd=("$(tool flock)" -o -w "$seconds" "$switch_lock" "$@")
 }
 
-cmd_rollback() {
-  local generation=$1 seconds=$2 status=0
-  cancel_rollback
-  run_detached "$seconds" "$(switch_back_command "$generation")" || status=$?
-  ((status == 0)) || abort "switching back to generation $generation failed with status $status"
-  echo "$(profile_generation) $(readlink -e /run/current-system)"
+cancel_timer() {
+  if has_systemd; then
+    systemctl stop "$rollback_unit.timer" 2>/dev/null || true
+    systemctl reset-failed "$rollback_unit.timer" "$rollback_unit.service" 2>/dev/null || true
+  elif [[ -f $deploy_dir/timer.pid ]]; then
+    # Only ever killed after "decided" is written: a rollback it might still
+    # start finds the decision taken and does nothing.
+    kill -- "-$(cat "$deploy_dir/timer.pid")" 2>/dev/null || true
+    rm -f "$deploy_dir/timer.pid"
+  fi
+}
+
+# run_rollback SECONDS: returns to the deploy's RETURN system now (the same
+# script the timer runs; it does nothing once a decision is taken).
+run_rollback() {
+  local seconds=$1
+  locked "$seconds" /bin/sh "$deploy_dir/rollback.sh"
+  run_detached "$((seconds * 2))" "${lock_cmd[@]}"
+}
+
+# takeover: after the lock was free. A holder record means the previous
+# deployer died holding it; an undecided deploy means its new system was
+# never confirmed: return to the system it started from, as its timer would.
+takeover() {
+  local previous returned
+  # A switch the previous deployer started (a detached commit, its timer's
+  # rollback) finishes first.
+  [[ ! -e $switch_lock ]] || flock -w 900 "$switch_lock" true || abort "switch.lock stayed busy for 900s"
+  if [[ -f $state_dir/holder ]]; then
+    previous=$(holder_summary)
+    say "the previous deploy, $previous, ended without releasing the lock: taking it over"
+    echo "takeover=$previous"
+    rm -f "$state_dir/holder"
+  fi
+  if [[ -d $deploy_dir && ! -f $deploy_dir/decided && -f $deploy_dir/rollback.sh ]]; then
+    returned=$(cat "$deploy_dir/return-to")
+    say "its system $(cat "$deploy_dir/new") was never confirmed: returning to $returned first"
+    run_rollback 600 || abort "could not return to $returned after the previous deploy"
+    cancel_timer
+    echo "recovered=$returned"
+    echo "unconfirmed=$(cat "$deploy_dir/new")"
+  fi
+  if [[ -d $deploy_dir && -f $deploy_dir/decided ]]; then
+    cancel_timer
+    rm -rf "$deploy_dir"
+  fi
+}
+
+cmd_begin() {
+  local closure=$1 origin=$2
+  takeover
+  printf 'origin=%s\nsince=%s\npid=%s\nclosure=%s\n' "$origin" "$(date +%s)" "$$" "$closure" >"$state_dir/holder.tmp"
+  mv "$state_dir/holder.tmp" "$state_dir/holder"
+  print_state
+}
+
+cmd_survey() {
+  local dir
+  if (($# > 0)); then
+    printf '%s\n' "$@" | xargs nix-store --check-validity --print-invalid | sed 's/^/missing=/'
+  fi
+  for dir in /nix /boot; do
+    if [[ -d $dir ]]; then
+      echo "${dir#/}_free=$(df -Pk "$dir" | awk 'NR == 2 {print $4 * 1024}')"
+    else
+      echo "${dir#/}_free="
+    fi
+  done
+}
+
+cmd_boot_needed() {
+  local closure=$1 bytes=0 file
+  for file in kernel initrd; do
+    [[ ! -e $closure/$file ]] || bytes=$((bytes + $(du -bL "$closure/$file" | cut -f1)))
+  done
+  echo "boot_needed=$bytes"
+}
+
+cmd_realise() {
+  local drv=$1 seconds=$2 out
+  [[ $drv != *.drv || -f $drv ]] || abort "$drv is not in this store (nix copy --derivation first)"
+  say "realising $drv here ($(uname -m), at most ${seconds}s)"
+  out=$(timeout "$seconds" nix-store --realise "$drv") || abort "building $drv failed"
+  echo "out=$out"
+}
+
+# The scripts the deploy leaves on the target. Self-contained /bin/sh with
+# absolute paths: the timer may run them after this session is gone.
+# RETURN "-" (nothing ran before: a fresh test target) leaves nothing to return to.
+write_scripts() {
+  local return_to=$1 new=$2 nix_env
+  nix_env=$(tool nix-env)
+  if [[ $return_to == - ]]; then
+    printf 'echo "nothing ran before this deploy: nothing to return to" >&2\nexit 1\n' >"$deploy_dir/return.sh"
+  else
+    cat >"$deploy_dir/return.sh" <<SCRIPT
+# Makes $return_to the running system, the system profile and the boot default.
+if [ "\$(readlink -e $profile)" != "$return_to" ]; then
+  $nix_env -p $profile --set $return_to || exit 1
+fi
+exec $return_to/bin/switch-to-configuration switch
+SCRIPT
+  fi
+  cat >"$deploy_dir/rollback.sh" <<SCRIPT
+# Run under switch.lock by the timer, by "rollback" and by a takeover.
+if [ -e $deploy_dir/decided ]; then
+  echo "rollback: nothing to do, the deploy is decided: \$(cat $deploy_dir/decided)"
+  exit 0
+fi
+echo rollback >$deploy_dir/decided
+echo "rollback: returning to $return_to"
+exec /bin/sh $deploy_dir/return.sh
+SCRIPT
+  cat >"$deploy_dir/commit.sh" <<SCRIPT
+# Run under switch.lock by "commit": $new becomes the profile and the boot default.
+if [ -e $deploy_dir/decided ]; then
+  echo "commit: too late, the deploy is decided: \$(cat $deploy_dir/decided)" >&2
+  exit 76
+fi
+echo commit >$deploy_dir/decided
+if $nix_env -p $profile --set $new && $new/bin/switch-to-configuration boot; then
+  exit 0
+fi
+echo "commit: failed; returning to $return_to" >&2
+echo rollback >$deploy_dir/decided
+/bin/sh $deploy_dir/return.sh || exit 78
+exit 77
+SCRIPT
+}
+
+arm_timer() {
+  local seconds=$1
+  locked 900 /bin/sh "$deploy_dir/rollback.sh"
+  cancel_timer
+  if has_systemd; then
+    systemd-run --quiet --unit="$rollback_unit" --on-active="$seconds" \
+      --timer-property=AccuracySec=1s --timer-property=RemainAfterElapse=no \
+      --description="blog deploy: return to $(cat "$deploy_dir/return-to") unless confirmed" \
+      "${lock_cmd[@]}"
+  else
+    # shellcheck disable=SC2016 # expanded by that shell
+    setsid /bin/sh -c 'sleep "$1"; shift; exec "$@"' timer "$seconds" "${lock_cmd[@]}" \
+      </dev/null >"$deploy_dir/timer.log" 2>&1 9>&- &
+    echo "$!" >"$deploy_dir/timer.pid"
+  fi
+}
+
+# prepare: status 2 if nothing was changed, 3 if making RETURN the boot
+# default again failed (the timer is armed by then).
+cmd_prepare() {
+  local return_to=$1 new=$2 deadline=$3 seconds=$4
+  if [[ ! -x $new/bin/switch-to-configuration ]]; then
+    say "$new is not a system closure in this store"
+    exit 2
+  fi
+  if [[ $return_to != - && ! -x $return_to/bin/switch-to-configuration ]]; then
+    say "$return_to (running) is not a system closure in this store"
+    exit 2
+  fi
+  rm -rf "$deploy_dir"
+  mkdir -p "$deploy_dir"
+  echo "$return_to" >"$deploy_dir/return-to"
+  echo "$new" >"$deploy_dir/new"
+  write_scripts "$return_to" "$new" || exit 2
+  [[ $return_to != - ]] || return 0
+  arm_timer "$deadline" || exit 2
+  echo "armed=$deadline"
+  if [[ $(readlink -e "$profile" 2>/dev/null || true) != "$return_to" ]]; then
+    say "the system profile is $(readlink -e "$profile" 2>/dev/null || echo none), not the running $return_to: making the running system the profile and boot default again first"
+    locked "$seconds" /bin/sh "$deploy_dir/return.sh"
+    run_detached "$seconds" "${lock_cmd[@]}" || exit 3
+    echo "repaired=$(profile_generation)"
+  fi
+}
+
+cmd_activate() {
+  local new=$1 seconds=$2 status=0
+  # shellcheck disable=SC2016 # expanded by that shell
+  locked "$seconds" /bin/sh -c \
+    '[ ! -e "$1/decided" ] || { echo "activate: the deploy is already decided: $(cat "$1/decided")" >&2; exit 76; }
+     exec "$2/bin/switch-to-configuration" test' activate "$deploy_dir" "$new"
+  run_detached "$seconds" "${lock_cmd[@]}" || status=$?
+  ((status == 0)) || abort "switch-to-configuration test of $new exited with status $status"
+  echo "activated=$new"
 }
 
 cmd_failed_units() {
   if has_systemd; then
-    systemctl --failed --no-legend --plain | awk '{print $1}'
+    systemctl --failed --no-legend --plain | awk '{print "unit=" $1}'
   elif [[ -f $state_dir/failed-units ]]; then
-    cat "$state_dir/failed-units"
+    sed 's/^/unit=/' "$state_dir/failed-units"
   fi
 }
 
-main() {
-  local verb=${1:-}
-  shift || true
+cmd_commit() {
+  local seconds=$1 status=0
+  locked "$seconds" /bin/sh "$deploy_dir/commit.sh"
+  run_detached "$seconds" "${lock_cmd[@]}" || status=$?
+  if ((status == 0)); then
+    cancel_timer
+  fi
+  print_state
+  return "$status"
+}
+
+cmd_rollback() {
+  local seconds=$1 status=0
+  run_rollback "$seconds" || status=$?
+  cancel_timer
+  print_state
+  return "$status"
+}
+
+cmd_status() {
+  print_state
+  echo "decided=$(cat "$deploy_dir/decided" 2>/dev/null || true)"
+}
+
+# dispatch VERB ARGS...: one request, in a subshell of its own (its failures
+# end it, not the session); our status is its status.
+dispatch() {
+  local verb=$1
+  shift
   case $verb in
-  current-system) cmd_current_system ;;
-  generation) cmd_generation ;;
-  missing-paths) cmd_missing_paths "$@" ;;
-  free-space) cmd_free_space "$@" ;;
-  set-profile) cmd_set_profile "$1" ;;
-  arm-rollback) cmd_arm_rollback "$1" "$2" ;;
+  survey) cmd_survey "$@" ;;
+  boot-needed) cmd_boot_needed "$1" ;;
+  realise) cmd_realise "$1" "$2" ;;
+  prepare) cmd_prepare "$1" "$2" "$3" "$4" ;;
   activate) cmd_activate "$1" "$2" ;;
-  confirm) cmd_confirm ;;
-  rollback) cmd_rollback "$1" "$2" ;;
   failed-units) cmd_failed_units ;;
+  commit) cmd_commit "$1" ;;
+  rollback) cmd_rollback "$1" ;;
+  status) cmd_status ;;
   *) abort "unknown verb '$verb'" ;;
+  esac
+}
+
+have_lock=0
+
+# acquire_lock WAIT: the deploy lock, held on fd 9 by this (serving)
+# process; every process it starts that may outlive it gets 9>&-.
+acquire_lock() {
+  local wait=$1
+  mkdir -p "$state_dir"
+  exec 9>>"$state_dir/lock"
+  if flock -n 9; then
+    have_lock=1
+    return 0
+  fi
+  say "the deploy lock is held by $(holder_summary); waiting up to ${wait}s"
+  if flock -w "$wait" 9; then
+    have_lock=1
+    return 0
+  fi
+  echo "holder=$(holder_summary)"
+  return 75
+}
+
+release_lock() {
+  if ((have_lock == 1)); then
+    rm -f "$state_dir/holder"
+    exec 9>&-
+    have_lock=0
+  fi
+}
+
+# serve: requests from stdin until "end", EOF, or IDLE seconds without one.
+serve() {
+  local idle=600 line verb status text words=() payload=()
+  while :; do
+    if ! IFS= read -r -t "$idle" line; then
+      say "no request for ${idle}s, or the deployer went away: ending the session (an armed rollback timer stays armed)"
+      exit 0
+    fi
+    read -r -a words <<<"$line"
+    ((${#words[@]} > 0)) || continue
+    verb=${words[0]}
+    status=0
+    case $verb in
+    ping) continue ;;
+    begin)
+      # begin CLOSURE WAIT IDLE ORIGIN...: the lock is this process's.
+      idle=${words[3]}
+      acquire_lock "${words[2]}" || status=$?
+      if ((status == 0)); then
+        cmd_begin "${words[1]}" "$(cut -d' ' -f5- <<<"$line")" &
+        wait "$!" || status=$?
+      fi
+      ;;
+    survey)
+      # survey BYTES, then BYTES of paths, one a line (head -c reads no more).
+      payload=()
+      if ((words[1] > 0)); then
+        text=$(head -c "${words[1]}")
+        mapfile -t payload <<<"$text"
+      fi
+      dispatch survey "${payload[@]}" &
+      wait "$!" || status=$?
+      ;;
+    end)
+      release_lock
+      echo "@@ 0"
+      exit 0
+      ;;
+    *)
+      dispatch "${words[@]}" &
+      wait "$!" || status=$?
+      ;;
+    esac
+    echo "@@ $status"
+  done
+}
+
+main() {
+  case ${1:-} in
+  serve) serve ;;
+  "") abort "usage: target-shim.sh serve | <verb> <args...>" ;;
+  *) dispatch "$@" ;;
   esac
 }
 

@@ -7,7 +7,7 @@
 readonly EXIT_BAD_INPUT=1 # bad input: names the variable, value and expectation
 readonly EXIT_REFUSED=2   # refused before changing the target
 # shellcheck disable=SC2034 # used by the scripts that source this file
-readonly EXIT_ROLLED_BACK=3 # failed and rolled back: previous generation runs, health re-checked
+readonly EXIT_ROLLED_BACK=3 # failed and rolled back: the system that ran before runs and boots again, health re-checked
 # shellcheck disable=SC2034
 readonly EXIT_UNKNOWN=4 # rollback failed or state unknown: an operator must look
 
@@ -85,6 +85,28 @@ require_host_key() {
   fi
 }
 
+# parse_published_addresses: PUBLISHED_ADDRESSES (IPv4 and IPv6 addresses,
+# separated by spaces or commas, IPv6 with or without brackets) into the
+# array published_addresses.
+published_addresses=()
+parse_published_addresses() {
+  local list=${PUBLISHED_ADDRESSES:-} address
+  published_addresses=()
+  for address in ${list//,/ }; do
+    address=${address#[}
+    address=${address%]}
+    if [[ ! $address =~ ^([0-9]{1,3}\.){3}[0-9]{1,3}$ && ! ($address =~ ^[0-9A-Fa-f:.]+$ && $address == *:*) ]]; then
+      abort "$EXIT_BAD_INPUT" "PUBLISHED_ADDRESSES='$list' is not valid: '$address' is not an IPv4 or IPv6 address"
+    fi
+    published_addresses+=("$address")
+  done
+}
+
+# family ADDRESS: how the operator knows it.
+family() {
+  if [[ $1 == *:* ]]; then echo "IPv6, the AAAA record"; else echo "IPv4, the A record"; fi
+}
+
 # make_work_dir: a private, space-free temporary directory in $work_dir.
 # Short and space-free on purpose: it holds the SSH control socket (path
 # length limit) and files named in NIX_SSHOPTS (split on whitespace).
@@ -141,10 +163,14 @@ target_address() {
   printf '%s@%s' "$TARGET_USER" "$TARGET_HOST"
 }
 
+# The exit code of wait_for_ssh's failures: EXIT_REFUSED before the target
+# was changed; a caller sets EXIT_UNKNOWN once it has been.
+ssh_wait_exit=$EXIT_REFUSED
+
 # wait_for_ssh <name> <ssh args...>: runs `ssh <args> true` until it succeeds,
 # at most CONNECT_ATTEMPTS times and CONNECT_TIMEOUT seconds in total.
-# A host key mismatch or an authentication failure stops at once (no retry).
-# Exits with EXIT_REFUSED when the bound is reached.
+# A host key mismatch returns 10; an authentication failure stops at once
+# (no retry). Exits with ssh_wait_exit when the bound is reached.
 wait_for_ssh() {
   local what=$1
   shift
@@ -161,10 +187,10 @@ wait_for_ssh() {
       return 10
     fi
     if grep -qi 'permission denied' "$err_file"; then
-      abort "$EXIT_REFUSED" "$what: $(target_address) port $TARGET_PORT refused our key: $(tail -n 1 "$err_file")"
+      abort "$ssh_wait_exit" "$what: $(target_address) port $TARGET_PORT refused our key: $(tail -n 1 "$err_file")"
     fi
     if ((attempt >= CONNECT_ATTEMPTS || SECONDS >= deadline)); then
-      abort "$EXIT_REFUSED" "$what: timed out: $(target_address) port $TARGET_PORT did not answer after $attempt attempts in $((SECONDS - deadline + CONNECT_TIMEOUT))s (CONNECT_ATTEMPTS=$CONNECT_ATTEMPTS, CONNECT_TIMEOUT=$CONNECT_TIMEOUT); last error: $(tail -n 1 "$err_file")"
+      abort "$ssh_wait_exit" "$what: timed out: $(target_address) port $TARGET_PORT did not answer after $attempt attempts in $((SECONDS - deadline + CONNECT_TIMEOUT))s (CONNECT_ATTEMPTS=$CONNECT_ATTEMPTS, CONNECT_TIMEOUT=$CONNECT_TIMEOUT); last error: $(tail -n 1 "$err_file")"
     fi
     info "$what: attempt $attempt/$CONNECT_ATTEMPTS failed ($(tail -n 1 "$err_file")); retrying"
     remaining=$((deadline - SECONDS))

@@ -8,20 +8,28 @@ import * as path from "path";
 import { TEST_NIX_CONFIG } from "../nixConfig";
 import {
   Target,
+  bootDefault,
   buildClosure,
   changeHostKey,
   closedPort,
+  copyToTarget,
   currentSystem,
   generation,
+  killGroup,
   leftoverControlMasters,
+  onTarget,
+  profileSystem,
+  rebootTarget,
   run,
   runScript,
   scriptEnv,
   sshConnections,
+  startScript,
   startTarget,
   stopTarget,
   targetHasPath,
   waitFor,
+  waitForAsync,
 } from "./harness/target";
 
 jest.setTimeout(180_000);
@@ -256,11 +264,266 @@ test("a closure missing locally is built from FLAKE_ATTR; a FLAKE_ATTR that buil
     expect(absent.status).toBe(1);
     expect(absent.stderr).toContain("is not in the local store and no substituter has it");
     expect(wrong.status).toBe(1);
-    expect(wrong.stderr).toMatch(/FLAKE_ATTR='.*#other' built \/nix\/store\/\S+-nixos-system-other-\S+; expected SYSTEM_CLOSURE=/);
+    expect(wrong.stderr).toMatch(/FLAKE_ATTR='.*#other' builds \/nix\/store\/\S+-nixos-system-other-\S+; expected SYSTEM_CLOSURE=/);
     expect(built.stderr).toContain("Deployed:");
     expect(built.status).toBe(0);
     expect(currentSystem(t())).toBe(expected);
   } finally {
     fs.rmSync(flake, { recursive: true, force: true });
   }
+});
+
+// Deploy v2: commit after verify, one deploy at a time, both address families, builds on the
+// target. Each scenario starts its own target and first deploys `base` to it, so that a verified
+// system runs (and boots) before the scenario starts.
+describe("deploy v2", () => {
+  let v2: Record<string, string>;
+  const targets: Target[] = [];
+
+  function fresh(opts: Parameters<typeof startTarget>[0] = {}): Target {
+    const target = startTarget(opts);
+    targets.push(target);
+    return target;
+  }
+
+  const background: number[] = []; // process groups of deploys started in the background
+
+  // Checks that no SSH control master is left, unless another deploy still runs.
+  function deployTo(target: Target, closure: string, extra: Record<string, string> = {}, alone = true) {
+    const r = runScript("deploy.sh", scriptEnv(target, { SYSTEM_CLOSURE: closure, ...extra }));
+    if (alone) expect(leftoverControlMasters()).toEqual([]);
+    return r;
+  }
+
+  function inBackground(target: Target, closure: string, extra: Record<string, string>) {
+    const deploy = startScript("deploy.sh", scriptEnv(target, { SYSTEM_CLOSURE: closure, ...extra }));
+    background.push(deploy.pid);
+    return deploy;
+  }
+
+  function withBase(opts: Parameters<typeof startTarget>[0] = {}, extra: Record<string, string> = {}): Target {
+    const target = fresh(opts);
+    const r = deployTo(target, v2.base, opts.netns ? { PUBLISHED_ADDRESSES: target.addr4, ...extra } : extra);
+    expect(r.stderr).toContain("Deployed:");
+    expect(r.status).toBe(0);
+    return target;
+  }
+
+  function pauseFile(): string {
+    return path.join(fs.mkdtempSync(path.join(os.tmpdir(), "blog-pause-")), "paused");
+  }
+
+  beforeAll(() => {
+    v2 = {
+      base: buildClosure({ name: "v2-base" }),
+      next: buildClosure({ name: "v2-next", changedDep: 1 }),
+      other: buildClosure({ name: "v2-other", changedDep: 2 }),
+      ahead: buildClosure({ name: "v2-ahead", changedDep: 3 }),
+      failing: buildClosure({ name: "v2-failing", fail: true }),
+      unhealthy: buildClosure({ name: "v2-unhealthy", healthy: false }),
+    };
+  });
+
+  afterEach(() => {
+    for (const pid of background.splice(0)) killGroup(pid);
+  });
+
+  afterAll(() => {
+    for (const pid of leftoverControlMasters()) killGroup(pid);
+    for (const target of targets) stopTarget(target);
+  });
+
+  test("commit after verify: a new system runs first, and becomes the profile and boot default only once healthy", () => {
+    const target = withBase();
+
+    const r = deployTo(target, v2.next, { HEALTH_EXPECT: "blog ok v2-next" });
+
+    expect(r.status).toBe(0);
+    const order = ["switch-to-configuration test", "Checking health", "Committing"].map((s) => r.stderr.indexOf(s));
+    expect(order.every((i) => i >= 0)).toBe(true);
+    expect([...order].sort((a, b) => a - b)).toEqual(order);
+    expect(currentSystem(target)).toBe(v2.next);
+    expect(profileSystem(target)).toBe(v2.next);
+    expect(bootDefault(target)).toBe(v2.next);
+  });
+
+  test("the profile ahead of the running system: a failed deploy returns to the running system (by path), not to the profile", () => {
+    const target = withBase();
+    // `nixos-rebuild boot` of another system: profile and boot default ahead of what runs.
+    copyToTarget(target, v2.ahead);
+    onTarget(target, `nix-env -p /nix/var/nix/profiles/system --set ${v2.ahead} && ${v2.ahead}/bin/switch-to-configuration boot`);
+    expect(profileSystem(target)).toBe(v2.ahead);
+
+    const r = deployTo(target, v2.failing);
+
+    expect(r.stderr).toContain("the profile is not the running system");
+    expect(r.stderr).toContain("making the running system the profile and boot default again first");
+    expect(r.stderr).toMatch(new RegExp(`rolled back: the host runs generation \\d+ \\(${v2.base}\\) again, boots it`));
+    expect(r.status).toBe(3);
+    expect(currentSystem(target)).toBe(v2.base);
+    expect(profileSystem(target)).toBe(v2.base);
+    expect(bootDefault(target)).toBe(v2.base);
+  });
+
+  test("a reboot between activation and confirmation boots the last verified system; the deploy says so (exit 3)", async () => {
+    const target = withBase();
+    const pause = pauseFile();
+    const deploy = inBackground(target, v2.next, { DEPLOY_TEST_PAUSE_AFTER: "activate", DEPLOY_TEST_PAUSE_FILE: pause });
+    expect(await waitForAsync(() => fs.existsSync(pause), 30_000)).toBe(true);
+    expect(currentSystem(target)).toBe(v2.next); // activated, not verified
+    expect(bootDefault(target)).toBe(v2.base);
+
+    rebootTarget(target);
+    expect(currentSystem(target)).toBe(v2.base);
+    fs.rmSync(pause);
+    const r = await deploy.done;
+
+    expect(r.stderr).toContain("the connection to the target dropped during the health check");
+    expect(r.stderr).toMatch(new RegExp(`rolled back: the host runs generation 1 \\(${v2.base}\\) again`));
+    expect(r.status).toBe(3);
+    expect(currentSystem(target)).toBe(v2.base);
+    expect(profileSystem(target)).toBe(v2.base);
+    expect(bootDefault(target)).toBe(v2.base);
+    expect(leftoverControlMasters()).toEqual([]);
+  });
+
+  test("two deploys at once: the second waits a bounded time and refuses, naming the holder; a patient one runs after", async () => {
+    const target = withBase();
+    const pause = pauseFile();
+    const first = inBackground(target, v2.next, {
+      DEPLOY_ORIGIN: "deploy-one",
+      DEPLOY_TEST_PAUSE_AFTER: "begin",
+      DEPLOY_TEST_PAUSE_FILE: pause,
+    });
+    expect(await waitForAsync(() => fs.existsSync(pause), 30_000)).toBe(true);
+
+    const impatient = deployTo(target, v2.other, { LOCK_WAIT: "1", DEPLOY_ORIGIN: "deploy-two" }, false);
+    const patient = inBackground(target, v2.other, { LOCK_WAIT: "60", DEPLOY_ORIGIN: "deploy-three" });
+    expect(await waitForAsync(() => patient.stderr().includes("waiting up to 60s"), 30_000)).toBe(true);
+    fs.rmSync(pause);
+    const [one, three] = await Promise.all([first.done, patient.done]);
+
+    expect(impatient.status).toBe(2);
+    expect(impatient.stderr).toMatch(
+      new RegExp(`another deploy holds the target's lock: deploy-one \\(deploying ${v2.next}, since .* UTC, \\d+s ago; .*\\); waited 1s`),
+    );
+    expect(one.stderr).toContain("Deployed:");
+    expect(one.status).toBe(0);
+    expect(three.stderr).toContain("the deploy lock is held by deploy-one");
+    expect(three.stderr).toContain("Deployed:");
+    expect(three.status).toBe(0);
+    expect(three.stderr).toContain(`the target runs ${v2.next}`); // it started after the first one committed
+    expect(currentSystem(target)).toBe(v2.other);
+    expect(bootDefault(target)).toBe(v2.other);
+    expect(leftoverControlMasters()).toEqual([]);
+  });
+
+  test("the lock of a dead deployer is taken over; its unconfirmed system is returned before the next deploy", async () => {
+    const target = withBase();
+    const pause = pauseFile();
+    const dead = inBackground(target, v2.next, {
+      DEPLOY_ORIGIN: "deploy-dies",
+      DEPLOY_TEST_PAUSE_AFTER: "activate",
+      DEPLOY_TEST_PAUSE_FILE: pause,
+    });
+    expect(await waitForAsync(() => fs.existsSync(pause), 30_000)).toBe(true);
+    expect(currentSystem(target)).toBe(v2.next);
+    killGroup(dead.pid);
+    await dead.done;
+    for (const pid of leftoverControlMasters()) killGroup(pid); // its ssh master outlives it (ControlPersist)
+
+    const r = deployTo(target, v2.unhealthy, { LOCK_WAIT: "30" });
+
+    expect(r.stderr).toContain("took over the lock from a deploy that died: deploy-dies");
+    expect(r.stderr).toContain(`that deploy's system ${v2.next} was never confirmed; the target returned to ${v2.base} first`);
+    expect(r.stderr).toMatch(new RegExp(`rolled back: the host runs generation 1 \\(${v2.base}\\) again`));
+    expect(r.status).toBe(3);
+    expect(currentSystem(target)).toBe(v2.base);
+    expect(profileSystem(target)).toBe(v2.base);
+    expect(bootDefault(target)).toBe(v2.base);
+  });
+
+  test("both address families: a dual-stack host passes through its A and AAAA addresses", () => {
+    const target = fresh({ netns: true });
+    const addresses = `${target.addr4} ${target.addr6}`;
+
+    const r = deployTo(target, v2.base, { PUBLISHED_ADDRESSES: addresses, HEALTH_URL: "http://blog.test/health.txt" });
+
+    expect(r.stderr).toContain(`through ${target.addr4} ${target.addr6}`);
+    expect(r.status).toBe(0);
+  });
+
+  test("a host without IPv6 fails the check, naming the IPv6 address; it cannot pass after the rollback either (exit 4)", () => {
+    const target = withBase({ netns: true, ipv6: false }, { HEALTH_URL: "http://blog.test/health.txt" });
+    expect(target.addr6).toBe("");
+    const n = target.netns.replace("blogt-", "");
+    const addr6 = `fd42:b10b:${n}::2`;
+
+    const r = deployTo(target, v2.next, {
+      PUBLISHED_ADDRESSES: `${target.addr4},${addr6}`,
+      HEALTH_URL: "http://blog.test/health.txt",
+      HEALTH_TIMEOUT: "2",
+    });
+
+    expect(r.stderr).toContain(`deploy failed: health check: http://blog.test/health.txt did not pass within 2s through ${addr6} (IPv6, the AAAA record)`);
+    expect(r.stderr).not.toContain(`through ${target.addr4} (IPv4`);
+    expect(r.stderr).toMatch(/rolled back to generation 1 .*, but it is not healthy either: .*IPv6, the AAAA record/);
+    expect(r.status).toBe(4);
+    expect(currentSystem(target)).toBe(v2.base);
+  });
+
+  describe("where the system is built", () => {
+    let flake: string;
+    const nix = ["--extra-experimental-features", "nix-command flakes"];
+    const offline = { NIX_CONFIG: TEST_NIX_CONFIG };
+
+    beforeAll(() => {
+      flake = fs.mkdtempSync(path.join(os.tmpdir(), "blog-flake-"));
+      const suffix = path.basename(flake).replace(/[^A-Za-z0-9]/g, "");
+      const local = process.arch === "arm64" ? "aarch64-linux" : "x86_64-linux";
+      const foreign = process.arch === "arm64" ? "x86_64-linux" : "aarch64-linux";
+      fs.copyFileSync(path.join(__dirname, "harness", "closures.nix"), path.join(flake, "closures.nix"));
+      fs.writeFileSync(
+        path.join(flake, "flake.nix"),
+        `{ outputs = { self }: {
+            remote = import ./closures.nix { name = "remote-${suffix}"; system = "${local}"; };
+            foreign = import ./closures.nix { name = "foreign-${suffix}"; system = "${foreign}"; };
+          }; }`,
+      );
+    });
+
+    afterAll(() => fs.rmSync(flake, { recursive: true, force: true }));
+
+    function outPath(attr: string): string {
+      return execFileSync("nix", [...nix, "eval", "--raw", `path:${flake}#${attr}.outPath`], { encoding: "utf8" });
+    }
+
+    test("BUILD_ON=remote copies the derivation and builds the system on the target, never here", () => {
+      const target = withBase();
+      const closure = outPath("remote");
+
+      const r = deployTo(target, closure, { ...offline, FLAKE_ATTR: `path:${flake}#remote`, BUILD_ON: "remote" });
+
+      expect(r.stderr).toContain("Copying the derivation");
+      expect(r.stderr).toContain(`built on the target: ${closure}`);
+      expect(r.status).toBe(0);
+      expect(run("nix-store", ["--check-validity", closure]).status).not.toBe(0); // not in the deployer's store
+      expect(onTarget(target, `cat ${closure}/built-on`)).toBe("target");
+      expect(currentSystem(target)).toBe(closure);
+    });
+
+    test("BUILD_ON=auto sends a system this machine cannot build to the target, and says what the target answered (exit 2)", () => {
+      const target = withBase();
+      const closure = outPath("foreign");
+
+      const r = deployTo(target, closure, { ...offline, FLAKE_ATTR: `path:${flake}#foreign` });
+
+      expect(r.stderr).toMatch(/BUILD_ON=auto: a \S+-linux system is built on the target/);
+      expect(r.stderr).toContain("Copying the derivation");
+      expect(r.stderr).toMatch(/is required to build/); // the target's own Nix refused: it is not that platform either
+      expect(r.stderr).toContain("the target could not build or substitute");
+      expect(r.status).toBe(2);
+      expect(currentSystem(target)).toBe(v2.base);
+    });
+  });
 });

@@ -27,17 +27,17 @@ function presentedKey(): string {
   return r.stdout.split("\n").find((l) => l.includes("ssh-ed25519"))?.split(" ").slice(1, 3).join(" ") ?? "";
 }
 
-function install(extra: Record<string, string> = {}) {
+function install(extra: Record<string, string> = {}, target: Target = t()) {
   return runScript(
     "install.sh",
-    scriptEnv(t(), {
+    scriptEnv(target, {
       HOME: path.join(work, "home"),
       HOST_KEY: pinned.publicKey,
       HOST_KEY_PRIVATE: pinned.privateKey,
       FLAKE: "./nix",
       NIXOS_ANYWHERE: fakeNixosAnywhere,
       FAKE_NA_LOG: path.join(work, "nixos-anywhere.args"),
-      FAKE_NA_SSHD_PID: String(t().sshdPid),
+      FAKE_NA_SSHD_PID: String(target.sshdPid),
       CONNECT_ATTEMPTS: "3",
       CONNECT_TIMEOUT: "15",
       ...extra,
@@ -121,6 +121,7 @@ test("nixos-anywhere gets --flake, --target-host, --ssh-port and --extra-files, 
   expect(after("--target-host")).toBe("root@127.0.0.1");
   expect(after("--ssh-port")).toBe(String(t().port));
   expect(after("--extra-files")).toMatch(/^\/tmp\//);
+  expect(after("--build-on")).toBe("auto");
   expect(args).toContain("-i");
   expect(args).not.toContain("--no-substitute-on-destination");
   expect(args).not.toContain("SECRET-IN-ENVIRONMENT");
@@ -135,4 +136,45 @@ test("a server that comes back with another host key fails the install (exit 4, 
   expect(r.stderr).toMatch(/host key mismatch after install: .* presents SHA256:\S+, expected the pinned HOST_KEY/);
   expect(r.stderr).toContain(pinned.fingerprint);
   expect(r.stderr).not.toContain("Installed:");
+});
+
+test("BUILD_ON reaches nixos-anywhere as --build-on (remote: an Arm host from an x86 machine); a bad value is refused (exit 1)", () => {
+  const bad = install({ BUILD_ON: "elsewhere" });
+  const remote = install({ BUILD_ON: "remote" });
+
+  expect(bad.status).toBe(1);
+  expect(bad.stderr).toContain("BUILD_ON='elsewhere' is not valid; expected auto, local or remote");
+  expect(remote.status).toBe(0);
+  const args = fs.readFileSync(path.join(work, "nixos-anywhere.args"), "utf8").trim().split("\n");
+  expect(args[args.indexOf("--build-on") + 1]).toBe("remote");
+});
+
+describe("install verification at every published address", () => {
+  const targets: Target[] = [];
+  afterAll(() => targets.forEach((target) => stopTarget(target)));
+
+  test("a dual-stack server answers at its A and AAAA addresses with the pinned key", () => {
+    const target = startTarget({ netns: true });
+    targets.push(target);
+
+    const r = install({ PUBLISHED_ADDRESSES: `${target.addr4} ${target.addr6}` }, target);
+
+    expect(r.stderr).toContain(`it answers at ${target.addr4} with the pinned host key`);
+    expect(r.stderr).toContain(`it answers at ${target.addr6} with the pinned host key`);
+    expect(r.stderr).toContain("Installed:");
+    expect(r.status).toBe(0);
+  });
+
+  test("a server without IPv6 fails the install verification, naming the IPv6 address (exit 4)", () => {
+    const target = startTarget({ netns: true, ipv6: false });
+    targets.push(target);
+    const addr6 = `fd42:b10b:${target.netns.replace("blogt-", "")}::2`;
+
+    const r = install({ PUBLISHED_ADDRESSES: `${target.addr4} ${addr6}`, CONNECT_ATTEMPTS: "2", CONNECT_TIMEOUT: "10" }, target);
+
+    expect(r.stderr).toContain(`it answers at ${target.addr4} with the pinned host key`);
+    expect(r.stderr).toContain(`installed, but the server does not answer at ${addr6} (IPv6, the AAAA record) port 22 after 2 attempts`);
+    expect(r.stderr).not.toContain("Installed:");
+    expect(r.status).toBe(4);
+  });
 });

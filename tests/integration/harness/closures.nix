@@ -39,13 +39,19 @@ let
   dependencies = builtins.genList dep deps ++ (if blobBytes > 0 then [ blob ] else [ ]);
   switchScript = ''
     #!/bin/sh
-    # Fake switch-to-configuration: like NixOS's, points /run/current-system
-    # at this closure; records it; turns the health page on or off.
+    # Fake switch-to-configuration: like NixOS's, "test" points
+    # /run/current-system at this closure (records it, turns the health page
+    # on or off), "boot" makes it the boot default (/boot/default-system,
+    # which target.sh's simulated reboot starts), "switch" does both.
     set -e
     case "$1" in
-      switch | test) ;;
+      switch | test | boot) ;;
       *) echo "switch-to-configuration: unsupported action '$1'" >&2; exit 1 ;;
     esac
+    if [ "$1" != test ]; then
+      ln -sfn @out@ /boot/default-system
+      [ "$1" = switch ] || exit 0
+    fi
     ln -sfn @out@ /run/current-system
     echo @name@ > /run/blog-activated
     if [ @fail@ = 1 ]; then
@@ -71,6 +77,8 @@ derivation {
       set -e
       mkdir -p $out/bin
       echo "$dependencies" > $out/dependencies
+      # Where it was built: /run/blog-health exists only inside a test target.
+      if [ -d /run/blog-health ]; then echo target > $out/built-on; else echo deployer > $out/built-on; fi
       head -c 8192 /dev/zero > $out/kernel
       head -c 16384 /dev/zero > $out/initrd
       printf '%s' "$switchScript" | sed -e "s|@out@|$out|g" -e "s|@name@|${name}|g" \

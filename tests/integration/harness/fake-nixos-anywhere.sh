@@ -23,6 +23,10 @@ parse_args() {
     --ssh-port) port=$2 && shift ;;
     -i) identity=$2 && shift ;;
     --extra-files) extra_files=$2 && shift ;;
+    --build-on)
+      [[ $2 =~ ^(auto|local|remote)$ ]] || { echo "fake-nixos-anywhere: --build-on $2 is not auto, local or remote (as nixos-anywhere 1.13.0 refuses it)" >&2 && exit 1; }
+      shift
+      ;;
     --flake) shift ;;
     *) echo "fake-nixos-anywhere: unexpected argument $1" >&2 && exit 1 ;;
     esac

@@ -3,7 +3,7 @@
 # benchmark: an OpenSSH server inside its own mount namespace, with its own
 # /nix (small tmpfs: a store separate from the deployer's), /run (tmpfs: no
 # /run/systemd/system, so target-shim.sh uses its fallback), /boot, /etc/ssh
-# (its own host key) and Nix configuration (NIX_CONF_DIR, set for every SSH
+# (its own host key), /root (an empty home) and Nix configuration (NIX_CONF_DIR, set for every SSH
 # session: nothing depends on the machine's /etc/nix). A web server
 # (health-server.py) serves the page that the fake activation writes to
 # /run/blog-health inside it.
@@ -12,6 +12,13 @@
 #   target.sh stop DIR                              stops every process by pid, removes the network
 #   target.sh run DIR COMMAND...                    runs COMMAND inside the namespace
 #   target.sh set-host-key DIR                      new host key, sshd re-reads it (SIGHUP)
+#   target.sh reboot DIR                            a simulated reboot: every process of the
+#                                                   target but sshd's listener is killed (SSH
+#                                                   sessions, deploy timers, activations), /run
+#                                                   is emptied, then the boot default that the
+#                                                   fake switch-to-configuration boot wrote
+#                                                   (/boot/default-system) is activated, as
+#                                                   NixOS' boot activates the default entry
 #
 # Where it listens (environment of `start`):
 #   TARGET_NET=loopback (default)  sshd and the web server (HTTP) on random
@@ -62,7 +69,7 @@ port_open() {
 write_files() {
   local dir=$1 port=$2 address
   shift 2
-  mkdir -p "$dir/etc-ssh" "$dir/etc-nix" "$dir/health"
+  mkdir -p "$dir/etc-ssh" "$dir/etc-nix" "$dir/health" "$dir/root-home"
   ssh-keygen -q -t ed25519 -N '' -C blog-test-target -f "$dir/etc-ssh/ssh_host_ed25519_key"
   ssh-keygen -q -t ed25519 -N '' -C blog-test-client -f "$dir/client_key"
   # Root's keys live under /etc/ssh inside the namespace, as on NixOS
@@ -108,6 +115,9 @@ mount --bind "$dir/health" /run/blog-health
 mkdir -p /boot # present on Debian; created (empty) on the host only if missing
 mount -t tmpfs -o "size=$boot_size,mode=755" blog-target-boot /boot
 mount --bind "$dir/etc-ssh" /etc/ssh
+# root's home of its own: sshd's sessions start root's shell, which would
+# otherwise read this machine's ~/.bashrc (a developer's may be slow).
+mount --bind "$dir/root-home" /root
 exec /usr/sbin/sshd -D -f "$dir/sshd_config" -E "$dir/sshd.log"
 INSIDE
 }
@@ -244,6 +254,24 @@ cmd_set_host_key() {
   cat "$dir/etc-ssh/ssh_host_ed25519_key.pub"
 }
 
+cmd_reboot() {
+  local dir=$1 pids=() pid others=()
+  # shellcheck source=/dev/null
+  source "$dir/target.env"
+  mapfile -t pids < <(namespace_pids "$SSHD_PID")
+  for pid in "${pids[@]}"; do
+    [[ $pid == "$SSHD_PID" ]] || others+=("$pid")
+  done
+  if ((${#others[@]} > 0)); then
+    kill -KILL "${others[@]}" 2>/dev/null || true
+    wait_until 10 bash -c "! kill -0 ${others[*]} 2>/dev/null" || abort "processes did not stop for the reboot"
+  fi
+  rm -f "$dir/health/"*
+  # shellcheck disable=SC2016 # expanded inside the target
+  cmd_run "$dir" sh -c 'find /run -mindepth 1 -maxdepth 1 ! -name sshd ! -name sshd.pid ! -name blog-health -exec rm -rf {} +
+    if [ -L /boot/default-system ]; then "$(readlink /boot/default-system)/bin/switch-to-configuration" test; fi'
+}
+
 main() {
   local verb=${1:-}
   shift || true
@@ -252,7 +280,8 @@ main() {
   stop) cmd_stop "$@" ;;
   run) cmd_run "$@" ;;
   set-host-key) cmd_set_host_key "$@" ;;
-  *) abort "usage: target.sh start|stop|run|set-host-key DIR ..." ;;
+  reboot) cmd_reboot "$@" ;;
+  *) abort "usage: target.sh start|stop|run|set-host-key|reboot DIR ..." ;;
   esac
 }
 

@@ -1,7 +1,7 @@
 // A real deploy target for the integration tests (see target.sh for what it
 // is made of) plus helpers to build fake system closures and run the scripts.
 // Every call is bounded by a timeout; every process started is stopped by pid.
-import { spawnSync } from "child_process";
+import { spawn, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
@@ -14,11 +14,17 @@ const targetScript = path.join(harnessDir, "target.sh");
 export interface Target {
   /** Working directory holding keys, configs and logs (no spaces). */
   dir: string;
-  /** sshd port on 127.0.0.1. */
+  /** The target's IPv4 address: 127.0.0.1, or 198.18.N.2 in its own network namespace. */
+  addr4: string;
+  /** Its IPv6 address (netns only, "" without one). */
+  addr6: string;
+  /** Its network namespace, blogt-N ("" on loopback). */
+  netns: string;
+  /** sshd port on addr4 (22 in a network namespace). */
   port: number;
   /** Pid of sshd (inside the target's mount namespace). */
   sshdPid: number;
-  /** Port of the health endpoint on 127.0.0.1. */
+  /** Port of the health endpoint on addr4 (and addr6). */
   healthPort: number;
   /** The target's host public key line. */
   hostKey: string;
@@ -59,12 +65,22 @@ function mustRun(cmd: string, args: string[], timeoutMs = 60_000): string {
   return r.stdout;
 }
 
-/** Starts a target; storeSize/bootSize are tmpfs sizes such as "256m". */
-export function startTarget(opts: { storeSize?: string; bootSize?: string } = {}): Target {
+/**
+ * Starts a target; storeSize/bootSize are tmpfs sizes such as "256m". `netns` gives it a network
+ * namespace of its own (198.18.N.2, and fd42:b10b:N::2 unless ipv6 is false).
+ */
+export function startTarget(
+  opts: { storeSize?: string; bootSize?: string; netns?: boolean; ipv6?: boolean } = {},
+): Target {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "blog-target-"));
   let out: string;
   try {
-    out = mustRun(targetScript, ["start", dir, opts.storeSize ?? "256m", opts.bootSize ?? "16m"]);
+    const r = run(targetScript, ["start", dir, opts.storeSize ?? "256m", opts.bootSize ?? "16m"], {
+      env: { ...process.env, TARGET_NET: opts.netns ? "netns" : "loopback", TARGET_IPV6: opts.ipv6 === false ? "0" : "1" },
+      timeoutMs: 60_000,
+    });
+    if (r.status !== 0) throw new Error(`target.sh start exited ${r.status}: ${r.stderr}${r.stdout}`);
+    out = r.stdout;
   } catch (e) {
     run(targetScript, ["stop", dir], { timeoutMs: 30_000 }); // whatever did start, by pid
     fs.rmSync(dir, { recursive: true, force: true });
@@ -72,11 +88,14 @@ export function startTarget(opts: { storeSize?: string; bootSize?: string } = {}
   }
   const env: Record<string, string> = {};
   for (const line of out.split("\n")) {
-    const m = /^([A-Z_]+)=(.*)$/.exec(line);
+    const m = /^([A-Z][A-Z0-9_]*)=(.*)$/.exec(line);
     if (m) env[m[1]] = m[2].replace(/^'(.*)'$/, "$1");
   }
   return {
     dir,
+    addr4: env.TARGET_ADDR4,
+    addr6: env.TARGET_ADDR6 ?? "",
+    netns: env.NETNS ?? "",
     port: Number(env.TARGET_PORT),
     sshdPid: Number(env.SSHD_PID),
     healthPort: Number(env.HEALTH_PORT),
@@ -100,6 +119,30 @@ export function onTarget(t: Target, command: string): string {
 /** The closure /run/current-system points at on the target ("" if none). */
 export function currentSystem(t: Target): string {
   return onTarget(t, "readlink -e /run/current-system || true");
+}
+
+/** The system the target's system profile points at ("" if none). */
+export function profileSystem(t: Target): string {
+  return onTarget(t, "readlink -e /nix/var/nix/profiles/system || true");
+}
+
+/** The boot default the fake switch-to-configuration boot wrote ("" if none). */
+export function bootDefault(t: Target): string {
+  return onTarget(t, "readlink -e /boot/default-system || true");
+}
+
+/** A simulated reboot (target.sh reboot): it comes back running its boot default. */
+export function rebootTarget(t: Target): void {
+  mustRun(targetScript, ["reboot", t.dir]);
+}
+
+/** Copies a closure from the deployer's store into the target's (not over SSH). */
+export function copyToTarget(t: Target, storePath: string): void {
+  const paths = mustRun("nix-store", ["--query", "--requisites", storePath]).trim().split("\n");
+  const nar = spawnSync("nix-store", ["--export", ...paths], { maxBuffer: 256 * 1024 * 1024, timeout: 60_000 });
+  if (nar.status !== 0) throw new Error(`nix-store --export failed: ${nar.stderr}`);
+  const r = spawnSync(targetScript, ["run", t.dir, "nix-store", "--import"], { input: nar.stdout, timeout: 60_000 });
+  if (r.status !== 0) throw new Error(`nix-store --import on the target failed: ${r.stderr}`);
 }
 
 /** The system profile's generation number on the target (0 if none). */
@@ -162,12 +205,12 @@ export function scriptEnv(t: Target, extra: Record<string, string> = {}): NodeJS
     PATH: process.env.PATH,
     HOME: process.env.HOME,
     ...nixEnv(),
-    TARGET_HOST: "127.0.0.1",
+    TARGET_HOST: t.addr4,
     TARGET_PORT: String(t.port),
     TARGET_USER: "root",
     HOST_KEY: t.hostKey,
     SSH_PRIVATE_KEY: t.clientKey,
-    HEALTH_URL: `http://127.0.0.1:${t.healthPort}/health.txt`,
+    HEALTH_URL: `http://${t.addr4}:${t.healthPort}/health.txt`,
     HEALTH_TIMEOUT: "4",
     ROLLBACK_DEADLINE: "30",
     CONNECT_ATTEMPTS: "3",
@@ -179,6 +222,52 @@ export function scriptEnv(t: Target, extra: Record<string, string> = {}): NodeJS
 /** Runs scripts/<name> with env, bounded by timeoutMs. */
 export function runScript(name: string, env: NodeJS.ProcessEnv, timeoutMs = 120_000): RunResult {
   return run(path.join(repoRoot, "scripts", name), [], { env, timeoutMs });
+}
+
+/** A script running in the background: its output so far, and its result. */
+export interface Background {
+  pid: number;
+  stderr: () => string;
+  done: Promise<RunResult>;
+}
+
+/**
+ * Starts scripts/<name> in the background, in a process group of its own (so a test can kill the
+ * whole deployer, as if it died), killed after timeoutMs.
+ */
+export function startScript(name: string, env: NodeJS.ProcessEnv, timeoutMs = 120_000): Background {
+  const child = spawn(path.join(repoRoot, "scripts", name), [], { env, detached: true, stdio: ["ignore", "pipe", "pipe"] });
+  let stdout = "";
+  let stderr = "";
+  child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+  const timer = setTimeout(() => killGroup(child.pid ?? 0), timeoutMs);
+  const done = new Promise<RunResult>((resolve) => {
+    child.on("close", (status) => {
+      clearTimeout(timer);
+      resolve({ status, stdout, stderr });
+    });
+  });
+  return { pid: child.pid ?? 0, stderr: () => stderr, done };
+}
+
+/** SIGKILLs a process group (a background script and everything it started in its group). */
+export function killGroup(pid: number): void {
+  try {
+    process.kill(-pid, "SIGKILL");
+  } catch {
+    // already gone
+  }
+}
+
+/** Polls check every 100 ms (without blocking the event loop) until it is true or timeoutMs passes. */
+export async function waitForAsync(check: () => boolean, timeoutMs: number): Promise<boolean> {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    if (check()) return true;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return check();
 }
 
 /** Polls check every 200 ms until it returns true or timeoutMs passes. */
