@@ -4,8 +4,15 @@
   # Every input is pinned by revision in its URL. No flake.lock is committed
   # yet: the first `nix flake lock ./nix` on a networked machine writes it.
   inputs = {
-    # Branch nixos-26.05 (stable).
-    nixpkgs.url = "github:NixOS/nixpkgs/b18a4b905f8d028dc4476412e6d6891728695379";
+    # NixOS release: the one line to change. Branch nixos-26.05, the newest
+    # commit we could confirm: f5c082a4, the nixos-26.05 channel's
+    # 26.05.10620.f5c082a40f75 "Yarara" (2026-09-25). 26.05 is supported
+    # until 2026-12-31. To move to 26.11, put a nixos-26.11 commit here
+    # (`git ls-remote https://github.com/NixOS/nixpkgs refs/heads/nixos-26.11`),
+    # run `nix flake lock --update-input nixpkgs ./nix`, read the 26.11 release
+    # notes, and keep system.stateVersion (nix/modules/upkeep.nix) at 26.05:
+    # it names the release the host's state was created with, not the one it runs.
+    nixpkgs.url = "github:NixOS/nixpkgs/f5c082a40f7571c266e74e80ae2e68aadd8a9fc7";
 
     # Tag v1.13.0.
     disko = {

@@ -8,6 +8,12 @@
       PasswordAuthentication = false;
       KbdInteractiveAuthentication = false;
       PermitRootLogin = "prohibit-password";
+      # A deployer that vanished without closing its connection (a laptop
+      # lid, a lost network) is dropped after 4 unanswered probes 15 s apart:
+      # its session ends, and with it the deploy lock it held on this host
+      # (scripts/target-shim.sh), so the next deploy need not wait for TCP.
+      ClientAliveInterval = 15;
+      ClientAliveCountMax = 4;
     };
     # Only keys declared here count; a stray ~/.ssh/authorized_keys does not.
     authorizedKeysInHomedir = false;

@@ -65,6 +65,9 @@ in
       description = "Blog backend";
       wantedBy = [ "multi-user.target" ];
       after = [ "network.target" ];
+      # No start limit: StartLimitIntervalSec=0 in [Unit] (systemd.unit(5))
+      # turns the rate limiting off, so Restart= below never gives up.
+      unitConfig.StartLimitIntervalSec = 0;
       environment = {
         PORT = toString cfg.port;
       }
@@ -74,8 +77,14 @@ in
         ExecStart = lib.getExe' cfg.package cfg.executable;
         DynamicUser = true;
         StateDirectory = "blog-backend";
+        # Keep restarting a crashing backend, however often: systemd's
+        # default start limit (5 starts in 10 s) would leave it failed for
+        # good. The delay grows from 2 s to at most 60 s over 10 restarts
+        # (RestartSteps/RestartMaxDelaySec, systemd.service(5), systemd >= 254).
         Restart = "on-failure";
         RestartSec = 2;
+        RestartSteps = 10;
+        RestartMaxDelaySec = 60;
 
         # Hardening
         # The backend only talks to nginx over loopback: no other address,

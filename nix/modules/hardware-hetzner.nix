@@ -34,8 +34,12 @@ in
   # the display, so send boot messages there too.
   boot.kernelParams = lib.mkIf isArm [ "console=tty" ];
 
-  # The QEMU guest agent lets Hetzner see the guest's state and shut it down
-  # gracefully. (Hetzner's "reset root password" cannot work here, by design:
-  # users are immutable and root has no password.)
+  # The QEMU guest agent, as srvos enables it for Hetzner Cloud
+  # (nixos/hardware/hetzner-cloud/default.nix: "Needed by the Hetzner Cloud
+  # password reset feature", commit 2888a22 "enable qemu-agent for password
+  # resets"). That is the one use of it on Hetzner Cloud a source we read
+  # names, and it cannot work here, by design: users are immutable and root
+  # has no password. It stays on as in srvos (mkDefault: a host file may turn
+  # it off); nothing in this repository relies on it.
   services.qemuGuest.enable = lib.mkDefault true;
 }

@@ -8,6 +8,12 @@ nix_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 
+# Nix configured here, not by the machine: no /etc/nix/nix.conf and no nixbld
+# group needed (the same settings as the tests, tests/nixConfig.ts).
+mkdir -p "$tmp/nix-conf"
+export NIX_CONF_DIR="$tmp/nix-conf" NIX_USER_CONF_FILES=""
+export NIX_CONFIG=$'experimental-features = nix-command flakes\nsandbox = false\nbuild-users-group =\nsubstituters ='
+
 step() { printf '== %s\n' "$*"; }
 
 step "every .nix file parses"

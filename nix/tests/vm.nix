@@ -20,9 +20,13 @@ in
   node.specialArgs = { inherit inputs; };
 
   nodes = {
-    acme = {
-      imports = [ acmeServer ];
-    };
+    acme =
+      { pkgs, ... }:
+      {
+        imports = [ acmeServer ];
+        # dig, to see the test resolver answer for the blog's domain.
+        environment.systemPackages = [ pkgs.dnsutils ];
+      };
 
     blog =
       {
@@ -34,9 +38,12 @@ in
       {
         imports = [ ../hosts/blog.nix ];
 
-        # Cloud-only parts, off in the VM.
+        # Cloud-only parts, off in the VM: disko, cloud-init, and the uplink
+        # with its IPv6 from Hetzner's metadata service (there is none here).
         disko.enableConfig = lib.mkForce false;
         services.cloud-init.enable = lib.mkForce false;
+        systemd.services.hetzner-ipv6.enable = lib.mkForce false;
+        systemd.network.networks."10-uplink".enable = lib.mkForce false;
         # The test network gives static addresses; no DHCP server exists.
         networking.useDHCP = lib.mkForce false;
 
@@ -83,12 +90,21 @@ in
       acme_root = "${acmeRoot}"
       on_blog = f"--resolve {domain}:80:{blog_ip} --resolve {domain}:443:{blog_ip}"
 
-      # The CA first: blog orders its certificate once at boot, and an order
-      # that meets no CA would only be retried 15 minutes later.
+      # The CA and the test network's DNS first: blog orders its certificate
+      # once at boot, and pebble validates it by resolving the domain through
+      # the acme node's resolver (BIND, nixos/tests/common/resolver.nix). An
+      # order that meets no CA, or a resolver not yet answering, is retried
+      # only 15 minutes later, after this test's timeout. Like nixpkgs' own
+      # ACME tests (nixos/tests/acme/python-utils.py, wait_for_running), wait
+      # for the whole node, then for the resolver to answer for the domain.
       acme.start()
+      acme.succeed("systemctl is-system-running --wait")
       acme.wait_for_unit("pebble.service")
+      acme.wait_for_unit("bind.service")
+      acme.wait_for_open_port(53)
       acme.wait_for_open_port(443)
       acme.wait_for_open_port(15000)
+      acme.wait_until_succeeds(f"dig +short @127.0.0.1 {domain} A | grep -Fx {blog_ip}", timeout=60)
       blog.start()
       client.start()
       blog.wait_for_unit("multi-user.target")
