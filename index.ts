@@ -1,59 +1,77 @@
+import * as pulumi from "@pulumi/pulumi";
 import { readStackConfig } from "./src/config";
 import { NixosDeploy } from "./src/deploy";
-import { BlogDns } from "./src/dns";
+import { BlogDns, HetznerDns, addressRecords } from "./src/dns";
 import { evaluateHost } from "./src/host";
 import { NixosInstall } from "./src/install";
+import { existingMachine, hetznerMachine } from "./src/machine";
 import { toplevelAttribute } from "./src/nixEval";
-import { preflight, stackLabels } from "./src/preflight";
-import { BlogServer } from "./src/server";
+import { preflight, rrsetName, stackLabels } from "./src/preflight";
 
 // Everything is checked here, before the first resource: bad config fails `pulumi preview`.
 const config = readStackConfig();
 const { host, toplevel } = evaluateHost(config);
 const closure = config.systemClosure ?? toplevel;
 
-// Hetzner (server type, location, disk) and Cloudflare (the zone) are asked next; every Hetzner
-// resource takes its labels from this check, so none is created unless all of it passes.
+// Hetzner (server type, location, disk) and the DNS provider (the zone) are asked next; every
+// resource waits for the answers, so none is created unless all of them pass.
 const { labels, selector } = stackLabels(host.domain);
-const ready = preflight({
-    serverType: config.serverType,
-    location: config.location,
-    system: host.system,
+const checked = preflight({
     domain: host.domain,
+    placement:
+        config.host === "hetzner"
+            ? { serverType: config.serverType, location: config.location, system: host.system, selector }
+            : undefined,
+    dns: config.dns,
     cloudflareZoneId: config.cloudflareZoneId,
-    selector,
 });
+const checkedLabels = checked.apply(() => labels);
 
-const server = new BlogServer("blog", {
-    serverType: config.serverType,
-    location: config.location,
-    image: config.image,
-    system: host.system,
-    labels: ready.apply(() => labels),
-});
+// Where the host comes from: a new Hetzner server, or a machine you have.
+const machine =
+    config.host === "hetzner"
+        ? hetznerMachine("blog", {
+              serverType: config.serverType,
+              location: config.location,
+              image: config.image,
+              system: host.system,
+              labels: checkedLabels,
+          })
+        : existingMachine(config.existing!, checked);
 
-const dns = new BlogDns("blog", {
-    zoneId: config.cloudflareZoneId,
-    domain: host.domain,
-    ipv4: server.ipv4,
-    ipv6: server.ipv6,
-    ttl: config.ttl,
-    proxied: config.proxied,
-});
+// Where its records live; the install and the deploy check the host through every address published.
+const published = [machine.ipv4, machine.ipv6].filter((a): a is pulumi.Output<string> => a !== undefined);
+const dnsArgs = { domain: host.domain, ipv4: machine.ipv4, ipv6: machine.ipv6, ttl: config.ttl };
+const dns =
+    config.dns === "cloudflare"
+        ? new BlogDns("blog", { ...dnsArgs, zoneId: config.cloudflareZoneId, proxied: config.proxied })
+        : config.dns === "hetzner"
+          ? new HetznerDns("blog", {
+                ...dnsArgs,
+                zone: checked.apply((c) => c.hetznerZone!),
+                relativeName: checked.apply((c) => rrsetName(host.domain, c.hetznerZone!)),
+                labels: checkedLabels,
+            })
+          : undefined;
 
-// DNS first: the host asks for its certificate (ACME HTTP-01) as soon as it boots.
-const install = new NixosInstall(
-    "blog",
-    {
-        serverId: server.id,
-        targetHost: server.ipv4,
-        flake: config.flake,
-        nixosConfiguration: config.nixosConfiguration,
-        bootstrapPrivateKey: server.bootstrapPrivateKey,
-        sshPrivateKey: config.sshPrivateKey,
-    },
-    { dependsOn: [dns] },
-);
+// A machine the stack creates, or is told to install, gets NixOS from nixos-anywhere first
+// (after DNS: the host asks for its certificate by ACME HTTP-01 as soon as it boots).
+const install = machine.install
+    ? new NixosInstall(
+          "blog",
+          {
+              machineId: machine.install.id,
+              targetHost: machine.address,
+              targetPort: machine.sshPort,
+              publishedAddresses: published,
+              flake: config.flake,
+              nixosConfiguration: config.nixosConfiguration,
+              bootstrapPrivateKey: machine.install.bootstrapPrivateKey,
+              sshPrivateKey: config.sshPrivateKey,
+          },
+          { dependsOn: dns ? [dns] : [] },
+      )
+    : undefined;
 
 const deploy = new NixosDeploy(
     "blog",
@@ -61,18 +79,26 @@ const deploy = new NixosDeploy(
         systemClosure: closure,
         flakeAttribute:
             config.systemClosure === undefined ? toplevelAttribute(config.flake, config.nixosConfiguration) : undefined,
-        targetHost: server.ipv4,
-        hostKey: install.publicHostKey,
+        targetHost: machine.address,
+        targetPort: machine.sshPort,
+        publishedAddresses: published,
+        origin: `pulumi ${pulumi.getProject()}/${pulumi.getStack()}`,
+        hostKey: install ? install.publicHostKey : machine.hostKey!,
         domain: host.domain,
         sshPrivateKey: config.sshPrivateKey,
     },
-    { dependsOn: [install] },
+    { dependsOn: install ? [install] : dns ? [dns] : [] },
 );
 
-export const ipv4 = server.ipv4;
-export const ipv6 = server.ipv6;
+// null, not undefined, where a kind of host has no such value: Pulumi warns about undefined outputs.
+export const ipv4 = machine.ipv4 ?? null;
+export const ipv6 = machine.ipv6 ?? null;
 export const url = `https://${host.domain}/`;
-export const serverId = server.id;
-export const hostKey = install.publicHostKey;
+export const serverId = machine.serverId ?? null;
+export const hostKey = install ? install.publicHostKey : machine.hostKey!;
 export const systemClosure = deploy.systemClosure;
 export const nixosConfiguration = config.nixosConfiguration;
+/** The site's address records and where they live (`dns: none`: you create them at your DNS provider). */
+export const dnsRecords = pulumi
+    .output(addressRecords(host.domain, machine.ipv4, machine.ipv6))
+    .apply((records) => records.map((r) => ({ ...r, managedBy: config.dns === "none" ? "you" : config.dns })));

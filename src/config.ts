@@ -1,8 +1,30 @@
+import { isIPv4, isIPv6 } from "net";
 import * as pulumi from "@pulumi/pulumi";
+import { publicKeyProblem } from "./keys";
+
+/** A machine the stack does not create: its addresses, SSH port, and how the stack trusts it. */
+export interface ExistingHost {
+    /** Public IPv4 address (for the A record and every connection); at least one address is set. */
+    ipv4?: string;
+    /** Public IPv6 address (for the AAAA record; connections use it when there is no IPv4). */
+    ipv6?: string;
+    /** SSH port. */
+    sshPort: number;
+    /** The machine's current SSH host key line: no install; every connection is checked against it. */
+    hostKey?: string;
+    /** Install NixOS with nixos-anywhere (wipes the disk), placing the stack's generated host key. */
+    install: boolean;
+}
 
 /** The stack's own settings (project namespace `blog`). Host facts live in the flake, not here. */
 export interface StackConfig {
-    /** Cloudflare zone that holds the site's domain: 32 lowercase hex digits. */
+    /** Where the host comes from: a new Hetzner Cloud server, or a machine you already have. */
+    host: "hetzner" | "existing";
+    /** The machine, when `host` is `existing`. */
+    existing?: ExistingHost;
+    /** Where the DNS records live: Cloudflare, Hetzner's DNS, or nowhere (you create them). */
+    dns: "cloudflare" | "hetzner" | "none";
+    /** Cloudflare zone that holds the site's domain: 32 lowercase hex digits ("" unless `dns` is cloudflare). */
     cloudflareZoneId: string;
     /** Hetzner Cloud server type, e.g. `cx23` (x86) or `cax11` (Arm). */
     serverType: string;
@@ -26,6 +48,10 @@ export interface StackConfig {
 
 /** Defaults, the same as the `config:` block of Pulumi.yaml declares. */
 export const configDefaults = {
+    host: "hetzner",
+    dns: "cloudflare",
+    sshPort: 22,
+    install: false,
     serverType: "cx23",
     location: "nbg1",
     image: "ubuntu-24.04",
@@ -89,6 +115,28 @@ const flakeCheck: Check<string> = (v) =>
 
 const configurationCheck: Check<string> = (v) =>
     /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/.test(v) ? undefined : "a nixosConfigurations attribute name such as blog";
+
+const hostCheck: Check<string> = (v) =>
+    v === "hetzner" || v === "existing" ? undefined : "hetzner (a new Hetzner Cloud server) or existing (a machine you have)";
+
+const dnsCheck: Check<string> = (v) =>
+    ["cloudflare", "hetzner", "none"].includes(v)
+        ? undefined
+        : "cloudflare, hetzner (Hetzner's DNS, in the Cloud API) or none (you create the records)";
+
+const ipv4Check: Check<string> = (v) => (isIPv4(v) ? undefined : "an IPv4 address such as 203.0.113.7");
+
+const ipv6Check: Check<string> = (v) => (isIPv6(v) ? undefined : "an IPv6 address such as 2001:db8::7");
+
+const portCheck: Check<number> = (v) => (Number.isInteger(v) && v >= 1 && v <= 65535 ? undefined : "a TCP port from 1 to 65535");
+
+const hostKeyCheck: Check<string> = (v) => {
+    const why = publicKeyProblem(v);
+    return why === undefined
+        ? undefined
+        : "the machine's SSH host key line as `ssh-keyscan -t ed25519 <address>` prints it without the address " +
+              `("ssh-ed25519 AAAA..."); ${why}`;
+};
 
 const ttlCheck: Check<number> = (v) =>
     Number.isInteger(v) && (v === 1 || (v >= 60 && v <= 86400))
@@ -167,7 +215,7 @@ export function readStackConfig(cfg: pulumi.Config = new pulumi.Config(NAMESPACE
         return value === undefined ? undefined : text(name, check, value);
     }
 
-    function flag(name: "proxied", check: Check<boolean>): boolean {
+    function flag(name: "proxied" | "install", check: Check<boolean>): boolean {
         const value = raw(name);
         if (value === undefined) return configDefaults[name];
         const parsed = parseBoolean(value);
@@ -176,7 +224,7 @@ export function readStackConfig(cfg: pulumi.Config = new pulumi.Config(NAMESPACE
         return parsed ?? configDefaults[name];
     }
 
-    function integer(name: "ttl", check: Check<number>): number {
+    function integer(name: "ttl" | "sshPort", check: Check<number>): number {
         const value = raw(name);
         if (value === undefined) return configDefaults[name];
         const parsed = parseInteger(value);
@@ -185,16 +233,21 @@ export function readStackConfig(cfg: pulumi.Config = new pulumi.Config(NAMESPACE
         return parsed ?? configDefaults[name];
     }
 
+    const host = text("host", hostCheck, configDefaults.host) as StackConfig["host"];
+    const dns = text("dns", dnsCheck, configDefaults.dns) as StackConfig["dns"];
     const config: StackConfig = {
-        cloudflareZoneId: required("cloudflareZoneId", zoneIdCheck),
+        host,
+        dns,
+        cloudflareZoneId: dns === "cloudflare" ? required("cloudflareZoneId", zoneIdCheck) : "",
         serverType: text("serverType", serverTypeCheck, configDefaults.serverType),
         location: text("location", locationCheck, configDefaults.location),
         image: text("image", imageCheck, configDefaults.image),
         flake: text("flake", flakeCheck, configDefaults.flake),
         nixosConfiguration: text("nixosConfiguration", configurationCheck, configDefaults.nixosConfiguration),
-        proxied: flag("proxied", proxiedCheck),
+        proxied: flag("proxied", dns === "cloudflare" ? proxiedCheck : (v) => (v ? "false: only Cloudflare proxies records" : undefined)),
         ttl: integer("ttl", ttlCheck),
     };
+    if (host === "existing") config.existing = readExistingHost();
     const closure = optional("systemClosure", closureCheck);
     if (closure !== undefined) config.systemClosure = closure;
 
@@ -212,4 +265,51 @@ export function readStackConfig(cfg: pulumi.Config = new pulumi.Config(NAMESPACE
 
     failOn(problems, "Invalid stack configuration (fix with `pulumi config set <key> <value>`):");
     return config;
+
+    /** The keys of `host: existing`: an address, and either the host key or a confirmed install. */
+    function readExistingHost(): ExistingHost {
+        const existing: ExistingHost = {
+            ipv4: optional("hostIpv4", ipv4Check),
+            ipv6: optional("hostIpv6", ipv6Check),
+            sshPort: integer("sshPort", portCheck),
+            hostKey: optional("hostKey", hostKeyCheck),
+            install: flag("install", () => undefined),
+        };
+        if (existing.ipv4 === undefined && existing.ipv6 === undefined && raw("hostIpv4") === undefined && raw("hostIpv6") === undefined) {
+            problems.push(
+                new InputProblem(key("hostIpv4"), null, "the machine's public IPv4 address (or set hostIpv6): `pulumi config set hostIpv4 <address>`"),
+            );
+        }
+        const address = existing.ipv4 ?? existing.ipv6 ?? "<address>";
+        if (existing.hostKey === undefined && !existing.install && raw("hostKey") === undefined) {
+            problems.push(
+                new InputProblem(
+                    key("hostKey"),
+                    null,
+                    "the machine's SSH host key (`pulumi config set hostKey \"$(ssh-keyscan -t ed25519 " +
+                        `${address} | cut -d' ' -f2-)\"\`, checked against a trusted source), or install: true to have ` +
+                        "nixos-anywhere install it (this wipes its disk)",
+                ),
+            );
+        }
+        if (existing.hostKey !== undefined && existing.install) {
+            problems.push(
+                new InputProblem(key("install"), "true", "false when hostKey is set (an installed host gets the stack's own host key); unset one of them"),
+            );
+        }
+        if (existing.install) {
+            const confirmation = raw("wipeDiskOf");
+            if (confirmation !== address) {
+                problems.push(
+                    new InputProblem(
+                        key("wipeDiskOf"),
+                        confirmation ?? null,
+                        `${JSON.stringify(address)}, the machine's address again, to confirm that nixos-anywhere erases its disk ` +
+                            `(\`pulumi config set wipeDiskOf ${address}\`)`,
+                    ),
+                );
+            }
+        }
+        return existing;
+    }
 }

@@ -11,6 +11,12 @@ export interface NixosDeployArgs {
     flakeAttribute?: pulumi.Input<string>;
     /** Address the deploy connects to. No default. */
     targetHost: pulumi.Input<string>;
+    /** SSH port; defaults to 22. */
+    targetPort?: pulumi.Input<number>;
+    /** Every address the DNS records publish (A and AAAA): the health check asks the site through each. No default. */
+    publishedAddresses: pulumi.Input<string>[];
+    /** Who deploys, shown to a second deploy that finds the host's lock held. No default. */
+    origin: string;
     /** The host's pinned public key line. No default. */
     hostKey: pulumi.Input<string>;
     /** The site's domain: the health check asks https://<domain>/ of this very host. No default. */
@@ -37,12 +43,15 @@ export class NixosDeploy extends pulumi.ComponentResource {
         const environment: Record<string, pulumi.Input<string>> = {
             SYSTEM_CLOSURE: args.systemClosure,
             TARGET_HOST: args.targetHost,
+            TARGET_PORT: pulumi.output(args.targetPort ?? 22).apply(String),
             TARGET_USER: "root",
             HOST_KEY: args.hostKey,
             DOMAIN: args.domain,
             HEALTH_URL: pulumi.interpolate`https://${args.domain}/`,
             // Ask this host, whatever DNS resolvers still cache.
-            HEALTH_RESOLVE: pulumi.interpolate`${args.domain}:443:${args.targetHost}`,
+            // Ask this host through each published address, whatever DNS resolvers still cache.
+            PUBLISHED_ADDRESSES: pulumi.all(args.publishedAddresses).apply((addresses) => addresses.join(" ")),
+            DEPLOY_ORIGIN: args.origin,
         };
         if (args.flakeAttribute !== undefined) environment.FLAKE_ATTR = args.flakeAttribute;
         if (args.sshPrivateKey !== undefined) environment.SSH_PRIVATE_KEY = pulumi.secret(args.sshPrivateKey);

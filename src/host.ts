@@ -1,4 +1,5 @@
 import { InputProblem, STORE_PATH, StackConfig, failOn } from "./config";
+import { publicKeyProblem } from "./keys";
 import { evalAttribute, evaluateFlake, toplevelAttribute } from "./nixEval";
 
 /** The host's facts, declared by the flake's host-facts module (`blog.host`) and set in the host file. */
@@ -7,10 +8,14 @@ export interface HostFacts {
     domain: string;
     /** Contact address for the ACME account. */
     acmeEmail: string;
-    /** OpenSSH public keys allowed to log in as root; uploaded to Hetzner for the first login. */
+    /** OpenSSH public keys allowed to log in as root (NixOS puts them into root's authorized keys). */
     adminSshKeys: string[];
     /** Nix system of the host: x86_64-linux or aarch64-linux. */
     system: "x86_64-linux" | "aarch64-linux";
+    /** What the host runs on: a Hetzner Cloud server, or any other machine (its own hardware configuration). */
+    platform: "hetzner-cloud" | "generic";
+    /** The disk nixos-anywhere installs on, by a stable path; null on a host the stack does not install. */
+    disk: string | null;
 }
 
 /** What one evaluation of the flake yields. */
@@ -21,15 +26,9 @@ export interface HostEvaluation {
 }
 
 const SYSTEMS = ["x86_64-linux", "aarch64-linux"] as const;
-const KEY_TYPES = [
-    "ssh-ed25519",
-    "ssh-rsa",
-    "ecdsa-sha2-nistp256",
-    "ecdsa-sha2-nistp384",
-    "ecdsa-sha2-nistp521",
-    "sk-ssh-ed25519@openssh.com",
-    "sk-ecdsa-sha2-nistp256@openssh.com",
-];
+const PLATFORMS = ["hetzner-cloud", "generic"] as const;
+/** Names of a disk that stay the same across reboots and attached volumes (not /dev/sdX). */
+const STABLE_DISK = /^\/dev\/disk\/by-(id|path|uuid|partuuid|diskseq)\/[^\s/]+$/;
 /** Domains reserved for documentation (RFC 2606): the example host's, never a real site's. */
 const EXAMPLE_DOMAIN = /(^|\.)example\.(com|net|org)$/;
 
@@ -41,23 +40,6 @@ export function domainProblem(domain: string): string | undefined {
     if (!fqdn) return "a fully qualified lowercase domain without a trailing dot, such as blog.example.org";
     if (EXAMPLE_DOMAIN.test(domain)) {
         return "your own domain: this is the example host's placeholder (set blog.host.domain in the host file)";
-    }
-    return undefined;
-}
-
-/** Why a line is not a usable OpenSSH public key, or undefined when it is. */
-export function publicKeyProblem(line: string): string | undefined {
-    const [type, blob, ...comment] = line.trim().split(/\s+/);
-    const expected = `an OpenSSH public key line ("<type> <base64> [comment]") with type one of ${KEY_TYPES.join(", ")}`;
-    if (!type || !blob || !KEY_TYPES.includes(type) || !/^[A-Za-z0-9+/]+={0,2}$/.test(blob)) return expected;
-    const bytes = Buffer.from(blob, "base64");
-    const nameLength = bytes.length >= 4 ? bytes.readUInt32BE(0) : -1;
-    if (nameLength < 0 || bytes.subarray(4, 4 + nameLength).toString("latin1") !== type) {
-        return `${expected}; its base64 part does not encode a ${type} key`;
-    }
-    const material = bytes.subarray(4 + nameLength);
-    if (comment.join(" ").toLowerCase().includes("placeholder") || material.subarray(4).every((b) => b === 0)) {
-        return "your own public key: this is the example host's placeholder (set blog.host.adminSshKeys in the host file)";
     }
     return undefined;
 }
@@ -106,6 +88,8 @@ export function checkEvaluation(raw: unknown, config: StackConfig): HostEvaluati
         problems.push(new InputProblem(option("system"), system, `one of ${SYSTEMS.join(", ")}`));
     }
 
+    problems.push(...placementProblems(host, config, option));
+
     if (typeof toplevel !== "string" || !STORE_PATH.test(toplevel)) {
         problems.push(
             new InputProblem(toplevelAttribute(config.flake, config.nixosConfiguration), toplevel, "a Nix store path"),
@@ -114,6 +98,45 @@ export function checkEvaluation(raw: unknown, config: StackConfig): HostEvaluati
 
     failOn(problems, `The host facts in ${where} cannot be deployed:`);
     return { host: host as unknown as HostFacts, toplevel: toplevel as string };
+}
+
+/**
+ * Whether the configuration is built for where the host comes from: a Hetzner server needs the
+ * Hetzner Cloud platform (its disk, cloud-init, guest drivers); a machine nixos-anywhere installs
+ * elsewhere needs its disk named by a stable path, since the install erases it.
+ */
+function placementProblems(host: Record<string, unknown>, config: StackConfig, option: (name: string) => string): InputProblem[] {
+    const problems: InputProblem[] = [];
+    const platform = host.platform;
+    if (typeof platform !== "string" || !(PLATFORMS as readonly string[]).includes(platform)) {
+        return [new InputProblem(option("platform"), platform, `one of ${PLATFORMS.join(", ")}`)];
+    }
+    if (config.host === "hetzner" && platform !== "hetzner-cloud") {
+        problems.push(
+            new InputProblem(
+                option("platform"),
+                platform,
+                'hetzner-cloud for a Hetzner server (blog:host is "hetzner"): pick a configuration built for Hetzner Cloud, or set blog:host to existing',
+            ),
+        );
+    }
+    const disk = host.disk;
+    const installsElsewhere = config.host === "existing" && config.existing?.install === true && platform === "generic";
+    if (disk !== null && disk !== undefined && (typeof disk !== "string" || !STABLE_DISK.test(disk))) {
+        problems.push(
+            new InputProblem(option("disk"), disk, "a stable disk path such as /dev/disk/by-id/nvme-... (ls -l /dev/disk/by-id on the machine), never /dev/sdX"),
+        );
+    } else if (installsElsewhere && (disk === null || disk === undefined)) {
+        problems.push(
+            new InputProblem(
+                option("disk"),
+                disk,
+                "the disk nixos-anywhere erases and installs on, by a stable path such as /dev/disk/by-id/nvme-... " +
+                    "(blog:install is true; find it with ls -l /dev/disk/by-id on the machine)",
+            ),
+        );
+    }
+    return problems;
 }
 
 /** Evaluates the flake once and checks the result; see nixEval.ts for the one command it runs. */

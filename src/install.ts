@@ -9,16 +9,20 @@ export const INSTALL_UPDATE_COMMAND =
     "echo 'blog: NixOS is installed once per server; later changes reach the host through the deploy.'";
 
 export interface NixosInstallArgs {
-    /** Id of the server; a new id (a replaced server) reinstalls, nothing else does. No default. */
-    serverId: pulumi.Input<string>;
+    /** Identity of the machine (the server id, or an existing machine's address); a new one reinstalls, nothing else does. No default. */
+    machineId: pulumi.Input<string>;
     /** Address the installer connects to. No default. */
     targetHost: pulumi.Input<string>;
+    /** SSH port; defaults to 22. */
+    targetPort?: pulumi.Input<number>;
+    /** Every address the DNS records publish (A and AAAA): the installed host must answer SSH on each. No default. */
+    publishedAddresses: pulumi.Input<string>[];
     /** Flake reference; the stack config defaults to `./nix`. */
     flake: pulumi.Input<string>;
     /** Name under `nixosConfigurations`; the stack config defaults to `blog`. */
     nixosConfiguration: pulumi.Input<string>;
-    /** Private key the stock image accepts (secret): the server's bootstrap key. No default. */
-    bootstrapPrivateKey: pulumi.Input<string>;
+    /** Private key the machine accepts before the install (secret): a Hetzner server's bootstrap key; defaults to the admin key below. */
+    bootstrapPrivateKey?: pulumi.Input<string>;
     /** Private key the installed system accepts, one of the admins' (secret); defaults to the operator's ssh-agent. */
     sshPrivateKey?: pulumi.Input<string>;
 }
@@ -42,13 +46,17 @@ export class NixosInstall extends pulumi.ComponentResource {
 
         const environment: Record<string, pulumi.Input<string>> = {
             TARGET_HOST: args.targetHost,
+            TARGET_PORT: pulumi.output(args.targetPort ?? 22).apply(String),
+            PUBLISHED_ADDRESSES: pulumi.all(args.publishedAddresses).apply((addresses) => addresses.join(" ")),
             TARGET_USER: "root",
             HOST_KEY: this.publicHostKey,
             HOST_KEY_PRIVATE: pulumi.secret(this.hostKey.privateKeyOpenssh),
             FLAKE: args.flake,
             NIXOS_CONFIGURATION: args.nixosConfiguration,
-            BOOTSTRAP_SSH_PRIVATE_KEY: pulumi.secret(args.bootstrapPrivateKey),
         };
+        if (args.bootstrapPrivateKey !== undefined) {
+            environment.BOOTSTRAP_SSH_PRIVATE_KEY = pulumi.secret(args.bootstrapPrivateKey);
+        }
         if (args.sshPrivateKey !== undefined) environment.SSH_PRIVATE_KEY = pulumi.secret(args.sshPrivateKey);
 
         this.command = new command.local.Command(
@@ -57,7 +65,7 @@ export class NixosInstall extends pulumi.ComponentResource {
                 create: INSTALL_COMMAND,
                 update: INSTALL_UPDATE_COMMAND,
                 environment,
-                triggers: [args.serverId],
+                triggers: [args.machineId],
                 addPreviousOutputInEnv: false,
             },
             {

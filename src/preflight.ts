@@ -129,6 +129,32 @@ export function placementProblems(a: PlacementArgs): InputProblem[] {
     return problems;
 }
 
+/**
+ * The Hetzner DNS zone that holds the domain (the longest matching zone name), or the problem
+ * when none of the project's zones does.
+ */
+export function hetznerZoneFor(domain: string, zoneNames: string[]): { zone?: string; problems: InputProblem[] } {
+    const zone = zoneNames
+        .filter((z) => domain === z || domain.endsWith(`.${z}`))
+        .sort((a, b) => b.length - a.length)[0];
+    if (zone) return { zone, problems: [] };
+    return {
+        problems: [
+            new InputProblem(
+                "blog.host.domain",
+                domain,
+                `a name in one of the project's Hetzner DNS zones (${list(zoneNames)}), as ${NAMESPACE}:dns is hetzner: ` +
+                    "create the zone in the Hetzner console (DNS), or set blog:dns to cloudflare or none",
+            ),
+        ],
+    };
+}
+
+/** The name of an RRSet for `domain` in `zone`, relative to the zone ("@" for the apex), as Hetzner's API takes it. */
+export function rrsetName(domain: string, zone: string): string {
+    return domain === zone ? "@" : domain.slice(0, -(zone.length + 1));
+}
+
 /** Returns the problem when the domain does not lie in the zone `zoneName`. */
 export function zoneProblems(domain: string, zoneName: string, zoneId: string): InputProblem[] {
     if (domain === zoneName || domain.endsWith(`.${zoneName}`)) return [];
@@ -172,28 +198,49 @@ export function stackLabels(domain: string): { labels: Record<string, string>; s
 }
 
 export interface PreflightArgs {
-    serverType: string;
-    location: string;
-    system: HostFacts["system"];
     domain: string;
-    cloudflareZoneId: string;
-    /** Label selector of the stack's server (see `stackLabels`). */
-    selector: string;
+    /** Where the new Hetzner server goes (host `hetzner`); absent for an existing machine. */
+    placement?: {
+        serverType: string;
+        location: string;
+        system: HostFacts["system"];
+        /** Label selector of the stack's server (see `stackLabels`). */
+        selector: string;
+    };
+    /** Where the records go. */
+    dns: "cloudflare" | "hetzner" | "none";
+    /** The Cloudflare zone, with dns `cloudflare`. */
+    cloudflareZoneId?: string;
+}
+
+/** What the checks learned that the stack uses. */
+export interface Preflight {
+    /** The Hetzner DNS zone of the domain, with dns `hetzner`. */
+    hetznerZone?: string;
 }
 
 /**
- * Asks Hetzner and Cloudflare, then fails with every problem at once; resolves (to nothing) when
- * all is well. Whatever is created must wait for it.
+ * Asks Hetzner and Cloudflare what these checks need, then fails with every problem at once;
+ * resolves when all is well. Whatever is created must wait for it.
  */
-export function preflight(a: PreflightArgs): pulumi.Output<void> {
-    const types = hcloud.getServerTypesOutput({}).serverTypes;
-    const current = hcloud.getServersOutput({ withSelector: a.selector }).servers;
-    const zone = cloudflare.getZoneOutput({ zoneId: a.cloudflareZoneId });
-    return pulumi.all([types, current, zone.name]).apply(([t, servers, zoneName]) => {
-        const problems = [
-            ...placementProblems({ ...a, types: t, current: servers[0] }),
-            ...zoneProblems(a.domain, zoneName, a.cloudflareZoneId),
-        ];
+export function preflight(a: PreflightArgs): pulumi.Output<Preflight> {
+    const placement = a.placement;
+    const types = placement ? hcloud.getServerTypesOutput({}).serverTypes : pulumi.output([]);
+    const current = placement ? hcloud.getServersOutput({ withSelector: placement.selector }).servers : pulumi.output([]);
+    const zoneName =
+        a.dns === "cloudflare" ? cloudflare.getZoneOutput({ zoneId: a.cloudflareZoneId ?? "" }).name : pulumi.output("");
+    const hetznerZones =
+        a.dns === "hetzner" ? hcloud.getZonesOutput({}).zones.apply((zones) => zones.map((z) => z.name)) : pulumi.output([]);
+    return pulumi.all([types, current, zoneName, hetznerZones]).apply(([t, servers, cfZone, hzZones]) => {
+        const problems = placement ? placementProblems({ ...placement, types: t, current: servers[0] }) : [];
+        const result: Preflight = {};
+        if (a.dns === "cloudflare") problems.push(...zoneProblems(a.domain, cfZone, a.cloudflareZoneId ?? ""));
+        if (a.dns === "hetzner") {
+            const found = hetznerZoneFor(a.domain, hzZones);
+            problems.push(...found.problems);
+            result.hetznerZone = found.zone;
+        }
         failOn(problems, "The stack cannot place the host (nothing was created or changed):");
+        return result;
     });
 }

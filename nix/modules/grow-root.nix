@@ -10,9 +10,10 @@
 # the path NixOS gives cloud-init (nixos/modules/services/system/cloud-init.nix:
 # cloud-init, iproute2, net-tools, openssh, shadow, util-linux, busybox, fs
 # tools) has no growpart, and cloud-init's "auto" mode then skips silently.
-{ lib, pkgs, ... }:
+# Only where this flake laid out the disk (nix/modules/disk.nix): ext4 root.
+{ config, lib, pkgs, ... }:
 {
-  systemd.services.grow-root = {
+  systemd.services.grow-root = lib.mkIf (config.blog.host.platform == "hetzner-cloud" || config.blog.host.disk != null) {
     description = "Grow the root partition and file system to fill the disk";
     wantedBy = [ "multi-user.target" ];
     after = [ "local-fs.target" ];

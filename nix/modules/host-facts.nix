@@ -41,5 +41,34 @@
         `aarch64-linux` for cax types.
       '';
     };
+
+    platform = lib.mkOption {
+      type = lib.types.enum [
+        "hetzner-cloud"
+        "generic"
+      ];
+      default = "hetzner-cloud";
+      example = "generic";
+      description = ''
+        What the host runs on. `hetzner-cloud`: a Hetzner Cloud server (its
+        disk layout, virtio guest, IPv6 from the metadata service, cloud-init),
+        what the stack's `host: hetzner` creates. `generic`: any other machine
+        (`host: existing`); the host file imports that machine's own hardware
+        configuration, or names `disk` for nixos-anywhere to install on.
+      '';
+    };
+
+    disk = lib.mkOption {
+      type = lib.types.nullOr (lib.types.strMatching "/dev/disk/by-(id|path|uuid|partuuid|diskseq)/[^/[:space:]]+");
+      default = null;
+      example = "/dev/disk/by-id/nvme-SAMSUNG_MZVL21T0HCLR-00B00_S676NF0R123456";
+      description = ''
+        The disk nixos-anywhere erases and installs the flake's layout on
+        (nix/modules/disk.nix), by a name that stays the same across reboots,
+        never /dev/sdX. `null`: /dev/sda on Hetzner Cloud; on a generic host,
+        no layout from this flake (the host file imports the machine's own
+        hardware configuration).
+      '';
+    };
   };
 }

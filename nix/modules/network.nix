@@ -31,7 +31,7 @@
 # address) needs no new closure. The deploy's and the install's checks ask
 # the site and SSH through the published AAAA address, so a host whose IPv6
 # did not come up is noticed at once.
-{ lib, pkgs, ... }:
+{ config, lib, pkgs, ... }:
 let
   uplink = "10-uplink";
   metadata = "http://169.254.169.254/hetzner/v1/metadata/network-config";
@@ -63,74 +63,85 @@ let
   };
 in
 {
-  networking.hostName = lib.mkDefault "blog";
+  config = lib.mkMerge [
+    {
+      networking.hostName = lib.mkDefault "blog";
 
-  networking.useNetworkd = true;
-  # Hetzner's metadata names the uplink eth0; keep the kernel's names.
-  networking.usePredictableInterfaceNames = lib.mkDefault false;
-  # Any other NIC (a private network) gets NixOS' 99-ethernet-default-dhcp.
-  networking.useDHCP = true;
+      networking.firewall = {
+        enable = true;
+        # Only SSH (on the port sshd listens on), HTTP (ACME HTTP-01 and the
+        # redirect) and HTTPS. Everything else is dropped (NixOS' default for
+        # refused packets).
+        allowedTCPPorts = lib.mkForce (
+          config.services.openssh.ports
+          ++ [
+            80
+            443
+          ]
+        );
+        allowedUDPPorts = lib.mkForce [ ];
+      };
+    }
 
-  systemd.network.networks.${uplink} = {
-    matchConfig.Name = "eth0";
-    networkConfig.DHCP = "ipv4";
-  };
+    # A Hetzner Cloud server. A generic machine keeps the network configuration
+    # its own hardware configuration gives it.
+    (lib.mkIf (config.blog.host.platform == "hetzner-cloud") {
+      networking.useNetworkd = true;
+      # Hetzner's metadata names the uplink eth0; keep the kernel's names.
+      networking.usePredictableInterfaceNames = lib.mkDefault false;
+      # Any other NIC (a private network) gets NixOS' 99-ethernet-default-dhcp.
+      networking.useDHCP = true;
 
-  systemd.services.hetzner-ipv6 = {
-    description = "IPv6 address of the uplink, from the Hetzner Cloud metadata service";
-    wantedBy = [ "multi-user.target" ];
-    wants = [ "network-online.target" ];
-    after = [ "network-online.target" ];
-    # Keep trying until the metadata service answers (systemd's default
-    # start limit would give up after 5 quick failures).
-    unitConfig.StartLimitIntervalSec = 0;
-    serviceConfig = {
-      Type = "oneshot";
-      RemainAfterExit = true;
-      Restart = "on-failure";
-      RestartSec = 10;
-      ExecStart = lib.getExe hetznerIpv6;
-    };
-  };
+      systemd.network.networks.${uplink} = {
+        matchConfig.Name = "eth0";
+        networkConfig.DHCP = "ipv4";
+      };
 
-  services.cloud-init = {
-    enable = true;
-    # The network is configured above, not by cloud-init: no networkd units
-    # from cloud-init (network.enable = false) and no network rendering at
-    # all (cloud.cfg `network: {config: disabled}`).
-    network.enable = false;
-    settings = {
-      network.config = "disabled";
-      datasource_list = [ "Hetzner" ];
-      # The host name is NixOS' (/etc/hostname is a read-only store link).
-      preserve_hostname = true;
-      # SSH belongs to NixOS: the host key is installed by nixos-anywhere
-      # (--extra-files) and pinned by the stack, and root's keys come from
-      # config.blog.host.adminSshKeys. Never delete or generate host keys.
-      ssh_deletekeys = false;
-      ssh_genkeytypes = [ ];
-      # Leave out cloud-init's "ssh", "ssh-import-id" and "set-passwords"
-      # modules: no host keys, no Hetzner project keys in root's
-      # authorized_keys, no password settings. (The two settings above
-      # still hold should someone add "ssh" back.)
-      cloud_config_modules = [
-        "disk_setup"
-        "mounts"
-        "timezone"
-        "runcmd"
-      ];
-    };
-  };
+      systemd.services.hetzner-ipv6 = {
+        description = "IPv6 address of the uplink, from the Hetzner Cloud metadata service";
+        wantedBy = [ "multi-user.target" ];
+        wants = [ "network-online.target" ];
+        after = [ "network-online.target" ];
+        # Keep trying until the metadata service answers (systemd's default
+        # start limit would give up after 5 quick failures).
+        unitConfig.StartLimitIntervalSec = 0;
+        serviceConfig = {
+          Type = "oneshot";
+          RemainAfterExit = true;
+          Restart = "on-failure";
+          RestartSec = 10;
+          ExecStart = lib.getExe hetznerIpv6;
+        };
+      };
 
-  networking.firewall = {
-    enable = true;
-    # Only SSH, HTTP (ACME HTTP-01 and the redirect) and HTTPS. Everything
-    # else is dropped (NixOS' default for refused packets).
-    allowedTCPPorts = lib.mkForce [
-      22
-      80
-      443
-    ];
-    allowedUDPPorts = lib.mkForce [ ];
-  };
+      services.cloud-init = {
+        enable = true;
+        # The network is configured above, not by cloud-init: no networkd units
+        # from cloud-init (network.enable = false) and no network rendering at
+        # all (cloud.cfg `network: {config: disabled}`).
+        network.enable = false;
+        settings = {
+          network.config = "disabled";
+          datasource_list = [ "Hetzner" ];
+          # The host name is NixOS' (/etc/hostname is a read-only store link).
+          preserve_hostname = true;
+          # SSH belongs to NixOS: the host key is installed by nixos-anywhere
+          # (--extra-files) and pinned by the stack, and root's keys come from
+          # config.blog.host.adminSshKeys. Never delete or generate host keys.
+          ssh_deletekeys = false;
+          ssh_genkeytypes = [ ];
+          # Leave out cloud-init's "ssh", "ssh-import-id" and "set-passwords"
+          # modules: no host keys, no Hetzner project keys in root's
+          # authorized_keys, no password settings. (The two settings above
+          # still hold should someone add "ssh" back.)
+          cloud_config_modules = [
+            "disk_setup"
+            "mounts"
+            "timezone"
+            "runcmd"
+          ];
+        };
+      };
+    })
+  ];
 }

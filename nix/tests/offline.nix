@@ -21,6 +21,10 @@ let
       singleLineStr = {
         name = "singleLineStr";
       };
+      nullOr = elemType: {
+        name = "nullOr";
+        inherit elemType;
+      };
     };
   };
 
@@ -30,7 +34,9 @@ let
   contractNames = [
     "acmeEmail"
     "adminSshKeys"
+    "disk"
     "domain"
+    "platform"
     "system"
   ];
   placeholderKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA PLACEHOLDER-replace-with-your-own-key";
@@ -55,6 +61,15 @@ let
       facts.adminSshKeys == [ placeholderKey ] && builtins.all singleLine facts.adminSshKeys;
     "the example system is one the option allows" =
       builtins.elem facts.system declared.system.type.values && facts.system == "x86_64-linux";
+    "the example host is a Hetzner Cloud server, the platform's default" =
+      builtins.elem facts.platform declared.platform.type.values
+      && facts.platform == "hetzner-cloud"
+      && declared.platform.default == "hetzner-cloud";
+    "the example host leaves the disk to the platform (/dev/sda on Hetzner Cloud)" =
+      facts.disk == null && declared.disk.default == null;
+    "the disk pattern takes stable names only" =
+      matches declared.disk.type.elemType.pattern "/dev/disk/by-id/nvme-Samsung_SSD_980_S1"
+      && !(matches declared.disk.type.elemType.pattern "/dev/sda");
   };
 
   failed = builtins.filter (name: !checks.${name}) (builtins.attrNames checks);

@@ -23,6 +23,8 @@ function problem(config: Record<string, string>, secretKeys: string[] = []): str
 describe("stack config", () => {
     test("defaults to a cx23 in nbg1 from ubuntu-24.04, the ./nix flake's blog host, unproxied automatic-TTL records", () => {
         expect(read({})).toEqual({
+            host: "hetzner",
+            dns: "cloudflare",
             cloudflareZoneId: ZONE_ID,
             serverType: "cx23",
             location: "nbg1",
@@ -40,7 +42,7 @@ describe("stack config", () => {
             const declared = new RegExp(`\\n  ${key}:\\n    type: \\w+\\n    description: .+\\n    default: ${value}\\n`);
             expect([key, declared.test(project)]).toEqual([key, true]);
         }
-        for (const key of ["cloudflareZoneId", "systemClosure", "sshPrivateKey"]) {
+        for (const key of ["cloudflareZoneId", "systemClosure", "sshPrivateKey", "hostIpv4", "hostIpv6", "hostKey", "wipeDiskOf"]) {
             expect(project).toContain(`\n  ${key}:\n    type: string\n`);
         }
     });

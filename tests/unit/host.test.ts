@@ -1,5 +1,6 @@
 import { StackConfig, configDefaults } from "../../src/config";
-import { checkEvaluation, domainProblem, publicKeyProblem } from "../../src/host";
+import { checkEvaluation, domainProblem } from "../../src/host";
+import { publicKeyProblem } from "../../src/keys";
 import { ADMIN_KEY, CLOSURE_1, ZONE_ID, evaluation, runProgram } from "./program";
 
 /** The key the example host in nix/hosts/blog.nix ships with; the stack must refuse it. */

@@ -19,7 +19,7 @@ export const BOOTSTRAP_PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nBOOTS
 export const SSH_PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nOPERATOR-KEY-PRIVATE-MATERIAL\n-----END OPENSSH PRIVATE KEY-----\n";
 
 export interface Evaluation {
-    host: { domain: string; acmeEmail: string; adminSshKeys: string[]; system: string };
+    host: { domain: string; acmeEmail: string; adminSshKeys: string[]; system: string; platform: string; disk: string | null };
     toplevel: string;
 }
 
@@ -30,6 +30,8 @@ export function evaluation(overrides: Partial<Evaluation["host"]> = {}, toplevel
             acmeEmail: "alice@example-site.org",
             adminSshKeys: [ADMIN_KEY],
             system: "x86_64-linux",
+            platform: "hetzner-cloud",
+            disk: null,
             ...overrides,
         },
         toplevel,
@@ -78,6 +80,8 @@ export interface RunOptions {
     preview?: boolean;
     /** The zone's name, as Cloudflare's getZone answers; defaults to example-site.org. */
     zoneName?: string;
+    /** The Hetzner DNS zones getZones answers; defaults to none. */
+    hetznerZones?: string[];
     /** The stack's server as Hetzner's getServers answers; defaults to none (a new stack). */
     currentServer?: { serverType: string; location: string; primaryDiskSize: number };
 }
@@ -132,6 +136,9 @@ export async function runProgram(options: RunOptions = {}): Promise<ProgramRun> 
                     }
                     if (args.token === "hcloud:index/getServerTypes:getServerTypes") {
                         return { id: "server-types", serverTypes: SERVER_TYPES };
+                    }
+                    if (args.token === "hcloud:index/getZones:getZones") {
+                        return { id: "zones", zones: (options.hetznerZones ?? []).map((name, i) => ({ id: i + 1, name })) };
                     }
                     if (args.token === "hcloud:index/getServers:getServers") {
                         return { id: "servers", servers: options.currentServer ? [options.currentServer] : [] };

@@ -122,6 +122,7 @@ describe("pulumi up (update) with the default config", () => {
             NIXOS_CONFIGURATION: "blog",
             HOST_KEY_PRIVATE: HOST_PRIVATE_KEY,
             BOOTSTRAP_SSH_PRIVATE_KEY: BOOTSTRAP_PRIVATE_KEY,
+            PUBLISHED_ADDRESSES: `${SERVER_IPV4} ${SERVER_IPV6}`,
         });
     });
 
@@ -140,7 +141,8 @@ describe("pulumi up (update) with the default config", () => {
             TARGET_HOST: SERVER_IPV4,
             HOST_KEY: HOST_PUBLIC_KEY,
             HEALTH_URL: "https://blog.example-site.org/",
-            HEALTH_RESOLVE: `blog.example-site.org:443:${SERVER_IPV4}`,
+            PUBLISHED_ADDRESSES: `${SERVER_IPV4} ${SERVER_IPV6}`,
+            DEPLOY_ORIGIN: "pulumi blog/test",
         });
         // pulumi-command replaces a Command whose triggers change: the deploy has none.
         expect(deploy.inputs.triggers).toBeUndefined();
@@ -160,6 +162,10 @@ describe("pulumi up (update) with the default config", () => {
             hostKey: HOST_PUBLIC_KEY,
             systemClosure: CLOSURE_1,
             nixosConfiguration: "blog",
+            dnsRecords: [
+                { type: "A", name: "blog.example-site.org", content: SERVER_IPV4, managedBy: "cloudflare" },
+                { type: "AAAA", name: "blog.example-site.org", content: SERVER_IPV6, managedBy: "cloudflare" },
+            ],
         });
     });
 });
