@@ -33,6 +33,8 @@ export interface HostSpec {
     acmeEmail: string;
     adminSshKeys: string[];
     system: string;
+    platform: "hetzner-cloud" | "generic";
+    disk: string | null;
 }
 
 export interface Configuration {
@@ -122,8 +124,16 @@ export class E2eStack {
         this.admin = newKeyPair(this.dir, "admin");
     }
 
-    /** Copies the project, writes the test host, creates the stack and sets its config. */
-    async init(config: Record<string, string> = {}, secretConfig: Record<string, string> = {}): Promise<void> {
+    /**
+     * Copies the project, writes the test host, creates the stack and sets its config: by default
+     * the Cloudflare zone, `sshPrivateKey` and both provider tokens (`providers: false` sets neither
+     * tokens nor zone, for a stack that must not need them).
+     */
+    async init(
+        config: Record<string, string> = {},
+        secretConfig: Record<string, string> = {},
+        opts: { providers?: boolean; host?: Partial<HostSpec> } = {},
+    ): Promise<void> {
         fs.mkdirSync(this.projectDir);
         for (const f of PROJECT_FILES) fs.cpSync(path.join(repoRoot, f), path.join(this.projectDir, f), { recursive: true });
         fs.symlinkSync(path.join(repoRoot, "node_modules"), path.join(this.projectDir, "node_modules"));
@@ -131,7 +141,7 @@ export class E2eStack {
         fs.mkdirSync(nixDir);
         fs.copyFileSync(path.join(repoRoot, "tests/fixtures/e2e-flake/flake.nix"), path.join(nixDir, "flake.nix"));
         fs.copyFileSync(path.join(harnessDir, "closures.nix"), path.join(nixDir, "closures.nix"));
-        this.setConfiguration("blog", { host: this.hostFacts(), closure: "v1" });
+        this.setConfiguration("blog", { host: this.hostFacts(opts.host), closure: "v1" });
 
         standInsDir ??= buildStandIns(path.join(os.tmpdir(), `blog-e2e-providers-${process.pid}`));
         const certs = makeCertificates(this.dir);
@@ -166,9 +176,14 @@ export class E2eStack {
             pulumiCommand: await PulumiCommand.get({ root: this.engine, skipVersionCheck: true }),
         });
         this.stack = await Stack.create(this.name, ws);
+        const providers = opts.providers ?? true;
         await this.setConfig(
-            { "blog:cloudflareZoneId": ZONE_ID, ...config },
-            { "blog:sshPrivateKey": this.admin.privateKey, "hcloud:token": HCLOUD_TOKEN, "cloudflare:apiToken": CLOUDFLARE_TOKEN, ...secretConfig },
+            { ...(providers ? { "blog:cloudflareZoneId": ZONE_ID } : {}), ...config },
+            {
+                "blog:sshPrivateKey": this.admin.privateKey,
+                ...(providers ? { "hcloud:token": HCLOUD_TOKEN, "cloudflare:apiToken": CLOUDFLARE_TOKEN } : {}),
+                ...secretConfig,
+            },
         );
     }
 
@@ -178,6 +193,8 @@ export class E2eStack {
             acmeEmail: `admin@${ZONE_NAME}`,
             adminSshKeys: [this.admin.publicKey],
             system: "x86_64-linux",
+            platform: "hetzner-cloud",
+            disk: null,
             ...overrides,
         };
     }
@@ -332,6 +349,27 @@ export class E2eStack {
     installs(): string[] {
         const file = path.join(this.cloudDir, "nixos-anywhere.log");
         return fs.existsSync(file) ? fs.readFileSync(file, "utf8").trim().split("\n").filter(Boolean) : [];
+    }
+
+    /**
+     * Starts a machine the stack does not create (a target in a network namespace of its own,
+     * root accepting the admin key); returns its target.env. cleanup() stops it.
+     */
+    startMachine(): Record<string, string> {
+        const dir = path.join(this.cloudDir, "machines", `m${this.allTargetDirs().length}`);
+        fs.mkdirSync(dir, { recursive: true });
+        const keys = path.join(this.dir, "machine-authorized-keys");
+        fs.writeFileSync(keys, `${this.admin.publicKey}\n`);
+        sh(targetScript, ["start", dir], {
+            env: {
+                ...process.env,
+                TARGET_NET: "netns",
+                TARGET_AUTHORIZED_KEYS: keys,
+                TARGET_TLS_CERT: this.env.BLOG_E2E_TLS_CERT,
+                TARGET_TLS_KEY: this.env.BLOG_E2E_TLS_KEY,
+            },
+        });
+        return this.targetEnv(dir);
     }
 
     /** Stops whatever a failed test left running (targets by pid, namespaces), removes the directory. */

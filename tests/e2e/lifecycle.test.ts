@@ -103,6 +103,10 @@ test("up creates the server, then DNS, then the install, then the deploy; sets e
         hostKey: expect.stringMatching(/^ssh-ed25519 AAAA\S+$/),
         systemClosure: evaluatedToplevel(),
         nixosConfiguration: "blog",
+        dnsRecords: [
+            { type: "A", name: DOMAIN, content: expect.any(String), managedBy: "cloudflare" },
+            { type: "AAAA", name: DOMAIN, content: expect.any(String), managedBy: "cloudflare" },
+        ],
     });
     const target = s.targetAt(out.ipv4 as string);
     expect(currentSystem(out.ipv4 as string)).toBe(out.systemClosure);
