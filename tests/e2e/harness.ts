@@ -162,6 +162,7 @@ export class E2eStack {
             BLOG_E2E_TLS_CERT: certs.cert,
             BLOG_E2E_TLS_KEY: certs.key,
             BLOG_E2E_CLOUDFLARE_ZONES: JSON.stringify({ [ZONE_ID]: ZONE_NAME }),
+            BLOG_E2E_HETZNER_ZONES: JSON.stringify([ZONE_NAME]),
             // The deploy's health check trusts the test CA; the install uses the stand-in.
             CURL_CA_BUNDLE: certs.ca,
             NIXOS_ANYWHERE: path.join(repoRoot, "tests/e2e/fake-nixos-anywhere.sh"),

@@ -1,6 +1,9 @@
 // Stand-in for pulumi-resource-hcloud (@pulumi/hcloud 1.41.0): the resources `Server`, `SshKey`,
 // `Firewall` and the invokes getServerType(s), getLocation(s), getDatacenter(s), getServers, over a
-// fake Hetzner Cloud kept in $BLOG_E2E_CLOUD_DIR/hcloud.json whose servers are real SSH targets.
+// fake Hetzner Cloud kept in $BLOG_E2E_CLOUD_DIR/hcloud.json whose servers are real SSH targets;
+// with DNS (`Zone`, `ZoneRrset`, getZone, getZones: hcloud-dns.ts) and volumes (`Volume`,
+// `VolumeAttachment`: hcloud-volumes.ts). The project's records, the catalog and the shared rules
+// are in lib/hcloud-api.ts.
 //
 // What it models, and where that comes from:
 //   pulumi/pulumi-hcloud (master at c3608de6, bridging hetznercloud/terraform-provider-hcloud
@@ -17,6 +20,8 @@
 //     internal/sshkey/resource.go                 public_key RequiresReplace; name, labels in place
 //     internal/firewall/resource.go, validation.go  rules, normalized IPs, delete detaches first
 //     internal/servertype, location, datacenter/data_source.go   invoke results, not-found texts
+//                                                 (ExactlyOneOf: terraform-plugin-framework-validators
+//                                                 v0.19.0 internal/configvalidator/exactly_one_of.go)
 //     internal/util/hcloudutil/error_sdk.go, error_framework.go  how API errors read
 //     internal/util/datasourceutil/id.go          list ids (sha1 of the ids)
 //   hetznercloud/hcloud-go v2.44.0 hcloud/error.go (`message (code, correlation id)`),
@@ -27,212 +32,47 @@
 // "unsupported location for server type (invalid_input)" (roots/trellis-cli#622), "SSH key not
 // unique (uniqueness_error)" (atvirokodosprendimai/wgmesh#283, 2026), "error during placement
 // (resource_unavailable)" (hetznercloud/packer-plugin-hcloud#198).
-import { createHash, randomBytes } from "crypto";
-import * as fs from "fs";
+import { createHash } from "crypto";
 import * as path from "path";
-import { autoName, configFailure, multiError, resourceFailure } from "./lib/bridge";
-import { CheckFailure, Ctx, DiffResult, InitError, Invoke, ResourceType, serve } from "./lib/host";
+import { dnsFunctions, dnsResources } from "./hcloud-dns";
+import { detachVolumesOf, volumeResources } from "./hcloud-volumes";
+import { configFailure, multiError, resourceFailure } from "./lib/bridge";
+import {
+    Catalog,
+    CatalogLocation,
+    CatalogServerType,
+    Deprecation,
+    FirewallRecord,
+    FirewallRuleRecord,
+    ServerRecord,
+    SshKeyRecord,
+    apiError,
+    catalog,
+    compare,
+    compareLabels,
+    diffOf,
+    exactlyOne,
+    frameworkError,
+    frameworkInvalidField,
+    labelProblem,
+    labelsOf,
+    listId,
+    locationOf,
+    nameFor,
+    nameTaken,
+    notFound,
+    now,
+    project,
+    sdkError,
+    sdkInvalidInput,
+    selects,
+} from "./lib/hcloud-api";
+import { CheckFailure, InitError, Invoke, ResourceType, serve } from "./lib/host";
 import { fingerprintMd5, parsePublicKey } from "./lib/openssh";
-import { pinnedVersion, repoRoot } from "./lib/repo";
-import { Store, cloudDir } from "./lib/store";
+import { pinnedVersion } from "./lib/repo";
+import { cloudDir } from "./lib/store";
 import { TargetInfo, powerOff, powerOn, startTarget, stopTarget } from "./lib/target";
-import { DiffKind, Props, UNKNOWN, arr, bool, containsUnknown, deepEqual, isUnknown, num, obj, objectDiff, str } from "./lib/values";
-
-// ---------------------------------------------------------------------------------------------
-// The catalog (tests/e2e/providers/hcloud-catalog.json, or $BLOG_E2E_HCLOUD_CATALOG)
-
-interface Deprecation {
-    announced: string;
-    unavailable_after: string;
-}
-interface CatalogLocation {
-    id: number;
-    name: string;
-    description: string;
-    country: string;
-    city: string;
-    latitude: number;
-    longitude: number;
-    network_zone: string;
-    datacenter: { id: number; name: string; description: string };
-}
-interface CatalogServerType {
-    id: number;
-    name: string;
-    description: string;
-    category: string;
-    cores: number;
-    memory: number;
-    disk: number;
-    storage_type: string;
-    cpu_type: string;
-    architecture: string;
-    deprecation: Deprecation | null;
-    locations: { name: string; available: boolean; recommended: boolean; deprecation: Deprecation | null }[];
-}
-interface Catalog {
-    locations: CatalogLocation[];
-    server_types: CatalogServerType[];
-    images: { name: string; architectures: string[] }[];
-}
-
-function catalog(): Catalog {
-    const file = process.env.BLOG_E2E_HCLOUD_CATALOG || path.join(repoRoot(), "tests/e2e/providers/hcloud-catalog.json");
-    return JSON.parse(fs.readFileSync(file, "utf8")) as Catalog;
-}
-
-// ---------------------------------------------------------------------------------------------
-// The fake project: $BLOG_E2E_CLOUD_DIR/hcloud.json
-
-interface SshKeyRecord {
-    id: number;
-    name: string;
-    fingerprint: string;
-    public_key: string;
-    labels: Record<string, string>;
-    created: string;
-}
-interface FirewallRuleRecord {
-    direction: string;
-    protocol: string;
-    port?: string;
-    source_ips: string[];
-    destination_ips: string[];
-    description?: string;
-}
-interface FirewallRecord {
-    id: number;
-    name: string;
-    labels: Record<string, string>;
-    rules: FirewallRuleRecord[];
-    applied_to: { type: "server"; server: { id: number } }[];
-    created: string;
-}
-interface ServerRecord {
-    id: number;
-    name: string;
-    /** "initializing" while its machine starts, then "running" or "off". */
-    status: string;
-    server_type: string;
-    location: string;
-    datacenter: string;
-    image: string;
-    labels: Record<string, string>;
-    /** Ids of the SSH keys whose public keys went into root's authorized_keys. */
-    ssh_keys: number[];
-    firewall_ids: number[];
-    primary_disk_size: number;
-    backups: boolean;
-    protection: { delete: boolean; rebuild: boolean };
-    public_net: { ipv4: string; ipv4_id: number; ipv6: string; ipv6_id: number; ipv6_network: string };
-    created: string;
-    /** The SSH target playing this server (tests/integration/harness/target.sh). */
-    target: { dir: string; netns: string; host_key: string };
-}
-interface Project {
-    next_id: number;
-    ssh_keys: Record<string, SshKeyRecord>;
-    firewalls: Record<string, FirewallRecord>;
-    servers: Record<string, ServerRecord>;
-}
-
-const project = new Store<Project>("hcloud.json", () => ({
-    next_id: 40_000_000 + Math.floor(Math.random() * 1_000_000),
-    ssh_keys: {},
-    firewalls: {},
-    servers: {},
-}));
-
-const now = () => new Date().toISOString().replace(/\.\d+Z$/, "+00:00");
-
-// ---------------------------------------------------------------------------------------------
-// Errors as the user reads them
-
-/** hcloud-go's hcloud.Error.Error(): the API's message, code and the response's correlation id. */
-function apiError(message: string, code: string): string {
-    return `${message} (${code}, ${randomBytes(16).toString("hex")})`;
-}
-
-/** An SDKv2 resource's error (hcloudutil.ErrorToDiag, one diagnostic, multierror-formatted). */
-function sdkError(text: string): Error {
-    return new Error(multiError([text]));
-}
-
-/** ErrorToDiag on an invalid_input error: the fields are appended (empty when the API sends none). */
-function sdkInvalidInput(message: string, fields: string[] = []): Error {
-    return sdkError(`${apiError(message, "invalid_input")}: [${fields.join(" ")}]`);
-}
-
-/** A plugin-framework resource's error (hcloudutil.APIErrorDiagnostics, then the bridge's `summary: detail`). */
-function frameworkError(message: string, code: string, status: number): Error {
-    return new Error(
-        `API request failed: An unexpected error was encountered during an API request.\n\n${apiError(message, code)}\n\n` +
-            `Error code: ${code}\nStatus code: ${status}\n`,
-    );
-}
-
-function frameworkInvalidField(message: string, field: string, messages: string[]): Error {
-    return new Error(
-        "Invalid field in API request: An invalid field was encountered during an API request. " +
-            `The field might not map 1:1 to your terraform resource.\n\n${apiError(message, "invalid_input")}\n\n` +
-            `Field: ${field}\nMessages:\n${messages.map((m) => ` - ${m}`).join("\n")}\nError code: invalid_input\nStatus code: 400\n`,
-    );
-}
-
-// ---------------------------------------------------------------------------------------------
-// Shared input rules
-
-/** hcloud-go labels.go ValidateResourceLabels. */
-const LABEL_KEY = /^([a-z0-9A-Z]((?:[\-_.]|[a-z0-9A-Z]){0,253}[a-z0-9A-Z])?\/)?[a-z0-9A-Z]((?:[\-_.]|[a-z0-9A-Z]|){0,61}[a-z0-9A-Z])?$/;
-const LABEL_VALUE = /^(([a-z0-9A-Z](?:[\-_.]|[a-z0-9A-Z]){0,61})?[a-z0-9A-Z]$|$)/;
-
-function labelProblem(labels: unknown): { key: string; text: string } | undefined {
-    const map = obj(labels);
-    if (!map) return undefined;
-    for (const [k, v] of Object.entries(map)) {
-        if (isUnknown(v)) continue;
-        if (!LABEL_KEY.test(k)) return { key: k, text: `label key '${k}' is not correctly formatted` };
-        if (!LABEL_VALUE.test(String(v))) return { key: k, text: `label value '${String(v)}' (key: ${k}) is not correctly formatted` };
-    }
-    return undefined;
-}
-
-function labelsOf(v: unknown): Record<string, string> {
-    return Object.fromEntries(Object.entries(obj(v) ?? {}).map(([k, e]) => [k, String(e)]));
-}
-
-/** The name the bridge gives: the program's, the prior auto-name on an update, or a new auto-name. */
-function nameFor(ctx: Ctx, olds: Props, news: Props, seed: Buffer): { name: unknown; defaulted: boolean } {
-    if (news.name !== undefined && news.name !== null) return { name: news.name, defaulted: false };
-    if (typeof olds.name === "string") return { name: olds.name, defaulted: true };
-    return { name: autoName(ctx.name, seed), defaulted: true };
-}
-
-/** Whether another resource of the project already has this name (Hetzner names are unique per project). */
-function nameTaken<T extends { id: number; name: string }>(records: Record<string, T>, name: string, except?: number): boolean {
-    return Object.values(records).some((r) => r.name === name && r.id !== except);
-}
-
-function diffOf(detailedDiff: Record<string, DiffKind>): DiffResult {
-    return { changes: Object.keys(detailedDiff).length > 0, detailedDiff };
-}
-
-/** A changed (or unknown) planned value; `replace` for ForceNew/RequiresReplace attributes. */
-function compare(acc: Record<string, DiffKind>, key: string, oldValue: unknown, newValue: unknown, replace = false): void {
-    const old = oldValue === undefined ? null : oldValue;
-    const next = newValue === undefined ? null : newValue;
-    if (!isUnknown(next) && deepEqual(old, next)) return;
-    const kind: DiffKind = old === null ? "add" : next === null ? "delete" : "update";
-    acc[key] = replace ? (`${kind}-replace` as DiffKind) : kind;
-}
-
-function compareLabels(acc: Record<string, DiffKind>, oldValue: unknown, newValue: unknown): void {
-    if (isUnknown(newValue)) {
-        acc.labels = "update";
-        return;
-    }
-    Object.assign(acc, objectDiff({ labels: obj(oldValue) ?? {} }, { labels: obj(newValue) ?? {} }));
-}
+import { DiffKind, Props, UNKNOWN, arr, bool, containsUnknown, deepEqual, isUnknown, num, obj, str } from "./lib/values";
 
 // ---------------------------------------------------------------------------------------------
 // Firewall (internal/firewall/resource.go: every attribute updates in place)
@@ -491,10 +331,6 @@ function publicNetsOf(v: unknown): { ipv4Enabled: boolean; ipv6Enabled: boolean;
         const n = obj(e) ?? {};
         return { ipv4Enabled: bool(n.ipv4Enabled) ?? true, ipv6Enabled: bool(n.ipv6Enabled) ?? true, ipv4: num(n.ipv4), ipv6: num(n.ipv6) };
     });
-}
-
-function locationOf(c: Catalog, name: string): CatalogLocation | undefined {
-    return c.locations.find((l) => l.name === name);
 }
 
 /** hcloud-go deprecationutil.ServerTypeMessage, for one location. */
@@ -825,6 +661,8 @@ const server: ResourceType = {
         stopTarget(s.target.dir);
         await project.update((p) => {
             for (const f of Object.values(p.firewalls)) f.applied_to = f.applied_to.filter((a) => a.server.id !== s.id);
+            // Its volumes are detached (their mounts went with the target's namespace).
+            detachVolumesOf(p, s.id);
             delete p.servers[id];
         });
     },
@@ -832,11 +670,6 @@ const server: ResourceType = {
 
 // ---------------------------------------------------------------------------------------------
 // Invokes (plugin-framework data sources, except getServers and getDatacenter(s): SDKv2)
-
-/** datasourceutil.ListID: the SHA-1 of the ids, concatenated. */
-function listId(ids: string[]): string {
-    return createHash("sha1").update(ids.join("")).digest("hex");
-}
 
 function deprecationFields(d: Deprecation | null): Props {
     return d
@@ -900,38 +733,6 @@ function datacenterResult(c: Catalog, l: CatalogLocation): Props {
         supportedServerTypeIds: types.map((t) => t.id),
         availableServerTypeIds: types.filter((t) => t.locations.some((o) => o.name === l.name && o.available)).map((t) => t.id),
     };
-}
-
-/** "Resource not found" as NotFoundDiagnostic words it, through the bridge (`summary: detail`). */
-function notFound(what: string, key: string, value: unknown): Error {
-    const shown = key === "name" ? JSON.stringify(value) : String(value);
-    return new Error(`Resource not found: Resource (${what}) was not found: ${key}=${shown}`);
-}
-
-/** The plugin-framework ExactlyOneOf(id, name) validator, as invoke check failures. */
-function exactlyOne(args: Props): CheckFailure[] | undefined {
-    const given = ["id", "name"].filter((k) => args[k] !== undefined && args[k] !== null);
-    if (given.length === 1) return undefined;
-    const reason =
-        given.length === 0
-            ? 'Invalid Attribute Combination: No attribute specified when one (and only one) of [id,name] is required'
-            : 'Invalid Attribute Combination: 2 attributes specified when one (and only one) of [id,name] is required';
-    return [{ property: "id", reason }];
-}
-
-/** A label selector (`k=v`, `k==v`, `k!=v`, `k`, `!k`, comma-separated) applied to labels. */
-function selects(selector: string, labels: Record<string, string>): boolean {
-    return selector
-        .split(",")
-        .map((t) => t.trim())
-        .filter(Boolean)
-        .every((term) => {
-            let m: RegExpExecArray | null;
-            if ((m = /^([^!=]+)!=(.*)$/.exec(term))) return labels[m[1].trim()] !== m[2].trim();
-            if ((m = /^([^!=]+)==?(.*)$/.exec(term))) return labels[m[1].trim()] === m[2].trim();
-            if ((m = /^!(.+)$/.exec(term))) return !(m[1].trim() in labels);
-            return term in labels;
-        });
 }
 
 function serverListItem(s: ServerRecord): Props {
@@ -1063,8 +864,10 @@ serve(
             "hcloud:index/server:Server": server,
             "hcloud:index/sshKey:SshKey": sshKey,
             "hcloud:index/firewall:Firewall": firewall,
+            ...dnsResources,
+            ...volumeResources,
         },
-        functions,
+        functions: { ...functions, ...dnsFunctions },
     },
     process.argv.slice(2),
 );

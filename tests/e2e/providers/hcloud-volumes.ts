@@ -1,0 +1,373 @@
+// Hetzner volumes, for the stand-in hcloud provider (hcloud.ts serves these): the resources
+// `Volume` and `VolumeAttachment`, over the volumes of $BLOG_E2E_CLOUD_DIR/hcloud.json. A volume's
+// "disk" is the directory $BLOG_E2E_CLOUD_DIR/volumes/<id>/: it outlives the servers it is attached
+// to, and while it is attached it is bind-mounted inside that server's target (its mount namespace,
+// through tests/integration/harness/target.sh run) at /mnt/HC_Volume_<id>, where Hetzner's
+// automount puts it.
+//
+// What it models, and where that comes from:
+//   hetznercloud/terraform-provider-hcloud v1.66.1 (SDKv2 resources; pulumi/pulumi-hcloud c3608de6
+//   schema.json agrees: Volume location and VolumeAttachment volumeId, serverId willReplaceOnChanges):
+//     internal/volume/resource.go      name, size Required; location Optional+Computed ForceNew;
+//                                      server_id Optional+Computed (a change detaches, then attaches:
+//                                      in place); labels; automount, format Optional and never read
+//                                      back; delete_protection default false; linux_device computed;
+//                                      Create (server_id and location as given, automount/format only
+//                                      when true/non-empty: GetOk), Update's order (name, server_id,
+//                                      size, labels, protection), Delete detaches first, then deletes
+//                                      (so a protected volume ends up detached and not deleted);
+//                                      getVolumeAttributes leaves server_id as it was when the volume
+//                                      is not attached
+//     internal/volume/resource_attachment.go   volume_id, server_id ForceNew; automount
+//                                      Optional+Computed with no Update (terraform-plugin-sdk v2.40.1
+//                                      helper/schema/resource.go Apply: "doesn't support update"); the
+//                                      id is the volume's id; Read drops the attachment when the volume
+//                                      is gone, not attached, or its server is gone, and takes server_id
+//                                      from the volume; Delete detaches the volume from whatever server
+//   hetznercloud/hcloud-go v2.44.0 hcloud/volume.go VolumeCreateOpts.Validate (refused before any
+//     request: no server nor location, both, automount without server), error.go (texts; codes
+//     volume_already_attached "Volume is already attached to a server, detach first").
+//   Hetzner Cloud API reference: volumes "Create a Volume" (10 GB to 10240 GB; names of
+//     alphanumerics, "-", "_", "." starting and ending alphanumeric, at most 64, unique per
+//     project; the server's location when a server is given), "Attach Volume to a Server" (only a
+//     server in the volume's location), "Resize Volume" (no downsizing), "Delete a Volume" (must
+//     not be attached nor protected), "Delete a Server" (attached volumes are detached).
+// API refusals from users' reports: "server and volume must be in the same location
+// (service_error)" (hetznercloud/terraform-provider-hcloud#253: a Volume moved to a server in
+// another location is detached first and stays detached). Not verified: the texts for a size out
+// of range or smaller than the current one, a bad name or format (invalid_input, wording this
+// stand-in's), "volume deletion is protected (protected)", which check the API makes first when a
+// volume is both attached elsewhere and in another location (here: attached first). The provider's
+// retries (5 tries, 1 s doubling backoff, on update and delete) are not waited out.
+import * as fs from "fs";
+import * as path from "path";
+import { multiError, resourceFailure } from "./lib/bridge";
+import { CheckFailure, InitError, ResourceType } from "./lib/host";
+import {
+    Project,
+    VolumeRecord,
+    apiError,
+    catalog,
+    compare,
+    compareLabels,
+    diffOf,
+    labelProblem,
+    labelsOf,
+    locationOf,
+    nameFor,
+    nameTaken,
+    now,
+    project,
+    sdkError,
+    sdkInvalidInput,
+} from "./lib/hcloud-api";
+import { cloudDir } from "./lib/store";
+import { bindIntoTarget, targetAlive, unbindFromTarget } from "./lib/target";
+import { DiffKind, Props, UNKNOWN, bool, num, str } from "./lib/values";
+
+const SIZE_MIN = 10;
+const SIZE_MAX = 10240;
+const VOLUME_NAME = /^[a-zA-Z0-9]([a-zA-Z0-9._-]{0,62}[a-zA-Z0-9])?$/;
+
+/** Where the volume appears inside the target of the server it is attached to. */
+export const mountPointOf = (id: number) => `/mnt/HC_Volume_${id}`;
+const linuxDeviceOf = (id: number) => `/dev/disk/by-id/scsi-0HC_Volume_${id}`;
+
+/** A refusal of the API, as an SDKv2 resource reports it (hcloudutil.ErrorToDiag). */
+const refusal = (message: string, code: string) => sdkError(apiError(message, code));
+
+/**
+ * POST /volumes/{id}/actions/attach: its refusals, then the volume is the server's and its
+ * directory appears inside the server's target. Returns the volume.
+ */
+async function attach(volumeId: number, serverId: number, automount: boolean | null): Promise<VolumeRecord> {
+    const { volume, targetDir } = await project.update((p) => {
+        const v = p.volumes[volumeId];
+        if (!v) throw refusal(`volume with ID '${volumeId}' not found`, "not_found");
+        const s = p.servers[serverId];
+        if (!s) throw refusal(`server with ID '${serverId}' not found`, "not_found");
+        if (v.server !== null) throw refusal("Volume is already attached to a server, detach first", "volume_already_attached");
+        if (s.location !== v.location) throw refusal("server and volume must be in the same location", "service_error");
+        v.server = serverId;
+        v.automount = automount;
+        return { volume: { ...v }, targetDir: s.target.dir };
+    });
+    if (!targetAlive(targetDir)) return volume;
+    const mountPoint = mountPointOf(volumeId);
+    try {
+        bindIntoTarget(targetDir, volume.dir, mountPoint);
+    } catch (e) {
+        const err = e as { stderr?: Buffer; message: string };
+        throw new Error(`stand-in hcloud: mounting volume ${volumeId} in the server's machine (${targetDir}) failed: ${err.stderr?.toString().trim() || err.message}`);
+    }
+    return project.update((p) => {
+        const v = p.volumes[volumeId];
+        v.mount = { server: serverId, path: mountPoint };
+        return v;
+    });
+}
+
+/** POST /volumes/{id}/actions/detach: the volume leaves its server (and that server's target). */
+async function detach(volumeId: number): Promise<void> {
+    const was = await project.update((p) => {
+        const v = p.volumes[volumeId];
+        if (!v || v.server === null) return undefined;
+        const mount = v.mount;
+        const s = p.servers[v.server];
+        v.server = null;
+        v.mount = null;
+        return mount && s ? { dir: s.target.dir, path: mount.path } : undefined;
+    });
+    if (was) unbindFromTarget(was.dir, was.path);
+}
+
+/**
+ * What deleting a server does to its volumes: they are detached (the API reference's "Delete a
+ * Server"). Called inside the server's delete; its target, stopped next, takes the mounts with it.
+ */
+export function detachVolumesOf(p: Project, serverId: number): void {
+    for (const v of Object.values(p.volumes)) {
+        if (v.server !== serverId) continue;
+        v.server = null;
+        v.mount = null;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Volume (internal/volume/resource.go, SDKv2)
+
+/** getVolumeAttributes, plus what the state keeps from the configuration (automount, format). */
+function volumeOutputs(v: VolumeRecord, inputs: Props, prior: Props = {}): Props {
+    const out: Props = {
+        name: v.name,
+        size: v.size,
+        location: v.location,
+        labels: v.labels,
+        linuxDevice: v.linux_device,
+        deleteProtection: v.protection.delete,
+        // Not attached: getVolumeAttributes sets no server_id, the state keeps what it had.
+        serverId: v.server ?? num(prior.serverId) ?? 0,
+    };
+    if (inputs.automount !== undefined) out.automount = inputs.automount;
+    if (inputs.format !== undefined) out.format = inputs.format;
+    return out;
+}
+
+function sizeProblem(size: number): Error | undefined {
+    if (size < SIZE_MIN || size > SIZE_MAX) {
+        return sdkInvalidInput("invalid input in field 'size'", [`size => [must be between ${SIZE_MIN} and ${SIZE_MAX}]`]);
+    }
+    return undefined;
+}
+
+const volume: ResourceType = {
+    check(ctx, olds, news, seed) {
+        const failures: CheckFailure[] = [];
+        const { name, defaulted } = nameFor(ctx, olds, news, seed);
+        const inputs: Props = { ...news, name };
+        const defaults: string[] = defaulted ? ["name"] : [];
+        // delete_protection: Default false; the bridge writes it into the checked inputs.
+        if (inputs.deleteProtection === undefined) {
+            inputs.deleteProtection = false;
+            defaults.push("deleteProtection");
+        }
+        inputs.__defaults = defaults;
+        const labels = labelProblem(news.labels);
+        if (labels) failures.push(resourceFailure(labels.text, ctx.name, "labels"));
+        return { inputs, failures };
+    },
+
+    diff(_ctx, _id, _oldInputs, olds, news) {
+        const acc: Record<string, DiffKind> = {};
+        compare(acc, "name", olds.name, news.name);
+        compare(acc, "size", olds.size, news.size);
+        // Optional+Computed: left out, the state's value stands.
+        if (news.location !== undefined) compare(acc, "location", olds.location, news.location, true);
+        if (news.serverId !== undefined) compare(acc, "serverId", olds.serverId, news.serverId);
+        compareLabels(acc, olds.labels, news.labels ?? {});
+        compare(acc, "automount", olds.automount, news.automount);
+        compare(acc, "format", olds.format, news.format);
+        compare(acc, "deleteProtection", olds.deleteProtection ?? false, news.deleteProtection ?? false);
+        return diffOf(acc);
+    },
+
+    async create(_ctx, news, preview) {
+        if (preview) {
+            const outs: Props = { ...news, linuxDevice: UNKNOWN, location: news.location ?? UNKNOWN, serverId: news.serverId ?? UNKNOWN, labels: news.labels ?? {} };
+            delete outs.__defaults;
+            return { id: "", outs };
+        }
+        const name = String(news.name);
+        const size = num(news.size) ?? 0;
+        // d.GetOk: a zero value counts as not set.
+        const serverId = num(news.serverId) || 0;
+        const locationName = str(news.location) || "";
+        const automount = bool(news.automount) === true;
+        const format = str(news.format) || "";
+        // hcloud-go VolumeCreateOpts.Validate, before any request.
+        if (size <= 0) throw sdkError(`invalid value '${size}' for field [Size] in [hcloud.VolumeCreateOpts]`);
+        if (!serverId && !locationName) throw sdkError("missing one of fields [Server, Location] in [hcloud.VolumeCreateOpts]");
+        if (serverId && locationName) throw sdkError("found mutually exclusive fields [Server, Location] in [hcloud.VolumeCreateOpts]");
+        if (!serverId && automount) throw sdkError("missing required together fields [Automount, Server] in [hcloud.VolumeCreateOpts]");
+        // The API's checks.
+        const sizeBad = sizeProblem(size);
+        if (sizeBad) throw sizeBad;
+        if (!VOLUME_NAME.test(name)) throw sdkInvalidInput("invalid input in field 'name'", ["name => [invalid volume name]"]);
+        if (format && !["ext4", "xfs"].includes(format)) throw sdkInvalidInput("invalid input in field 'format'", ["format => [must be one of: ext4, xfs]"]);
+        if (locationName && !locationOf(catalog(), locationName)) throw sdkInvalidInput(`location '${locationName}' not found`);
+        const record = await project.update((p) => {
+            let location = locationName;
+            if (serverId) {
+                const s = p.servers[serverId];
+                if (!s) throw refusal(`server with ID '${serverId}' not found`, "not_found");
+                location = s.location;
+            }
+            if (nameTaken(p.volumes, name)) throw refusal("name is already used", "uniqueness_error");
+            const id = p.next_id++;
+            const v: VolumeRecord = {
+                id,
+                name,
+                size,
+                location,
+                server: null,
+                automount: null,
+                format: format || null,
+                labels: labelsOf(news.labels),
+                // Create sets it after the volume exists (setProtection), when true.
+                protection: { delete: bool(news.deleteProtection) ?? false },
+                linux_device: linuxDeviceOf(id),
+                status: "available",
+                created: now(),
+                dir: path.join(cloudDir(), "volumes", String(id)),
+                mount: null,
+            };
+            fs.mkdirSync(v.dir, { recursive: true, mode: 0o755 });
+            p.volumes[id] = v;
+            return v;
+        });
+        // With a server, the API attaches it right after creating it (next_actions: attach_volume).
+        const attached = serverId ? await attach(record.id, serverId, automount ? true : null) : record;
+        return { id: String(attached.id), outs: volumeOutputs(attached, news) };
+    },
+
+    async read(_ctx, id, state, inputs) {
+        const v = project.read().volumes[id];
+        return v ? { id, props: volumeOutputs(v, { ...inputs, automount: state.automount, format: state.format }, state), inputs } : undefined;
+    },
+
+    async update(ctx, id, olds, news, _oldInputs, preview) {
+        if (preview) {
+            const planned: Props = { ...olds };
+            for (const [k, v] of Object.entries(news)) if (!k.startsWith("__")) planned[k] = v;
+            return planned;
+        }
+        const partial = (e: Error): InitError => new InitError(e.message, id, olds, [`updating ${ctx.urn}: ${e.message}`]);
+        const current = project.read().volumes[id];
+        if (!current) return olds; // resourceVolumeIsNotFound: removed from the state
+        // resourceVolumeUpdate, in its order.
+        if (news.name !== olds.name) {
+            await project.update((p) => {
+                if (nameTaken(p.volumes, String(news.name), current.id)) throw partial(refusal("name is already used", "uniqueness_error"));
+                p.volumes[id].name = String(news.name);
+            });
+        }
+        if (news.serverId !== undefined && news.serverId !== olds.serverId) {
+            const serverId = num(news.serverId) ?? 0;
+            // Detach first (when attached), then attach: a refused attach leaves it detached.
+            await detach(current.id);
+            if (serverId !== 0) {
+                try {
+                    await attach(current.id, serverId, bool(news.automount) === true ? true : null);
+                } catch (e) {
+                    throw partial(e as Error);
+                }
+            }
+        }
+        if (news.size !== olds.size) {
+            const size = num(news.size) ?? 0;
+            const v = project.read().volumes[id];
+            if (size < v.size) throw partial(sdkInvalidInput("invalid input in field 'size'", ["size => [must be greater than current size]"]));
+            const bad = sizeProblem(size);
+            if (bad) throw partial(bad);
+            await project.update((p) => {
+                p.volumes[id].size = size;
+            });
+        }
+        const record = await project.update((p) => {
+            const v = p.volumes[id];
+            v.labels = labelsOf(news.labels);
+            v.protection.delete = bool(news.deleteProtection) ?? false;
+            return v;
+        });
+        return volumeOutputs(record, news, olds);
+    },
+
+    // resourceVolumeDelete: detach when attached, then delete (a protected volume stays, detached).
+    async delete(_ctx, id) {
+        const v = project.read().volumes[id];
+        if (!v) return;
+        if (v.server !== null) await detach(v.id);
+        const dir = await project.update((p) => {
+            const v = p.volumes[id];
+            if (!v) return undefined;
+            if (v.protection.delete) throw new Error(multiError([apiError("volume deletion is protected", "protected")]));
+            delete p.volumes[id];
+            return v.dir;
+        });
+        // All of the volume's data is destroyed.
+        if (dir) fs.rmSync(dir, { recursive: true, force: true });
+    },
+};
+
+// ---------------------------------------------------------------------------------------------
+// VolumeAttachment (internal/volume/resource_attachment.go, SDKv2)
+
+const volumeAttachment: ResourceType = {
+    check(_ctx, _olds, news) {
+        return { inputs: news };
+    },
+
+    diff(_ctx, _id, _oldInputs, olds, news) {
+        const acc: Record<string, DiffKind> = {};
+        compare(acc, "volumeId", olds.volumeId, news.volumeId, true);
+        compare(acc, "serverId", olds.serverId, news.serverId, true);
+        if (news.automount !== undefined) compare(acc, "automount", olds.automount, news.automount);
+        return diffOf(acc);
+    },
+
+    async create(_ctx, news, preview) {
+        if (preview) return { id: "", outs: { volumeId: news.volumeId, serverId: news.serverId, automount: news.automount ?? UNKNOWN } };
+        const volumeId = num(news.volumeId) ?? 0;
+        const serverId = num(news.serverId) ?? 0;
+        // d.GetOk("automount"): only true is sent.
+        const v = await attach(volumeId, serverId, bool(news.automount) === true ? true : null);
+        return { id: String(v.id), outs: { volumeId, serverId, automount: news.automount ?? false } };
+    },
+
+    async read(_ctx, id, state, inputs) {
+        const p = project.read();
+        const v = p.volumes[id];
+        if (!v || v.server === null) return undefined;
+        const serverId = num(state.serverId) || v.server;
+        if (!p.servers[serverId]) return undefined;
+        return { id, props: { volumeId: v.id, serverId: v.server, automount: state.automount ?? false }, inputs };
+    },
+
+    async update(_ctx, _id, olds, news, _oldInputs, preview) {
+        if (preview) return { ...olds, automount: news.automount };
+        // No Update function: terraform-plugin-sdk's Apply refuses an in-place change.
+        throw new Error(multiError(["doesn't support update"]));
+    },
+
+    // Detaches the volume from whichever server it is attached to; a volume gone is no error.
+    async delete(_ctx, id) {
+        const v = project.read().volumes[id];
+        if (!v || v.server === null) return;
+        await detach(v.id);
+    },
+};
+
+export const volumeResources: Record<string, ResourceType> = {
+    "hcloud:index/volume:Volume": volume,
+    "hcloud:index/volumeAttachment:VolumeAttachment": volumeAttachment,
+};
