@@ -2,8 +2,7 @@
 // no Hetzner or Cloudflare token at all: the same deploys as on a Hetzner server, every
 // connection checked against the host key from the config, and a destroy that leaves the machine
 // as it is.
-import { execFileSync } from "child_process";
-import { E2eStack, OpResult, changes, newKeyPair } from "./harness";
+import { E2eStack, changes, newKeyPair, ok } from "./harness";
 
 // Each operation runs the real CLI, which compiles the program and starts the providers.
 jest.setTimeout(600_000);
@@ -11,22 +10,7 @@ jest.setTimeout(600_000);
 const s = new E2eStack("existing");
 let machine: Record<string, string>;
 
-function ok(r: OpResult): OpResult {
-    if (r.error) {
-        const errors = r.log.split("\n").filter((l) => /error|failed/i.test(l)).slice(0, 40);
-        throw new Error(`operation failed:\n${errors.join("\n").slice(0, 8000)}\n...\n${r.log.slice(-3000)}`);
-    }
-    return r;
-}
 
-function toplevel(): string {
-    return execFileSync("nix", ["eval", "--raw", './nix#nixosConfigurations."blog".config.system.build.toplevel.outPath'], {
-        cwd: s.projectDir,
-        encoding: "utf8",
-        timeout: 60_000,
-        env: process.env,
-    }).trim();
-}
 
 const onMachine = (command: string) => s.onTarget(machine.TARGET_DIR, command);
 const hostKey = () => machine.HOST_KEY.split(" ").slice(0, 2).join(" ");
@@ -49,7 +33,7 @@ test("preview: only the deploy, no Hetzner or Cloudflare resource, no token need
 
 test("up deploys the system to the machine, checking its configured host key; the outputs list the records to create", async () => {
     ok(await s.up());
-    expect(onMachine("readlink -e /run/current-system")).toBe(toplevel());
+    expect(onMachine("readlink -e /run/current-system")).toBe(s.toplevel());
     const out = await s.outputs();
     expect(out).toMatchObject({
         ipv4: machine.TARGET_ADDR4,
@@ -69,7 +53,7 @@ test("a new system is an update of the deploy only, and reaches the machine", as
     const p = ok(await s.preview());
     expect(changes(p)).toEqual(["update blog-switch"]);
     ok(await s.up());
-    expect(onMachine("readlink -e /run/current-system")).toBe(toplevel());
+    expect(onMachine("readlink -e /run/current-system")).toBe(s.toplevel());
 });
 
 test("a machine that presents another host key than the configured one is refused before anything is copied", async () => {
@@ -79,7 +63,7 @@ test("a machine that presents another host key than the configured one is refuse
     const r = await s.up();
     expect(r.error).toBeDefined();
     expect(r.log).toContain("host key mismatch");
-    expect(onMachine(`nix-store --check-validity ${toplevel()} 2>/dev/null && echo copied || echo absent`)).toBe("absent");
+    expect(onMachine(`nix-store --check-validity ${s.toplevel()} 2>/dev/null && echo copied || echo absent`)).toBe("absent");
     expect(onMachine("readlink -e /run/current-system")).toBe(running);
     await s.setConfig({ "blog:hostKey": hostKey() });
     s.setConfiguration("blog", { ...s.configuration(), closure: "v2" });

@@ -209,6 +209,16 @@ export class E2eStack {
         );
     }
 
+    /** The store path the flake's configuration evaluates to, asked of nix directly. */
+    toplevel(configuration = "blog"): string {
+        return sh(
+            "nix",
+            ["eval", "--raw", `./nix#nixosConfigurations."${configuration}".config.system.build.toplevel.outPath`],
+            // process.env explicitly: jest's sandbox holds the tests' Nix settings, Node's default would not.
+            { cwd: this.projectDir, env: process.env, timeoutMs: 60_000 },
+        ).trim();
+    }
+
     configuration(name = "blog"): Configuration {
         return this.configurations[name];
     }
@@ -378,6 +388,15 @@ export class E2eStack {
         for (const d of this.allTargetDirs()) spawnSync(targetScript, ["stop", d], { timeout: 30_000 });
         fs.rmSync(this.dir, { recursive: true, force: true });
     }
+}
+
+/** The result, when the operation succeeded; otherwise an error with its error lines and the log's end. */
+export function ok(r: OpResult): OpResult {
+    if (r.error) {
+        const errors = r.log.split("\n").filter((l) => /error|failed/i.test(l)).slice(0, 40);
+        throw new Error(`operation failed:\n${errors.join("\n").slice(0, 8000)}\n...\n${r.log.slice(-3000)}`);
+    }
+    return r;
 }
 
 /** Operations (create, update, replace, ...) the engine started, per resource name. */

@@ -1,6 +1,5 @@
 // The stack's life with the real engine: preview, up, up again, a new system, key and server
 // changes, destroy. One stack, one test after the other, as a user would run them.
-import { execFileSync } from "child_process";
 import * as path from "path";
 import {
     CLOUDFLARE_TOKEN,
@@ -13,6 +12,7 @@ import {
     newKeyPair,
     processesUnder,
     startedAt,
+    ok,
     steps,
     testNamespaces,
 } from "./harness";
@@ -36,23 +36,7 @@ async function record(name: string, run: Promise<OpResult>): Promise<OpResult> {
     return result;
 }
 
-function ok(r: OpResult): OpResult {
-    if (r.error) {
-        const errors = r.log.split("\n").filter((l) => /error|failed/i.test(l)).slice(0, 40);
-        throw new Error(`operation failed:\n${errors.join("\n").slice(0, 8000)}\n...\n${r.log.slice(-3000)}`);
-    }
-    return r;
-}
 
-/** The store path the flake's configuration evaluates to, asked of nix directly. */
-function evaluatedToplevel(configuration = "blog"): string {
-    return execFileSync(
-        "nix",
-        ["eval", "--raw", `./nix#nixosConfigurations."${configuration}".config.system.build.toplevel.outPath`],
-        // process.env explicitly: jest's sandbox holds the tests' Nix settings, Node's default would not.
-        { cwd: s.projectDir, encoding: "utf8", timeout: 60_000, env: process.env },
-    ).trim();
-}
 
 function currentSystem(ipv4: string): string {
     return s.onTarget(s.targetAt(ipv4), "readlink -e /run/current-system || true");
@@ -101,7 +85,7 @@ test("up creates the server, then DNS, then the install, then the deploy; sets e
         url: `https://${DOMAIN}/`,
         serverId: expect.stringMatching(/^\d+$/),
         hostKey: expect.stringMatching(/^ssh-ed25519 AAAA\S+$/),
-        systemClosure: evaluatedToplevel(),
+        systemClosure: s.toplevel(),
         nixosConfiguration: "blog",
         dnsRecords: [
             { type: "A", name: DOMAIN, content: expect.any(String), managedBy: "cloudflare" },
@@ -129,7 +113,7 @@ test("up again with nothing changed: no change, no command runs, no SSH connecti
 test("a new system: preview shows the deploy as an in-place update with the old and the new store path; up deploys it", async () => {
     const before = (await s.outputs()).systemClosure as string;
     s.setConfiguration("blog", { ...s.configuration(), closure: "v2" });
-    const after = evaluatedToplevel();
+    const after = s.toplevel();
     expect(after).not.toBe(before);
 
     const p = ok(await record("preview (new system)", s.preview()));
@@ -157,7 +141,7 @@ test("admin keys added, then one removed from the middle: each is one up that on
     s.setConfiguration("blog", { ...s.configuration(), host: s.hostFacts({ adminSshKeys: [s.admin.publicKey, k2] }) });
     const removed = ok(await record("up (middle key removed)", s.up()));
     expect(changes(removed)).toEqual(["update blog-switch"]);
-    expect(currentSystem((await s.outputs()).ipv4 as string)).toBe(evaluatedToplevel());
+    expect(currentSystem((await s.outputs()).ipv4 as string)).toBe(s.toplevel());
     expect(JSON.stringify(s.cloud("hcloud"))).toBe(hetznerBefore);
 });
 
@@ -198,7 +182,7 @@ test("a new location replaces the server: the new one is created, pointed at, in
     expect(finishedAt(r, "blog-a")).toBeGreaterThan(createdNew);
     expect(finishedAt(r, "blog-switch")).toBeLessThan(deletedOld);
     expect(s.installs()).toHaveLength(2);
-    expect(currentSystem(after.ipv4 as string)).toBe(evaluatedToplevel());
+    expect(currentSystem(after.ipv4 as string)).toBe(s.toplevel());
     expect(s.targetDirs().filter((d) => s.targetEnv(d).TARGET_ADDR4 === before.ipv4)).toEqual([]);
     expect(JSON.stringify(s.cloud("cloudflare"))).not.toContain(`"${before.ipv4}"`);
 });
@@ -214,7 +198,7 @@ test("another architecture is a new server, shown as a replace in preview, insta
     const after = await s.outputs();
     expect(after.serverId).not.toBe(before.serverId);
     expect(after.nixosConfiguration).toBe("blog-arm");
-    expect(currentSystem(after.ipv4 as string)).toBe(evaluatedToplevel("blog-arm"));
+    expect(currentSystem(after.ipv4 as string)).toBe(s.toplevel("blog-arm"));
     expect(s.installs().pop()).toContain("--flake ./nix#blog-arm");
 });
 

@@ -1,29 +1,13 @@
 // Moving is a `pulumi up`: DNS from Hetzner's DNS to Cloudflare, then the host from a Hetzner
 // server to a machine of your own, with the real engine deciding the order.
-import { execFileSync } from "child_process";
-import { DOMAIN, E2eStack, OpResult, changes, finishedAt } from "./harness";
+import { DOMAIN, E2eStack, changes, finishedAt, ok } from "./harness";
 
 // Each operation runs the real CLI, which compiles the program and starts the providers.
 jest.setTimeout(600_000);
 
 const s = new E2eStack("moving");
 
-function ok(r: OpResult): OpResult {
-    if (r.error) {
-        const errors = r.log.split("\n").filter((l) => /error|failed/i.test(l)).slice(0, 40);
-        throw new Error(`operation failed:\n${errors.join("\n").slice(0, 8000)}\n...\n${r.log.slice(-3000)}`);
-    }
-    return r;
-}
 
-function toplevel(): string {
-    return execFileSync("nix", ["eval", "--raw", './nix#nixosConfigurations."blog".config.system.build.toplevel.outPath'], {
-        cwd: s.projectDir,
-        encoding: "utf8",
-        timeout: 60_000,
-        env: process.env,
-    }).trim();
-}
 
 /** The Hetzner record sets of the domain, as "TYPE value". */
 function hetznerRecords(): string[] {
@@ -73,7 +57,7 @@ test("to a machine of your own: records point at it and it runs the system befor
     });
     const r = ok(await s.up());
     expect(cloudflareRecords()).toEqual([`A ${machine.TARGET_ADDR4}`, `AAAA ${machine.TARGET_ADDR6}`]);
-    expect(s.onTarget(machine.TARGET_DIR, "readlink -e /run/current-system")).toBe(toplevel());
+    expect(s.onTarget(machine.TARGET_DIR, "readlink -e /run/current-system")).toBe(s.toplevel());
     const serverDeleted = r.events.findIndex(
         (e) => e.resOutputsEvent?.metadata.op === "delete" && e.resOutputsEvent.metadata.urn.endsWith("::blog-server"),
     );

@@ -358,9 +358,9 @@ const CHANGE_DEPRECATED_SERVER_TYPE =
     "Existing servers of that plan will continue to work as before and no action is required on your part. " +
     'It is possible to migrate this Server to another Server Type by using the "hcloud server change-type" command.';
 
-/** getServerAttributes plus what the state keeps from the configuration. */
-function serverOutputs(s: ServerRecord, inputs: Props): Props {
-    const out: Props = {
+/** The attributes Hetzner reports for a server, as the resource and the list data source both read them. */
+function serverAttributes(s: ServerRecord): Props {
+    return {
         name: s.name,
         serverType: s.server_type,
         location: s.location,
@@ -377,6 +377,13 @@ function serverOutputs(s: ServerRecord, inputs: Props): Props {
         rebuildProtection: s.protection.rebuild,
         firewallIds: s.firewall_ids,
         primaryDiskSize: s.primary_disk_size,
+    };
+}
+
+/** getServerAttributes plus what the state keeps from the configuration. */
+function serverOutputs(s: ServerRecord, inputs: Props): Props {
+    const out: Props = {
+        ...serverAttributes(s),
         keepDisk: inputs.keepDisk ?? false,
         ignoreRemoteFirewallIds: inputs.ignoreRemoteFirewallIds ?? false,
         shutdownBeforeDeletion: inputs.shutdownBeforeDeletion ?? false,
@@ -738,22 +745,7 @@ function datacenterResult(c: Catalog, l: CatalogLocation): Props {
 function serverListItem(s: ServerRecord): Props {
     return {
         id: s.id,
-        name: s.name,
-        serverType: s.server_type,
-        location: s.location,
-        datacenter: s.datacenter,
-        image: s.image,
-        status: s.status,
-        ipv4Address: s.public_net.ipv4,
-        ipv6Address: s.public_net.ipv6,
-        ipv6Network: s.public_net.ipv6_network,
-        backupWindow: "",
-        backups: s.backups,
-        labels: s.labels,
-        deleteProtection: s.protection.delete,
-        rebuildProtection: s.protection.rebuild,
-        firewallIds: s.firewall_ids,
-        primaryDiskSize: s.primary_disk_size,
+        ...serverAttributes(s),
         placementGroupId: 0,
         iso: "",
         rescue: "",
