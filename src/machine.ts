@@ -40,6 +40,13 @@ export function hetznerMachine(name: string, args: BlogServerArgs): Machine {
 export function existingMachine(e: ExistingHost, checked: pulumi.Output<unknown>): Machine {
     const after = (value: string) => checked.apply(() => value);
     const address = after(e.ipv4 ?? e.ipv6!);
+    if (e.install) {
+        // In every preview and update while install is on: the plan shows whether the install runs.
+        pulumi.log.warn(
+            `blog:install is true: whenever this plan creates or replaces blog-nixos-anywhere, nixos-anywhere ` +
+                `ERASES THE DISK of ${e.ipv4 ?? e.ipv6} (confirmed by blog:wipeDiskOf). An unchanged install does nothing.`,
+        );
+    }
     return {
         ipv4: e.ipv4 === undefined ? undefined : after(e.ipv4),
         ipv6: e.ipv6 === undefined ? undefined : after(e.ipv6),

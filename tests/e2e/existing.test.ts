@@ -79,3 +79,45 @@ test("destroy removes the stack's records of the machine and leaves the machine 
     const exported = s.exportWithSecrets();
     expect((exported.deployment.resources ?? []).filter((r) => !String(r.type).startsWith("pulumi:"))).toEqual([]);
 });
+
+describe("an existing machine the stack installs (install: true)", () => {
+    const t = new E2eStack("installed");
+    let box: Record<string, string>;
+
+    beforeAll(async () => {
+        await t.init(
+            { "blog:host": "existing", "blog:dns": "none" },
+            {},
+            { providers: false, host: { platform: "generic", disk: "/dev/disk/by-id/nvme-e2e-test-disk" } },
+        );
+        box = t.startMachine();
+        await t.setConfig({ "blog:hostIpv4": box.TARGET_ADDR4, "blog:hostIpv6": box.TARGET_ADDR6, "blog:install": "true" });
+    }, 600_000);
+
+    afterAll(() => t.cleanup(), 120_000);
+
+    test("without the confirmation, preview fails and names the key and the address", async () => {
+        const r = await t.preview();
+        expect(r.error).toBeDefined();
+        expect(r.log).toContain(`blog:wipeDiskOf: got nothing; expected "${box.TARGET_ADDR4}", the machine's address again`);
+    });
+
+    test("confirmed: preview warns that the disk is erased; up installs it once with the stack's host key and deploys", async () => {
+        await t.setConfig({ "blog:wipeDiskOf": box.TARGET_ADDR4 });
+        const p = ok(await t.preview());
+        expect(p.log).toContain(`nixos-anywhere ERASES THE DISK of ${box.TARGET_ADDR4}`);
+        expect(changes(p)).toEqual(expect.arrayContaining(["create blog-nixos-anywhere", "create blog-host-key", "create blog-switch"]));
+
+        ok(await t.up());
+        expect(t.installs()).toHaveLength(1);
+        const out = await t.outputs();
+        expect(out.hostKey).not.toBe(box.HOST_KEY.split(" ").slice(0, 2).join(" "));
+        expect(t.onTarget(box.TARGET_DIR, "cat /etc/ssh/ssh_host_ed25519_key.pub").split(" ").slice(0, 2).join(" ")).toBe(out.hostKey);
+        expect(t.onTarget(box.TARGET_DIR, "readlink -e /run/current-system")).toBe(t.toplevel());
+
+        t.setConfiguration("blog", { ...t.configuration(), closure: "v2" });
+        const again = ok(await t.up());
+        expect(changes(again)).toEqual(["update blog-switch"]);
+        expect(t.installs()).toHaveLength(1);
+    });
+});
