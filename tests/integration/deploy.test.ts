@@ -251,8 +251,10 @@ test("a closure missing locally is built from FLAKE_ATTR; a FLAKE_ATTR that buil
         }; }`,
     );
     const nix = ["--extra-experimental-features", "nix-command flakes"];
+    // process.env explicitly: jest's sandbox holds the tests' Nix settings, Node's default would not.
     const expected = execFileSync("nix", [...nix, "eval", "--raw", `path:${flake}#toplevel.outPath`], {
       encoding: "utf8",
+      env: process.env,
     });
     const offline = { NIX_CONFIG: TEST_NIX_CONFIG };
     expect(run("nix-store", ["--check-validity", expected]).status).not.toBe(0);
@@ -495,7 +497,7 @@ describe("deploy v2", () => {
     afterAll(() => fs.rmSync(flake, { recursive: true, force: true }));
 
     function outPath(attr: string): string {
-      return execFileSync("nix", [...nix, "eval", "--raw", `path:${flake}#${attr}.outPath`], { encoding: "utf8" });
+      return execFileSync("nix", [...nix, "eval", "--raw", `path:${flake}#${attr}.outPath`], { encoding: "utf8", env: process.env });
     }
 
     test("BUILD_ON=remote copies the derivation and builds the system on the target, never here", () => {
