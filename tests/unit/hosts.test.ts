@@ -50,7 +50,8 @@ describe("an existing machine with its host key", () => {
 });
 
 describe("an existing machine that the stack installs", () => {
-    test("runs nixos-anywhere with the admin key, reinstalling only for another address", async () => {
+    test("runs nixos-anywhere with the admin key, reinstalling only for another address, and warns that it erases the disk", async () => {
+        const warn = jest.spyOn(console, "warn").mockImplementation(() => undefined);
         const run = await runProgram({
             config: { ...existing, "blog:install": "true", "blog:wipeDiskOf": "203.0.113.7", ...secret.config },
             secretKeys: secret.secretKeys,
@@ -61,6 +62,8 @@ describe("an existing machine that the stack installs", () => {
         expect(install.inputs.environment).toMatchObject({ TARGET_HOST: "203.0.113.7", TARGET_PORT: "22" });
         expect(install.inputs.environment.BOOTSTRAP_SSH_PRIVATE_KEY).toBeUndefined();
         expect(run.all("hcloud:index/server:Server")).toEqual([]);
+        expect(warn.mock.calls.map((c) => String(c[0]))).toContainEqual(expect.stringContaining("ERASES THE DISK of 203.0.113.7"));
+        warn.mockRestore();
     });
 });
 
