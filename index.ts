@@ -73,6 +73,9 @@ const install = machine.install
       )
     : undefined;
 
+// The key every later connection pins: the one the install placed, or the machine's own.
+const pinnedHostKey = install ? install.publicHostKey : machine.hostKey!;
+
 const deploy = new NixosDeploy(
     "blog",
     {
@@ -83,7 +86,7 @@ const deploy = new NixosDeploy(
         targetPort: machine.sshPort,
         publishedAddresses: published,
         origin: `pulumi ${pulumi.getProject()}/${pulumi.getStack()}`,
-        hostKey: install ? install.publicHostKey : machine.hostKey!,
+        hostKey: pinnedHostKey,
         domain: host.domain,
         sshPrivateKey: config.sshPrivateKey,
     },
@@ -95,7 +98,7 @@ export const ipv4 = machine.ipv4 ?? null;
 export const ipv6 = machine.ipv6 ?? null;
 export const url = `https://${host.domain}/`;
 export const serverId = machine.serverId ?? null;
-export const hostKey = install ? install.publicHostKey : machine.hostKey!;
+export const hostKey = pinnedHostKey;
 export const systemClosure = deploy.systemClosure;
 export const nixosConfiguration = config.nixosConfiguration;
 /** The site's address records and where they live (`dns: none`: you create them at your DNS provider). */

@@ -275,13 +275,13 @@ export function readStackConfig(cfg: pulumi.Config = new pulumi.Config(NAMESPACE
             hostKey: optional("hostKey", hostKeyCheck),
             install: flag("install", () => undefined),
         };
-        if (existing.ipv4 === undefined && existing.ipv6 === undefined && raw("hostIpv4") === undefined && raw("hostIpv6") === undefined) {
+        if (existing.ipv4 === undefined && existing.ipv6 === undefined) {
             problems.push(
                 new InputProblem(key("hostIpv4"), null, "the machine's public IPv4 address (or set hostIpv6): `pulumi config set hostIpv4 <address>`"),
             );
         }
         const address = existing.ipv4 ?? existing.ipv6 ?? "<address>";
-        if (existing.hostKey === undefined && !existing.install && raw("hostKey") === undefined) {
+        if (existing.hostKey === undefined && !existing.install) {
             problems.push(
                 new InputProblem(
                     key("hostKey"),

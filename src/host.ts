@@ -88,7 +88,7 @@ export function checkEvaluation(raw: unknown, config: StackConfig): HostEvaluati
         problems.push(new InputProblem(option("system"), system, `one of ${SYSTEMS.join(", ")}`));
     }
 
-    problems.push(...placementProblems(host, config, option));
+    problems.push(...platformProblems(host, config, option));
 
     if (typeof toplevel !== "string" || !STORE_PATH.test(toplevel)) {
         problems.push(
@@ -105,7 +105,7 @@ export function checkEvaluation(raw: unknown, config: StackConfig): HostEvaluati
  * Hetzner Cloud platform (its disk, cloud-init, guest drivers); a machine nixos-anywhere installs
  * elsewhere needs its disk named by a stable path, since the install erases it.
  */
-function placementProblems(host: Record<string, unknown>, config: StackConfig, option: (name: string) => string): InputProblem[] {
+function platformProblems(host: Record<string, unknown>, config: StackConfig, option: (name: string) => string): InputProblem[] {
     const problems: InputProblem[] = [];
     const platform = host.platform;
     if (typeof platform !== "string" || !(PLATFORMS as readonly string[]).includes(platform)) {

@@ -129,13 +129,18 @@ export function placementProblems(a: PlacementArgs): InputProblem[] {
     return problems;
 }
 
+/** Whether `domain` is the zone's apex or a name under it. */
+function inZone(domain: string, zone: string): boolean {
+    return domain === zone || domain.endsWith(`.${zone}`);
+}
+
 /**
  * The Hetzner DNS zone that holds the domain (the longest matching zone name), or the problem
  * when none of the project's zones does.
  */
 export function hetznerZoneFor(domain: string, zoneNames: string[]): { zone?: string; problems: InputProblem[] } {
     const zone = zoneNames
-        .filter((z) => domain === z || domain.endsWith(`.${z}`))
+        .filter((z) => inZone(domain, z))
         .sort((a, b) => b.length - a.length)[0];
     if (zone) return { zone, problems: [] };
     return {
@@ -157,7 +162,7 @@ export function rrsetName(domain: string, zone: string): string {
 
 /** Returns the problem when the domain does not lie in the zone `zoneName`. */
 export function zoneProblems(domain: string, zoneName: string, zoneId: string): InputProblem[] {
-    if (domain === zoneName || domain.endsWith(`.${zoneName}`)) return [];
+    if (inZone(domain, zoneName)) return [];
     return [
         new InputProblem(
             "blog.host.domain",

@@ -68,6 +68,11 @@ function sh(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; timeou
     });
 }
 
+/** An OpenSSH key line without its comment ("type base64"), as the stack pins it. */
+export function keyLine(line: string): string {
+    return line.trim().split(/\s+/).slice(0, 2).join(" ");
+}
+
 /** A new ed25519 key pair, made by ssh-keygen. */
 export function newKeyPair(dir: string, name: string): KeyPair {
     const file = path.join(dir, name);
@@ -344,6 +349,11 @@ export class E2eStack {
     /** Runs a shell command inside a target's namespace (not over SSH). */
     onTarget(dir: string, command: string): string {
         return sh(targetScript, ["run", dir, "sh", "-c", command]).trim();
+    }
+
+    /** The host key a target's sshd presents now, as a key line. */
+    presentedHostKey(dir: string): string {
+        return keyLine(this.onTarget(dir, "cat /etc/ssh/ssh_host_ed25519_key.pub"));
     }
 
     /** Accepted SSH logins on every target so far. */

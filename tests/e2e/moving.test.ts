@@ -1,6 +1,6 @@
 // Moving is a `pulumi up`: DNS from Hetzner's DNS to Cloudflare, then the host from a Hetzner
 // server to a machine of your own, with the real engine deciding the order.
-import { DOMAIN, E2eStack, changes, finishedAt, ok } from "./harness";
+import { DOMAIN, E2eStack, changes, finishedAt, keyLine, ok } from "./harness";
 
 // Each operation runs the real CLI, which compiles the program and starts the providers.
 jest.setTimeout(600_000);
@@ -53,7 +53,7 @@ test("to a machine of your own: records point at it and it runs the system befor
         "blog:host": "existing",
         "blog:hostIpv4": machine.TARGET_ADDR4,
         "blog:hostIpv6": machine.TARGET_ADDR6,
-        "blog:hostKey": machine.HOST_KEY.split(" ").slice(0, 2).join(" "),
+        "blog:hostKey": keyLine(machine.HOST_KEY),
     });
     const r = ok(await s.up());
     expect(cloudflareRecords()).toEqual([`A ${machine.TARGET_ADDR4}`, `AAAA ${machine.TARGET_ADDR6}`]);
