@@ -6,11 +6,14 @@ import { evaluateHost } from "./src/host";
 import { NixosInstall } from "./src/install";
 import { existingMachine, hetznerMachine } from "./src/machine";
 import { toplevelAttribute } from "./src/nixEval";
+import { CloudflareOrigin } from "./src/origin";
 import { preflight, rrsetName, stackLabels } from "./src/preflight";
+import { DataVolume } from "./src/volume";
 
 // Everything is checked here, before the first resource: bad config fails `pulumi preview`.
 const config = readStackConfig();
-const { host, toplevel } = evaluateHost(config);
+const { host, toplevel, warnings } = evaluateHost(config);
+warnings.forEach((w) => pulumi.log.warn(w));
 const closure = config.systemClosure ?? toplevel;
 
 // Hetzner (server type, location, disk) and the DNS provider (the zone) are asked next; every
@@ -24,8 +27,19 @@ const checked = preflight({
             : undefined,
     dns: config.dns,
     cloudflareZoneId: config.cloudflareZoneId,
+    requireStrictSsl: config.proxied && !config.manageSslMode,
+    data: config.host === "hetzner" ? { volumeSize: config.volumeSize, deleteOnDestroy: config.deleteDataOnDestroy } : undefined,
 });
 const checkedLabels = checked.apply(() => labels);
+
+// Behind Cloudflare's proxy: the origin's certificate (Cloudflare's Origin CA) and Cloudflare's ranges.
+const origin = config.proxied
+    ? new CloudflareOrigin(
+          "blog",
+          // Nothing is asked of Cloudflare before the preflight checks pass.
+          { zoneId: checked.apply(() => config.cloudflareZoneId), domain: checked.apply(() => host.domain), manageSslMode: config.manageSslMode },
+      )
+    : undefined;
 
 // Where the host comes from: a new Hetzner server, or a machine you have.
 const machine =
@@ -36,6 +50,8 @@ const machine =
               image: config.image,
               system: host.system,
               labels: checkedLabels,
+              backups: config.backups,
+              webSourceIps: config.httpFromCloudflareOnly ? origin!.ranges : undefined,
           })
         : existingMachine(config.existing!, checked);
 
@@ -76,6 +92,23 @@ const install = machine.install
 // The key every later connection pins: the one the install placed, or the machine's own.
 const pinnedHostKey = install ? install.publicHostKey : machine.hostKey!;
 
+// The services' state on a volume that outlives the server, attached once NixOS is installed.
+const data =
+    config.volumeSize > 0
+        ? new DataVolume(
+              "blog",
+              {
+                  size: config.volumeSize,
+                  location: config.location,
+                  serverId: machine.serverId!,
+                  deleteOnDestroy: config.deleteDataOnDestroy,
+                  labels: checkedLabels,
+                  target: { host: machine.address, port: machine.sshPort, hostKey: pinnedHostKey, sshPrivateKey: config.sshPrivateKey },
+              },
+              { dependsOn: install ? [install] : [] },
+          )
+        : undefined;
+
 const deploy = new NixosDeploy(
     "blog",
     {
@@ -89,8 +122,10 @@ const deploy = new NixosDeploy(
         hostKey: pinnedHostKey,
         domain: host.domain,
         sshPrivateKey: config.sshPrivateKey,
+        hostSecrets: { ...config.hostSecrets, ...origin?.hostSecrets },
+        healthPinnedKey: host.tls === "cloudflare-origin" ? origin!.pin : undefined,
     },
-    { dependsOn: install ? [install] : dns ? [dns] : [] },
+    { dependsOn: data ? [data] : install ? [install] : dns ? [dns] : [] },
 );
 
 // null, not undefined, where a kind of host has no such value: Pulumi warns about undefined outputs.
@@ -102,6 +137,8 @@ export const hostKey = pinnedHostKey;
 export const systemClosure = deploy.systemClosure;
 export const nixosConfiguration = config.nixosConfiguration;
 /** The site's address records and where they live (`dns: none`: you create them at your DNS provider). */
+/** The data volume (Hetzner) that `pulumi destroy` leaves in place unless blog:deleteDataOnDestroy: null without one. */
+export const dataVolume = data ? pulumi.output({ name: data.name, id: data.id, keptOnDestroy: !config.deleteDataOnDestroy }) : null;
 export const dnsRecords = pulumi
     .output(addressRecords(host.domain, machine.ipv4, machine.ipv6))
     .apply((records) => records.map((r) => ({ ...r, managedBy: config.dns === "none" ? "you" : config.dns })));

@@ -36,8 +36,20 @@ export interface StackConfig {
     flake: string;
     /** Name under `nixosConfigurations` in that flake. */
     nixosConfiguration: string;
-    /** Whether Cloudflare proxies the records (only false for now: see `proxiedCheck`). */
+    /** Whether Cloudflare proxies the records (dns cloudflare only); the host's `tls` fact says which certificate it serves. */
     proxied: boolean;
+    /** Proxied: the stack sets the zone's SSL mode to Full (strict) instead of refusing when it is not. */
+    manageSslMode: boolean;
+    /** Proxied, Hetzner: the firewall admits HTTP and HTTPS from Cloudflare's addresses only. */
+    httpFromCloudflareOnly: boolean;
+    /** Size in GB of the Hetzner Volume that holds the services' state; 0: no volume. */
+    volumeSize: number;
+    /** Whether `pulumi destroy` (or removing the volume from the stack) deletes the volume and its data. */
+    deleteDataOnDestroy: boolean;
+    /** Hetzner's daily server backups (7 kept; 20% of the server's price). */
+    backups: boolean;
+    /** Secrets the deploy delivers to the host, outside the Nix store (`hostSecrets.<name>`, each a secret). */
+    hostSecrets: Record<string, pulumi.Output<string>>;
     /** DNS TTL in seconds; 1 means Cloudflare's "automatic". */
     ttl: number;
     /** A prebuilt system closure to deploy instead of the evaluated one. */
@@ -58,8 +70,19 @@ export const configDefaults = {
     flake: "./nix",
     nixosConfiguration: "blog",
     proxied: false,
+    manageSslMode: false,
+    httpFromCloudflareOnly: false,
+    volumeSize: 0,
+    deleteDataOnDestroy: false,
+    backups: false,
     ttl: 1,
 } as const;
+
+/** A host secret's name: a systemd credential name and a file name, and part of an environment variable's. */
+export const SECRET_NAME = /^[A-Za-z][A-Za-z0-9_]{0,63}$/;
+
+/** Secrets the stack itself delivers in proxied mode (see origin.ts); no `hostSecrets` entry may take these names. */
+export const STACK_SECRETS = ["cloudflareOriginCert", "cloudflareOriginKey", "cloudflareRealIp"] as const;
 
 export const NAMESPACE = "blog";
 
@@ -143,19 +166,14 @@ const ttlCheck: Check<number> = (v) =>
         ? undefined
         : "1 (automatic) or a whole number of seconds from 60 to 86400";
 
+/** Hetzner Volumes: 10 GB to 10 TB (docs.hetzner.cloud, "Create a Volume": size, 10 to 10240). */
+const volumeSizeCheck: Check<number> = (v) =>
+    Number.isInteger(v) && (v === 0 || (v >= 10 && v <= 10240))
+        ? undefined
+        : "0 (no data volume) or a size in GB from 10 to 10240";
+
 const closureCheck: Check<string> = (v) =>
     STORE_PATH.test(v) ? undefined : "a Nix store path such as /nix/store/<hash>-nixos-system-blog-<version>";
-
-/**
- * Proxied records are refused until proxied mode works end to end: the host obtains its
- * certificate by ACME HTTP-01, and Cloudflare's Full (strict) mode rejects the host's
- * placeholder certificate before the first real one exists, so the challenge can never pass.
- */
-const proxiedCheck: Check<boolean> = (v) =>
-    v === false
-        ? undefined
-        : "false: proxied records are not supported yet, because the host gets its certificate by " +
-          "ACME HTTP-01 and Cloudflare (Full strict) rejects the host until that certificate exists";
 
 function parseBoolean(raw: string): boolean | undefined {
     return raw === "true" ? true : raw === "false" ? false : undefined;
@@ -215,7 +233,10 @@ export function readStackConfig(cfg: pulumi.Config = new pulumi.Config(NAMESPACE
         return value === undefined ? undefined : text(name, check, value);
     }
 
-    function flag(name: "proxied" | "install", check: Check<boolean>): boolean {
+    function flag(
+        name: "proxied" | "install" | "manageSslMode" | "httpFromCloudflareOnly" | "deleteDataOnDestroy" | "backups",
+        check: Check<boolean> = () => undefined,
+    ): boolean {
         const value = raw(name);
         if (value === undefined) return configDefaults[name];
         const parsed = parseBoolean(value);
@@ -224,7 +245,7 @@ export function readStackConfig(cfg: pulumi.Config = new pulumi.Config(NAMESPACE
         return parsed ?? configDefaults[name];
     }
 
-    function integer(name: "ttl" | "sshPort", check: Check<number>): number {
+    function integer(name: "ttl" | "sshPort" | "volumeSize", check: Check<number>): number {
         const value = raw(name);
         if (value === undefined) return configDefaults[name];
         const parsed = parseInteger(value);
@@ -244,9 +265,31 @@ export function readStackConfig(cfg: pulumi.Config = new pulumi.Config(NAMESPACE
         image: text("image", imageCheck, configDefaults.image),
         flake: text("flake", flakeCheck, configDefaults.flake),
         nixosConfiguration: text("nixosConfiguration", configurationCheck, configDefaults.nixosConfiguration),
-        proxied: flag("proxied", dns === "cloudflare" ? proxiedCheck : (v) => (v ? "false: only Cloudflare proxies records" : undefined)),
+        proxied: flag("proxied", dns === "cloudflare" ? undefined : (v) => (v ? "false: only Cloudflare proxies records" : undefined)),
+        manageSslMode: flag("manageSslMode"),
+        httpFromCloudflareOnly: flag("httpFromCloudflareOnly"),
+        volumeSize: integer("volumeSize", volumeSizeCheck),
+        deleteDataOnDestroy: flag("deleteDataOnDestroy"),
+        backups: flag("backups"),
         ttl: integer("ttl", ttlCheck),
+        hostSecrets: readHostSecrets(),
     };
+    const hetznerOnly = (name: "volumeSize" | "backups" | "httpFromCloudflareOnly", set: boolean) => {
+        if (set && host !== "hetzner") {
+            problems.push(new InputProblem(key(name), raw(name), `${configDefaults[name]}: it applies to a Hetzner server the stack creates (blog:host is ${host})`));
+        }
+    };
+    hetznerOnly("volumeSize", config.volumeSize > 0);
+    hetznerOnly("backups", config.backups);
+    hetznerOnly("httpFromCloudflareOnly", config.httpFromCloudflareOnly);
+    if (config.httpFromCloudflareOnly && !config.proxied) {
+        problems.push(
+            new InputProblem(key("httpFromCloudflareOnly"), "true", "false unless blog:proxied is true: visitors reach an unproxied host directly"),
+        );
+    }
+    if (config.manageSslMode && !config.proxied) {
+        problems.push(new InputProblem(key("manageSslMode"), "true", "false unless blog:proxied is true: only proxied records use the zone's SSL mode"));
+    }
     if (host === "existing") config.existing = readExistingHost();
     const closure = optional("systemClosure", closureCheck);
     if (closure !== undefined) config.systemClosure = closure;
@@ -265,6 +308,46 @@ export function readStackConfig(cfg: pulumi.Config = new pulumi.Config(NAMESPACE
 
     failOn(problems, "Invalid stack configuration (fix with `pulumi config set <key> <value>`):");
     return config;
+
+    /**
+     * `hostSecrets`: an object of names to values (`pulumi config set --secret --path 'hostSecrets.<name>' <value>`).
+     * Each value stays a Pulumi secret; an error shows its name and length, never its text.
+     */
+    function readHostSecrets(): Record<string, pulumi.Output<string>> {
+        const text = raw("hostSecrets");
+        if (text === undefined) return {};
+        const name = key("hostSecrets");
+        let parsed: unknown;
+        try {
+            parsed = JSON.parse(text);
+        } catch {
+            parsed = undefined;
+        }
+        const example = "`pulumi config set --secret --path 'hostSecrets.<name>' <value>`";
+        if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
+            problems.push(new InputProblem(name, redacted(text), `an object of secret names to values, set one at a time with ${example}`));
+            return {};
+        }
+        if (!isSecretConfig(name)) {
+            problems.push(new InputProblem(name, redacted(text), `secrets: set each value again with ${example}`));
+        }
+        const secrets: Record<string, pulumi.Output<string>> = {};
+        for (const [secret, value] of Object.entries(parsed as Record<string, unknown>)) {
+            const at = `${name}.${secret}`;
+            if (!SECRET_NAME.test(secret)) {
+                problems.push(new InputProblem(at, "[secret]", "a name of letters, digits and _ that starts with a letter, at most 64 characters"));
+            } else if ((STACK_SECRETS as readonly string[]).includes(secret)) {
+                problems.push(new InputProblem(at, "[secret]", `another name: ${STACK_SECRETS.join(", ")} are the stack's own (proxied mode)`));
+            } else if (typeof value !== "string" && typeof value !== "number" && typeof value !== "boolean") {
+                problems.push(new InputProblem(at, `[secret, ${Array.isArray(value) ? "a list" : value === null ? "null" : "an object"}]`, `a text value: ${example}`));
+            } else if (String(value).length === 0 || String(value).includes("\0")) {
+                problems.push(new InputProblem(at, redacted(String(value)), "a non-empty value without NUL bytes"));
+            } else {
+                secrets[secret] = pulumi.secret(String(value));
+            }
+        }
+        return secrets;
+    }
 
     /** The keys of `host: existing`: an address, and either the host key or a confirmed install. */
     function readExistingHost(): ExistingHost {

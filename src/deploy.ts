@@ -23,6 +23,13 @@ export interface NixosDeployArgs {
     domain: pulumi.Input<string>;
     /** Private key to log in with (secret); defaults to the operator's ssh-agent. */
     sshPrivateKey?: pulumi.Input<string>;
+    /**
+     * Secrets the host gets in /var/lib/blog-secrets before activation, by name: the complete set
+     * (a name left out is removed from the host). Each value is kept secret. Defaults to none.
+     */
+    hostSecrets?: Record<string, pulumi.Input<string>>;
+    /** Pin of the key the site's certificate must carry (`sha256//<base64>`) instead of a public CA's; defaults to none. */
+    healthPinnedKey?: pulumi.Input<string>;
 }
 
 /**
@@ -31,7 +38,8 @@ export interface NixosDeployArgs {
  * in-place update that runs `update` (the deploy) again, and whose diff shows the old and the new
  * store path (the engine keeps secrecy per key, so the secret key beside it stays hidden alone).
  * No `triggers`: pulumi-command declares them replace-on-change, and a replace would run the
- * deploy as a create. An unchanged closure is no change at all, in preview too.
+ * deploy as a create. An unchanged closure is no change at all, in preview too. Host secrets
+ * travel the same way: a changed secret alone is an update that delivers it.
  */
 export class NixosDeploy extends pulumi.ComponentResource {
     public readonly command: command.local.Command;
@@ -55,6 +63,12 @@ export class NixosDeploy extends pulumi.ComponentResource {
         };
         if (args.flakeAttribute !== undefined) environment.FLAKE_ATTR = args.flakeAttribute;
         if (args.sshPrivateKey !== undefined) environment.SSH_PRIVATE_KEY = pulumi.secret(args.sshPrivateKey);
+        if (args.healthPinnedKey !== undefined) environment.HEALTH_PINNED_KEY = args.healthPinnedKey;
+        // One variable per secret: a changed value is an update of that key alone (its old and
+        // new values both shown as [secret]), and the names stay readable in the diff.
+        const secrets = Object.entries(args.hostSecrets ?? {}).sort(([a], [b]) => a.localeCompare(b));
+        environment.HOST_SECRETS = secrets.map(([name]) => name).join(" ");
+        for (const [name, value] of secrets) environment[`HOST_SECRET_${name}`] = pulumi.secret(value);
 
         this.command = new command.local.Command(
             `${name}-switch`,

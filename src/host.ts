@@ -1,4 +1,4 @@
-import { InputProblem, STORE_PATH, StackConfig, failOn } from "./config";
+import { InputProblem, STACK_SECRETS, STORE_PATH, StackConfig, failOn } from "./config";
 import { publicKeyProblem } from "./keys";
 import { evalAttribute, evaluateFlake, toplevelAttribute } from "./nixEval";
 
@@ -16,17 +16,26 @@ export interface HostFacts {
     platform: "hetzner-cloud" | "generic";
     /** The disk nixos-anywhere installs on, by a stable path; null on a host the stack does not install. */
     disk: string | null;
+    /** The site's certificate: Let's Encrypt by HTTP-01, or the Cloudflare Origin CA certificate the stack delivers (proxied). */
+    tls: "acme" | "cloudflare-origin";
+    /** Whether the services keep their state on a separate disk labelled blog-data (a Hetzner Volume the stack attaches). */
+    dataVolume: boolean;
 }
 
 /** What one evaluation of the flake yields. */
 export interface HostEvaluation {
     host: HostFacts;
+    /** Names of the secrets the configuration's services read (`blog.secrets`), which the deploy must deliver. */
+    secrets: string[];
     /** Store path of `config.system.build.toplevel`. */
     toplevel: string;
+    /** What the plan should say about the combination, without refusing it. */
+    warnings: string[];
 }
 
 const SYSTEMS = ["x86_64-linux", "aarch64-linux"] as const;
 const PLATFORMS = ["hetzner-cloud", "generic"] as const;
+const TLS_MODES = ["acme", "cloudflare-origin"] as const;
 /** Names of a disk that stay the same across reboots and attached volumes (not /dev/sdX). */
 const STABLE_DISK = /^\/dev\/disk\/by-(id|path|uuid|partuuid|diskseq)\/[^\s/]+$/;
 /** Domains reserved for documentation (RFC 2606): the example host's, never a real site's. */
@@ -56,7 +65,7 @@ export function checkEvaluation(raw: unknown, config: StackConfig): HostEvaluati
     const where = evalAttribute(config.flake, config.nixosConfiguration);
     const problems: InputProblem[] = [];
     const option = (name: string) => `${where}.config.blog.host.${name}`;
-    const host = isRecord(raw) && isRecord(raw.host) ? raw.host : {};
+    const host: Record<string, unknown> = isRecord(raw) && isRecord(raw.host) ? { ...raw.host } : {};
     const toplevel = isRecord(raw) ? raw.toplevel : undefined;
 
     const domain = host.domain;
@@ -90,6 +99,15 @@ export function checkEvaluation(raw: unknown, config: StackConfig): HostEvaluati
 
     problems.push(...platformProblems(host, config, option));
 
+    // Flakes from before these facts existed have neither: Let's Encrypt, no volume.
+    host.tls ??= "acme";
+    host.dataVolume ??= false;
+    const warnings: string[] = [];
+    problems.push(...tlsProblems(host, config, option, warnings));
+    problems.push(...dataVolumeProblems(host, config, option));
+    const secrets = isRecord(raw) && Array.isArray(raw.secrets) ? raw.secrets.filter((s): s is string => typeof s === "string") : [];
+    problems.push(...secretProblems(secrets, config, warnings));
+
     if (typeof toplevel !== "string" || !STORE_PATH.test(toplevel)) {
         problems.push(
             new InputProblem(toplevelAttribute(config.flake, config.nixosConfiguration), toplevel, "a Nix store path"),
@@ -97,7 +115,89 @@ export function checkEvaluation(raw: unknown, config: StackConfig): HostEvaluati
     }
 
     failOn(problems, `The host facts in ${where} cannot be deployed:`);
-    return { host: host as unknown as HostFacts, toplevel: toplevel as string };
+    return { host: host as unknown as HostFacts, secrets, toplevel: toplevel as string, warnings };
+}
+
+type Option = (name: string) => string;
+
+/**
+ * The certificate the host serves must be one visitors trust: an Origin CA certificate only
+ * behind Cloudflare's proxy. Let's Encrypt behind the proxy works (Full strict accepts it): the
+ * first step of switching to the Origin CA certificate, or back from it.
+ */
+function tlsProblems(host: Record<string, unknown>, config: StackConfig, option: Option, warnings: string[]): InputProblem[] {
+    if (!(TLS_MODES as readonly unknown[]).includes(host.tls)) {
+        return [new InputProblem(option("tls"), host.tls, `one of ${TLS_MODES.join(", ")}`)];
+    }
+    if (host.tls === "cloudflare-origin" && !config.proxied) {
+        return [
+            new InputProblem(
+                option("tls"),
+                host.tls,
+                'acme while blog:proxied is false: browsers reach the host directly and do not trust a Cloudflare Origin CA certificate (to leave proxied mode, set tls = "acme" and deploy first, then blog:proxied false; README, Behind Cloudflare\'s proxy)',
+            ),
+        ];
+    }
+    if (host.tls === "acme" && config.proxied) {
+        warnings.push(
+            "blog:proxied is true and the host keeps its Let's Encrypt certificate (blog.host.tls is acme): Cloudflare's Full (strict) " +
+                'accepts it. Once every resolver has the proxied records (the old TTL has passed), set blog.host.tls = "cloudflare-origin" ' +
+                "and `pulumi up` again to serve the Origin CA certificate the stack holds ready.",
+        );
+    }
+    return [];
+}
+
+/** A host that keeps its state on a volume, and a stack that attaches one, go together on Hetzner. */
+function dataVolumeProblems(host: Record<string, unknown>, config: StackConfig, option: Option): InputProblem[] {
+    if (typeof host.dataVolume !== "boolean") return [new InputProblem(option("dataVolume"), host.dataVolume, "true or false")];
+    if (config.host !== "hetzner") return [];
+    if (host.dataVolume && config.volumeSize === 0) {
+        return [
+            new InputProblem(
+                "blog:volumeSize",
+                0,
+                "a size in GB from 10 to 10240 (`pulumi config set volumeSize 10`): the configuration sets blog.host.dataVolume, " +
+                    "so its services wait for a volume labelled blog-data, which the stack attaches",
+            ),
+        ];
+    }
+    if (!host.dataVolume && config.volumeSize > 0) {
+        return [
+            new InputProblem(
+                option("dataVolume"),
+                false,
+                `true, as blog:volumeSize (${config.volumeSize}) attaches a volume: without it the configuration does not mount the volume, ` +
+                    "and the services' state would stay on the server's disk, lost with the server",
+            ),
+        ];
+    }
+    return [];
+}
+
+/** Every secret the configuration's services read is in the stack config; the stack's own come with proxied mode. */
+function secretProblems(declared: string[], config: StackConfig, warnings: string[]): InputProblem[] {
+    const provided = new Set(Object.keys(config.hostSecrets));
+    const fromStack = new Set<string>(config.proxied ? STACK_SECRETS : []);
+    const problems = declared
+        .filter((name) => !provided.has(name) && !fromStack.has(name))
+        .map((name) =>
+            (STACK_SECRETS as readonly string[]).includes(name)
+                ? new InputProblem(`blog.secrets.${name}`, null, `blog:proxied true: the stack delivers ${name} in proxied mode only`)
+                : new InputProblem(
+                      `blog:hostSecrets.${name}`,
+                      null,
+                      `a value: the configuration's services read this secret (\`pulumi config set --secret --path 'hostSecrets.${name}' <value>\`)`,
+                  ),
+        );
+    const unused = [...provided].filter((name) => !declared.includes(name));
+    if (unused.length > 0) {
+        warnings.push(
+            `blog:hostSecrets has ${unused.join(", ")}, which no service of the configuration declares (blog.secrets): ` +
+                "delivered to /var/lib/blog-secrets all the same",
+        );
+    }
+    return problems;
 }
 
 /**

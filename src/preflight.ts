@@ -28,6 +28,81 @@ export type ServerTypeInfo = Pick<hcloud.types.output.GetServerTypesServerType, 
 /** The fields of the stack's existing server these checks read (`hcloud.getServers`). */
 export type CurrentServer = Pick<hcloud.types.output.GetServersServer, "serverType" | "location" | "primaryDiskSize">;
 
+/** The fields of the stack's existing data volume these checks read (`hcloud.getVolumes`). */
+export type CurrentVolume = Pick<hcloud.types.output.GetVolumesVolume, "name" | "id" | "size" | "location" | "serverId">;
+
+export interface DataArgs {
+    /** blog:volumeSize: 0 for none. */
+    volumeSize: number;
+    /** blog:deleteDataOnDestroy. */
+    deleteOnDestroy: boolean;
+    /** The stack's volume as Hetzner has it now, if there is one. */
+    current?: CurrentVolume;
+    /** The new server's location and system, and the current server's type and location. */
+    location: string;
+    system: HostFacts["system"];
+    server?: CurrentServer;
+    types: ServerTypeInfo[];
+}
+
+/**
+ * What the plan does to the services' state: refusals (a volume cannot change location, nor
+ * shrink) and warnings for every plan that replaces the server or lets go of the volume.
+ */
+export function dataProblems(a: DataArgs): { problems: InputProblem[]; warnings: string[] } {
+    const problems: InputProblem[] = [];
+    const warnings: string[] = [];
+    const volume = a.current;
+    if (volume && a.volumeSize > 0) {
+        if (volume.location !== undefined && volume.location !== a.location) {
+            problems.push(
+                new InputProblem(
+                    `${NAMESPACE}:location`,
+                    a.location,
+                    `${volume.location}, where the data volume ${volume.name} (id ${volume.id}) is: Hetzner volumes stay in their location. ` +
+                        "To move, copy the data first (README, Data and backups: scripts/data-backup.sh), then start a stack in the new location",
+                ),
+            );
+        }
+        if (a.volumeSize < volume.size) {
+            problems.push(
+                new InputProblem(
+                    `${NAMESPACE}:volumeSize`,
+                    a.volumeSize,
+                    `at least ${volume.size}: the data volume ${volume.name} has ${volume.size} GB and Hetzner cannot shrink a volume`,
+                ),
+            );
+        }
+    }
+    // A volume the stack let go of earlier is detached: only an attached one is still the stack's.
+    if (volume && volume.serverId !== undefined && volume.serverId !== null && a.volumeSize === 0) {
+        warnings.push(
+            a.deleteOnDestroy
+                ? `DATA LOSS: blog:volumeSize is 0 and blog:deleteDataOnDestroy is true: this plan DELETES the data volume ${volume.name} ` +
+                      `(id ${volume.id}, ${volume.size} GB) and everything the services stored on it.`
+                : `blog:volumeSize is 0: this plan detaches the data volume ${volume.name} (id ${volume.id}) and lets go of it; ` +
+                      "Hetzner keeps it, with its data, outside the stack (delete it in the console when you no longer need it).",
+        );
+    }
+    const server = a.server;
+    const serverType = a.types.find((t) => t.name === server?.serverType);
+    const newArchitecture = ARCHITECTURE[a.system];
+    const replaced =
+        server !== undefined &&
+        (server.location !== a.location || (serverType !== undefined && serverType.architecture !== newArchitecture));
+    if (replaced && problems.length === 0) {
+        warnings.push(
+            a.volumeSize > 0 && volume
+                ? `This plan replaces the server (${server!.serverType} in ${server!.location} becomes a new one): the data volume ` +
+                      `${volume.name} moves to it. The services on the old server stop and the volume is unmounted before it is detached.`
+                : `DATA LOSS: this plan replaces the server (${server!.serverType} in ${server!.location} becomes a new one), and ` +
+                      "everything on its disk goes with the old one, the services' state included: the stack has no data volume " +
+                      "(README, Data and backups).",
+        );
+    }
+    return { problems, warnings };
+}
+
 export interface PlacementArgs {
     serverType: string;
     location: string;
@@ -216,12 +291,33 @@ export interface PreflightArgs {
     dns: "cloudflare" | "hetzner" | "none";
     /** The Cloudflare zone, with dns `cloudflare`. */
     cloudflareZoneId?: string;
+    /** Proxied records whose zone's SSL mode the stack does not set: the zone must already be Full (strict). */
+    requireStrictSsl?: boolean;
+    /** The data volume config (host `hetzner`). */
+    data?: { volumeSize: number; deleteOnDestroy: boolean };
 }
 
 /** What the checks learned that the stack uses. */
 export interface Preflight {
     /** The Hetzner DNS zone of the domain, with dns `hetzner`. */
     hetznerZone?: string;
+}
+
+/** Cloudflare's SSL modes, as the zone setting `ssl` holds them. */
+const SSL_MODE_NAMES: Record<string, string> = { off: "Off", flexible: "Flexible", full: "Full", strict: "Full (strict)" };
+
+/** Proxied records need the zone to check the origin's certificate: Full (strict). */
+export function sslModeProblems(mode: string, zoneName: string): InputProblem[] {
+    if (mode === "strict") return [];
+    return [
+        new InputProblem(
+            `the SSL mode of the Cloudflare zone ${zoneName}`,
+            SSL_MODE_NAMES[mode] ?? mode,
+            "Full (strict) for proxied records, so that Cloudflare checks the origin's certificate: set it in the dashboard " +
+                "(SSL/TLS > Overview; it applies to every proxied record of the zone), or let the stack set it with " +
+                "`pulumi config set manageSslMode true`",
+        ),
+    ];
 }
 
 /**
@@ -236,10 +332,22 @@ export function preflight(a: PreflightArgs): pulumi.Output<Preflight> {
         a.dns === "cloudflare" ? cloudflare.getZoneOutput({ zoneId: a.cloudflareZoneId ?? "" }).name : pulumi.output("");
     const hetznerZones =
         a.dns === "hetzner" ? hcloud.getZonesOutput({}).zones.apply((zones) => zones.map((z) => z.name)) : pulumi.output([]);
-    return pulumi.all([types, current, zoneName, hetznerZones]).apply(([t, servers, cfZone, hzZones]) => {
+    const sslMode =
+        a.dns === "cloudflare" && a.requireStrictSsl
+            ? cloudflare.getZoneSettingOutput({ zoneId: a.cloudflareZoneId ?? "", settingId: "ssl" }).value
+            : pulumi.output("strict");
+    const volumes = placement ? hcloud.getVolumesOutput({ withSelector: placement.selector }).volumes : pulumi.output([]);
+    return pulumi.all([types, current, zoneName, hetznerZones, sslMode, volumes]).apply(([t, servers, cfZone, hzZones, ssl, vols]) => {
         const problems = placement ? placementProblems({ ...placement, types: t, current: servers[0] }) : [];
         const result: Preflight = {};
         if (a.dns === "cloudflare") problems.push(...zoneProblems(a.domain, cfZone, a.cloudflareZoneId ?? ""));
+        if (a.dns === "cloudflare" && a.requireStrictSsl) problems.push(...sslModeProblems(String(ssl), cfZone));
+        if (placement && a.data) {
+            const data = dataProblems({ ...a.data, current: vols[0], location: placement.location, system: placement.system, server: servers[0], types: t });
+            problems.push(...data.problems);
+            // Shown in every preview and update whose plan does this, before anything is changed.
+            data.warnings.forEach((w) => pulumi.log.warn(w));
+        }
         if (a.dns === "hetzner") {
             const found = hetznerZoneFor(a.domain, hzZones);
             problems.push(...found.problems);

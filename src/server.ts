@@ -16,15 +16,23 @@ export interface BlogServerArgs {
     system: pulumi.Input<string>;
     /** Labels set on every Hetzner resource; defaults to none. */
     labels?: pulumi.Input<Record<string, pulumi.Input<string>>>;
+    /** Hetzner's daily backups of the server's disk (20% of its price); defaults to false. */
+    backups?: pulumi.Input<boolean>;
+    /** Where HTTP and HTTPS may come from (CIDRs); defaults to everywhere. Behind Cloudflare's proxy: its ranges. */
+    webSourceIps?: pulumi.Input<pulumi.Input<string>[]>;
 }
 
+const EVERYWHERE = ["0.0.0.0/0", "::/0"];
+
 /** Inbound traffic the host serves; everything else is dropped at Hetzner's edge. */
-export const FIREWALL_RULES: hcloud.types.input.FirewallRule[] = [
-    { description: "SSH: administration and deploys", direction: "in", protocol: "tcp", port: "22" },
-    { description: "HTTP: ACME HTTP-01 and the redirect to HTTPS", direction: "in", protocol: "tcp", port: "80" },
-    { description: "HTTPS: the site", direction: "in", protocol: "tcp", port: "443" },
-    { description: "ICMP: ping and path MTU discovery", direction: "in", protocol: "icmp" },
-].map((rule) => ({ ...rule, sourceIps: ["0.0.0.0/0", "::/0"] }));
+export function firewallRules(webSourceIps: pulumi.Input<pulumi.Input<string>[]> = EVERYWHERE): hcloud.types.input.FirewallRule[] {
+    return [
+        { description: "SSH: administration and deploys", direction: "in", protocol: "tcp", port: "22", sourceIps: EVERYWHERE },
+        { description: "HTTP: ACME HTTP-01 and the redirect to HTTPS", direction: "in", protocol: "tcp", port: "80", sourceIps: webSourceIps },
+        { description: "HTTPS: the site", direction: "in", protocol: "tcp", port: "443", sourceIps: webSourceIps },
+        { description: "ICMP: ping and path MTU discovery", direction: "in", protocol: "icmp", sourceIps: EVERYWHERE },
+    ];
+}
 
 /**
  * The Hetzner Cloud server with its firewall and bootstrap key.
@@ -58,7 +66,7 @@ export class BlogServer extends pulumi.ComponentResource {
             { parent: this },
         );
 
-        this.firewall = new hcloud.Firewall(`${name}-firewall`, { rules: FIREWALL_RULES, labels }, { parent: this });
+        this.firewall = new hcloud.Firewall(`${name}-firewall`, { rules: firewallRules(args.webSourceIps), labels }, { parent: this });
 
         this.server = new hcloud.Server(
             `${name}-server`,
@@ -69,6 +77,7 @@ export class BlogServer extends pulumi.ComponentResource {
                 publicNets: [{ ipv4Enabled: true, ipv6Enabled: true }],
                 sshKeys: [this.bootstrapSshKey.id],
                 firewallIds: [this.firewall.id.apply((id) => Number(id))],
+                backups: args.backups ?? false,
                 labels,
             },
             {

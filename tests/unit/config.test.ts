@@ -32,7 +32,13 @@ describe("stack config", () => {
             flake: "./nix",
             nixosConfiguration: "blog",
             proxied: false,
+            manageSslMode: false,
+            httpFromCloudflareOnly: false,
+            volumeSize: 0,
+            deleteDataOnDestroy: false,
+            backups: false,
             ttl: 1,
+            hostSecrets: {},
         });
     });
 
@@ -65,7 +71,11 @@ describe("stack config", () => {
         [{ "blog:ttl": "86401" }, 'blog:ttl: got "86401"; expected 1 (automatic)', {}],
         [{ "blog:ttl": "five" }, 'blog:ttl: got "five"; expected 1 (automatic)', {}],
         [{ "blog:proxied": "yes" }, 'blog:proxied: got "yes"; expected true or false', {}],
-        [{ "blog:proxied": "true" }, "blog:proxied: got \"true\"; expected false: proxied records are not supported yet, because the host gets its certificate by ACME HTTP-01", {}],
+        [{ "blog:manageSslMode": "true" }, 'blog:manageSslMode: got "true"; expected false unless blog:proxied is true', {}],
+        [{ "blog:httpFromCloudflareOnly": "true" }, 'blog:httpFromCloudflareOnly: got "true"; expected false unless blog:proxied is true', {}],
+        [{ "blog:volumeSize": "5" }, 'blog:volumeSize: got "5"; expected 0 (no data volume) or a size in GB from 10 to 10240', {}],
+        [{ "blog:volumeSize": "ten" }, 'blog:volumeSize: got "ten"; expected 0 (no data volume)', {}],
+        [{ "blog:backups": "daily" }, 'blog:backups: got "daily"; expected true or false', {}],
         [{ "blog:flake": "./nix#blog" }, 'blog:flake: got "./nix#blog"; expected a flake reference without spaces or \'#\'', {}],
         [{ "blog:nixosConfiguration": "my blog" }, 'blog:nixosConfiguration: got "my blog"; expected a nixosConfigurations attribute name', {}],
         [{ "blog:systemClosure": "/tmp/result" }, 'blog:systemClosure: got "/tmp/result"; expected a Nix store path', {}],

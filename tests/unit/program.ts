@@ -4,6 +4,7 @@
  * the stack's outputs, so a test reads like "given this config and this flake, the program
  * declares this".
  */
+import { generateKeyPairSync } from "crypto";
 import type * as pulumiType from "@pulumi/pulumi";
 
 export const ZONE_ID = "0123456789abcdef0123456789abcdef";
@@ -16,10 +17,28 @@ export const HOST_PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHostKeyFrom
 export const HOST_PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nHOST-KEY-PRIVATE-MATERIAL\n-----END OPENSSH PRIVATE KEY-----\n";
 export const BOOTSTRAP_PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBootstrapKeyFromTheTlsProviderMockxxxxxxxx";
 export const BOOTSTRAP_PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nBOOTSTRAP-KEY-PRIVATE-MATERIAL\n-----END OPENSSH PRIVATE KEY-----\n";
+/** The origin key the tls mock hands out: a real P-256 key, so the program can compute its pin. */
+export const ORIGIN_KEY = generateKeyPairSync("ec", {
+    namedCurve: "P-256",
+    publicKeyEncoding: { type: "spki", format: "pem" },
+    privateKeyEncoding: { type: "pkcs8", format: "pem" },
+});
+export const ORIGIN_CERT = "-----BEGIN CERTIFICATE-----\nORIGIN-CA-CERTIFICATE\n-----END CERTIFICATE-----\n";
+export const CLOUDFLARE_RANGES = { ipv4Cidrs: ["173.245.48.0/20", "103.21.244.0/22"], ipv6Cidrs: ["2400:cb00::/32"] };
 export const SSH_PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nOPERATOR-KEY-PRIVATE-MATERIAL\n-----END OPENSSH PRIVATE KEY-----\n";
 
 export interface Evaluation {
-    host: { domain: string; acmeEmail: string; adminSshKeys: string[]; system: string; platform: string; disk: string | null };
+    host: {
+        domain: string;
+        acmeEmail: string;
+        adminSshKeys: string[];
+        system: string;
+        platform: string;
+        disk: string | null;
+        tls?: string;
+        dataVolume?: boolean;
+    };
+    secrets?: string[];
     toplevel: string;
 }
 
@@ -84,6 +103,10 @@ export interface RunOptions {
     hetznerZones?: string[];
     /** The stack's server as Hetzner's getServers answers; defaults to none (a new stack). */
     currentServer?: { serverType: string; location: string; primaryDiskSize: number };
+    /** The stack's volume as Hetzner's getVolumes answers; defaults to none. */
+    currentVolume?: { name: string; id: number; size: number; location: string; serverId?: number };
+    /** The zone's SSL mode, as getZoneSetting answers for `ssl`; defaults to strict. */
+    sslMode?: string;
 }
 
 /** Numeric ids, the way Hetzner hands them out. */
@@ -114,6 +137,16 @@ export async function runProgram(options: RunOptions = {}): Promise<ProgramRun> 
                     } else if (args.type === "hcloud:index/server:Server") {
                         state.ipv4Address = SERVER_IPV4;
                         state.ipv6Address = SERVER_IPV6;
+                    } else if (args.type === "tls:index/privateKey:PrivateKey" && args.name.endsWith("origin-key")) {
+                        state.publicKeyPem = ORIGIN_KEY.publicKey;
+                        state.privateKeyPem = ORIGIN_KEY.privateKey;
+                    } else if (args.type === "tls:index/certRequest:CertRequest") {
+                        state.certRequestPem = "-----BEGIN CERTIFICATE REQUEST-----\nCSR\n-----END CERTIFICATE REQUEST-----\n";
+                    } else if (args.type === "cloudflare:index/originCaCertificate:OriginCaCertificate") {
+                        state.certificate = ORIGIN_CERT;
+                    } else if (args.type === "hcloud:index/volume:Volume") {
+                        state.name = `${args.name}-${id}`;
+                        state.linuxDevice = `/dev/disk/by-id/scsi-0HC_Volume_${id}`;
                     } else if (args.type === "tls:index/privateKey:PrivateKey" && args.name.endsWith("host-key")) {
                         state.publicKeyOpenssh = `${HOST_PUBLIC_KEY}\n`;
                         state.privateKeyOpenssh = HOST_PRIVATE_KEY;
@@ -142,6 +175,15 @@ export async function runProgram(options: RunOptions = {}): Promise<ProgramRun> 
                     }
                     if (args.token === "hcloud:index/getServers:getServers") {
                         return { id: "servers", servers: options.currentServer ? [options.currentServer] : [] };
+                    }
+                    if (args.token === "hcloud:index/getVolumes:getVolumes") {
+                        return { id: "volumes", volumes: options.currentVolume ? [options.currentVolume] : [] };
+                    }
+                    if (args.token === "cloudflare:index/getZoneSetting:getZoneSetting") {
+                        return { id: "ssl", settingId: "ssl", value: options.sslMode ?? "strict", editable: true, enabled: true };
+                    }
+                    if (args.token === "cloudflare:index/getIpRanges:getIpRanges") {
+                        return { etag: "e", jdcloudCidrs: [], ...CLOUDFLARE_RANGES };
                     }
                     throw new Error(`no canned answer for invoke ${args.token}`);
                 },

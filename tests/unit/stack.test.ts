@@ -162,6 +162,7 @@ describe("pulumi up (update) with the default config", () => {
             hostKey: HOST_PUBLIC_KEY,
             systemClosure: CLOSURE_1,
             nixosConfiguration: "blog",
+            dataVolume: null,
             dnsRecords: [
                 { type: "A", name: "blog.example-site.org", content: SERVER_IPV4, managedBy: "cloudflare" },
                 { type: "AAAA", name: "blog.example-site.org", content: SERVER_IPV6, managedBy: "cloudflare" },
@@ -246,6 +247,7 @@ describe("the checks that ask Hetzner and Cloudflare (preflight)", () => {
             "cloudflare:index/getZone:getZone",
             "hcloud:index/getServerTypes:getServerTypes",
             "hcloud:index/getServers:getServers",
+            "hcloud:index/getVolumes:getVolumes",
         ]);
         expect(run.invokes.find((i) => i.token.endsWith("getServers"))!.inputs).toEqual({
             withSelector: "managed-by=pulumi,project=blog,stack=test",
