@@ -4,6 +4,7 @@ import { NixosDeploy } from "./src/deploy";
 import { BlogDns, HetznerDns, addressRecords } from "./src/dns";
 import { evaluateHost } from "./src/host";
 import { NixosInstall } from "./src/install";
+import { ageRecipient } from "./src/keys";
 import { existingMachine, hetznerMachine } from "./src/machine";
 import { toplevelAttribute } from "./src/nixEval";
 import { CloudflareOrigin } from "./src/origin";
@@ -134,6 +135,8 @@ export const ipv6 = machine.ipv6 ?? null;
 export const url = `https://${host.domain}/`;
 export const serverId = machine.serverId ?? null;
 export const hostKey = pinnedHostKey;
+/** The host key's age recipient, for sops-nix or agenix (null when the host key is not ed25519). */
+export const hostAgeKey = pulumi.output(pinnedHostKey).apply((k) => (k.startsWith("ssh-ed25519 ") ? ageRecipient(k) : null));
 export const systemClosure = deploy.systemClosure;
 export const nixosConfiguration = config.nixosConfiguration;
 /** The site's address records and where they live (`dns: none`: you create them at your DNS provider). */

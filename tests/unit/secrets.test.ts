@@ -1,5 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
 import { readStackConfig } from "../../src/config";
+import { ageRecipient } from "../../src/keys";
 import { ZONE_ID, evaluation, runProgram } from "./program";
 
 const DEPLOY = "command:local:Command";
@@ -87,5 +88,15 @@ describe("the deploy delivers the host secrets", () => {
         expect(environment.HOST_SECRETS).toBe("spare");
         expect(warn.mock.calls.map((c) => String(c[0]))).toContainEqual(expect.stringContaining("blog:hostSecrets has spare, which no service"));
         warn.mockRestore();
+    });
+});
+
+describe("the host's age recipient (sops-nix, agenix)", () => {
+    test("is the pinned ssh-ed25519 host key in Montgomery form, as ssh-to-age prints it", () => {
+        // Vector: PyNaCl's crypto_sign_ed25519_pk_to_curve25519 (libsodium) of this key, bech32 "age".
+        expect(ageRecipient("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA2ybKMXrRWb8pXvSeIf+3Ob86Fsq8Xvha7IP8YcgRqi t")).toBe(
+            "age12wg398hmcu8d6m729mkz258dnf98mzqv48u8m0z2nvx2c4t7la4snkatcz",
+        );
+        expect(() => ageRecipient("ssh-rsa AAAAB3NzaC1yc2E")).toThrow("an ssh-ed25519 key line is needed");
     });
 });

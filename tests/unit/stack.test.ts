@@ -160,6 +160,7 @@ describe("pulumi up (update) with the default config", () => {
             url: "https://blog.example-site.org/",
             serverId: expect.stringMatching(/^[0-9]+$/),
             hostKey: HOST_PUBLIC_KEY,
+            hostAgeKey: expect.stringMatching(/^age1[02-9ac-hj-np-z]{58}$/),
             systemClosure: CLOSURE_1,
             nixosConfiguration: "blog",
             dataVolume: null,
