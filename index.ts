@@ -29,7 +29,10 @@ const checked = preflight({
     dns: config.dns,
     cloudflareZoneId: config.cloudflareZoneId,
     requireStrictSsl: config.proxied && !config.manageSslMode,
-    data: config.host === "hetzner" ? { volumeSize: config.volumeSize, deleteOnDestroy: config.deleteDataOnDestroy } : undefined,
+    data:
+        config.host === "hetzner"
+            ? { volumeSize: config.volumeSize, deleteOnDestroy: config.deleteDataOnDestroy, existingId: config.dataVolumeId }
+            : undefined,
 });
 const checkedLabels = checked.apply(() => labels);
 
@@ -95,11 +98,12 @@ const pinnedHostKey = install ? install.publicHostKey : machine.hostKey!;
 
 // The services' state on a volume that outlives the server, attached once NixOS is installed.
 const data =
-    config.volumeSize > 0
+    config.volumeSize > 0 || config.dataVolumeId !== undefined
         ? new DataVolume(
               "blog",
               {
-                  size: config.volumeSize,
+                  size: config.volumeSize > 0 ? config.volumeSize : undefined,
+                  existing: config.dataVolumeId !== undefined ? checked.apply((c) => c.existingVolume!) : undefined,
                   location: config.location,
                   serverId: machine.serverId!,
                   deleteOnDestroy: config.deleteDataOnDestroy,
@@ -141,7 +145,9 @@ export const systemClosure = deploy.systemClosure;
 export const nixosConfiguration = config.nixosConfiguration;
 /** The site's address records and where they live (`dns: none`: you create them at your DNS provider). */
 /** The data volume (Hetzner) that `pulumi destroy` leaves in place unless blog:deleteDataOnDestroy: null without one. */
-export const dataVolume = data ? pulumi.output({ name: data.name, id: data.id, keptOnDestroy: !config.deleteDataOnDestroy }) : null;
+export const dataVolume = data
+    ? pulumi.output({ name: data.name, id: data.id, keptOnDestroy: config.dataVolumeId !== undefined || !config.deleteDataOnDestroy })
+    : null;
 export const dnsRecords = pulumi
     .output(addressRecords(host.domain, machine.ipv4, machine.ipv6))
     .apply((records) => records.map((r) => ({ ...r, managedBy: config.dns === "none" ? "you" : config.dns })));

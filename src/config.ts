@@ -44,6 +44,8 @@ export interface StackConfig {
     httpFromCloudflareOnly: boolean;
     /** Size in GB of the Hetzner Volume that holds the services' state; 0: no volume. */
     volumeSize: number;
+    /** A Hetzner Volume you have (its id), used as the data volume; never deleted by the stack. */
+    dataVolumeId?: string;
     /** Whether `pulumi destroy` (or removing the volume from the stack) deletes the volume and its data. */
     deleteDataOnDestroy: boolean;
     /** Hetzner's daily server backups (7 kept; 20% of the server's price). */
@@ -170,7 +172,7 @@ const ttlCheck: Check<number> = (v) =>
 const volumeSizeCheck: Check<number> = (v) =>
     Number.isInteger(v) && (v === 0 || (v >= 10 && v <= 10240))
         ? undefined
-        : "0 (no data volume) or a size in GB from 10 to 10240";
+        : "0 (no new data volume) or a size in GB from 10 to 10240";
 
 const closureCheck: Check<string> = (v) =>
     STORE_PATH.test(v) ? undefined : "a Nix store path such as /nix/store/<hash>-nixos-system-blog-<version>";
@@ -279,6 +281,18 @@ export function readStackConfig(cfg: pulumi.Config = new pulumi.Config(NAMESPACE
             problems.push(new InputProblem(key(name), raw(name), `${configDefaults[name]}: it applies to a Hetzner server the stack creates (blog:host is ${host})`));
         }
     };
+    const volumeId = optional("dataVolumeId", (v) => (/^[1-9][0-9]{0,18}$/.test(v) ? undefined : "a Hetzner volume id: digits only (`hcloud volume list`)"));
+    if (volumeId !== undefined) {
+        config.dataVolumeId = volumeId;
+        if (host !== "hetzner") {
+            problems.push(new InputProblem(key("dataVolumeId"), volumeId, `nothing: it applies to a Hetzner server the stack creates (blog:host is ${host})`));
+        }
+        if (config.volumeSize > 0) {
+            problems.push(
+                new InputProblem(key("volumeSize"), config.volumeSize, "0 when blog:dataVolumeId names the volume to use (one or the other: a new volume, or yours)"),
+            );
+        }
+    }
     hetznerOnly("volumeSize", config.volumeSize > 0);
     hetznerOnly("backups", config.backups);
     hetznerOnly("httpFromCloudflareOnly", config.httpFromCloudflareOnly);

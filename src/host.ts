@@ -152,22 +152,24 @@ function tlsProblems(host: Record<string, unknown>, config: StackConfig, option:
 function dataVolumeProblems(host: Record<string, unknown>, config: StackConfig, option: Option): InputProblem[] {
     if (typeof host.dataVolume !== "boolean") return [new InputProblem(option("dataVolume"), host.dataVolume, "true or false")];
     if (config.host !== "hetzner") return [];
-    if (host.dataVolume && config.volumeSize === 0) {
+    const attached = config.volumeSize > 0 || config.dataVolumeId !== undefined;
+    if (host.dataVolume && !attached) {
         return [
             new InputProblem(
                 "blog:volumeSize",
                 0,
-                "a size in GB from 10 to 10240 (`pulumi config set volumeSize 10`): the configuration sets blog.host.dataVolume, " +
-                    "so its services wait for a volume labelled blog-data, which the stack attaches",
+                "a size in GB from 10 to 10240 (`pulumi config set volumeSize 10`), or blog:dataVolumeId for a volume you have: " +
+                    "the configuration sets blog.host.dataVolume, so its services wait for a volume labelled blog-data, which the stack attaches",
             ),
         ];
     }
-    if (!host.dataVolume && config.volumeSize > 0) {
+    if (!host.dataVolume && attached) {
+        const which = config.dataVolumeId !== undefined ? `blog:dataVolumeId (${config.dataVolumeId})` : `blog:volumeSize (${config.volumeSize})`;
         return [
             new InputProblem(
                 option("dataVolume"),
                 false,
-                `true, as blog:volumeSize (${config.volumeSize}) attaches a volume: without it the configuration does not mount the volume, ` +
+                `true, as ${which} attaches a volume: without it the configuration does not mount the volume, ` +
                     "and the services' state would stay on the server's disk, lost with the server",
             ),
         ];

@@ -26,7 +26,7 @@ export type ServerTypeInfo = Pick<hcloud.types.output.GetServerTypesServerType, 
 };
 
 /** The fields of the stack's existing server these checks read (`hcloud.getServers`). */
-export type CurrentServer = Pick<hcloud.types.output.GetServersServer, "serverType" | "location" | "primaryDiskSize">;
+export type CurrentServer = Pick<hcloud.types.output.GetServersServer, "serverType" | "location" | "primaryDiskSize"> & { id?: number };
 
 /** The fields of the stack's existing data volume these checks read (`hcloud.getVolumes`). */
 export type CurrentVolume = Pick<hcloud.types.output.GetVolumesVolume, "name" | "id" | "size" | "location" | "serverId">;
@@ -38,6 +38,8 @@ export interface DataArgs {
     deleteOnDestroy: boolean;
     /** The stack's volume as Hetzner has it now, if there is one. */
     current?: CurrentVolume;
+    /** The volume is one you have (blog:dataVolumeId): checked by existingVolumeProblems, never let go of. */
+    existing?: boolean;
     /** The new server's location and system, and the current server's type and location. */
     location: string;
     system: HostFacts["system"];
@@ -53,7 +55,7 @@ export function dataProblems(a: DataArgs): { problems: InputProblem[]; warnings:
     const problems: InputProblem[] = [];
     const warnings: string[] = [];
     const volume = a.current;
-    if (volume && a.volumeSize > 0) {
+    if (volume && a.volumeSize > 0 && !a.existing) {
         if (volume.location !== undefined && volume.location !== a.location) {
             problems.push(
                 new InputProblem(
@@ -75,7 +77,7 @@ export function dataProblems(a: DataArgs): { problems: InputProblem[]; warnings:
         }
     }
     // A volume the stack let go of earlier is detached: only an attached one is still the stack's.
-    if (volume && volume.serverId !== undefined && volume.serverId !== null && a.volumeSize === 0) {
+    if (volume && !a.existing && volume.serverId !== undefined && volume.serverId !== null && a.volumeSize === 0) {
         warnings.push(
             a.deleteOnDestroy
                 ? `DATA LOSS: blog:volumeSize is 0 and blog:deleteDataOnDestroy is true: this plan DELETES the data volume ${volume.name} ` +
@@ -92,7 +94,7 @@ export function dataProblems(a: DataArgs): { problems: InputProblem[]; warnings:
         (server.location !== a.location || (serverType !== undefined && serverType.architecture !== newArchitecture));
     if (replaced && problems.length === 0) {
         warnings.push(
-            a.volumeSize > 0 && volume
+            (a.volumeSize > 0 || a.existing) && volume
                 ? `This plan replaces the server (${server!.serverType} in ${server!.location} becomes a new one): the data volume ` +
                       `${volume.name} moves to it. The services on the old server stop and the volume is unmounted before it is detached.`
                 : `DATA LOSS: this plan replaces the server (${server!.serverType} in ${server!.location} becomes a new one), and ` +
@@ -294,13 +296,45 @@ export interface PreflightArgs {
     /** Proxied records whose zone's SSL mode the stack does not set: the zone must already be Full (strict). */
     requireStrictSsl?: boolean;
     /** The data volume config (host `hetzner`). */
-    data?: { volumeSize: number; deleteOnDestroy: boolean };
+    data?: { volumeSize: number; deleteOnDestroy: boolean; existingId?: string };
 }
 
 /** What the checks learned that the stack uses. */
 export interface Preflight {
     /** The Hetzner DNS zone of the domain, with dns `hetzner`. */
     hetznerZone?: string;
+    /** The volume blog:dataVolumeId names, as Hetzner has it. */
+    existingVolume?: { id: string; name: string; linuxDevice: string };
+}
+
+/** A volume you have can be the data volume when it is in the server's location and not attached to another server. */
+export function existingVolumeProblems(
+    volume: { id: number; name: string; location?: string; serverId?: number },
+    location: string,
+    stackServerId?: number,
+): InputProblem[] {
+    const key = `${NAMESPACE}:dataVolumeId`;
+    const problems: InputProblem[] = [];
+    if (volume.location !== undefined && volume.location !== location) {
+        problems.push(
+            new InputProblem(
+                key,
+                String(volume.id),
+                `a volume in ${location}, the server's location: ${volume.name} is in ${volume.location}, and Hetzner attaches a volume only to a server of its location (or set blog:location to ${volume.location})`,
+            ),
+        );
+    }
+    if (volume.serverId !== undefined && volume.serverId !== null && volume.serverId !== stackServerId) {
+        problems.push(
+            new InputProblem(
+                key,
+                String(volume.id),
+                `a volume that is not attached to another server: ${volume.name} is attached to server ${volume.serverId}; ` +
+                    "stop what uses it there and detach it first (`hcloud volume detach`)",
+            ),
+        );
+    }
+    return problems;
 }
 
 /** Cloudflare's SSL modes, as the zone setting `ssl` holds them. */
@@ -337,13 +371,27 @@ export function preflight(a: PreflightArgs): pulumi.Output<Preflight> {
             ? cloudflare.getZoneSettingOutput({ zoneId: a.cloudflareZoneId ?? "", settingId: "ssl" }).value
             : pulumi.output("strict");
     const volumes = placement ? hcloud.getVolumesOutput({ withSelector: placement.selector }).volumes : pulumi.output([]);
-    return pulumi.all([types, current, zoneName, hetznerZones, sslMode, volumes]).apply(([t, servers, cfZone, hzZones, ssl, vols]) => {
+    const existing =
+        placement && a.data?.existingId !== undefined ? hcloud.getVolumeOutput({ id: Number(a.data.existingId) }) : pulumi.output(undefined);
+    return pulumi.all([types, current, zoneName, hetznerZones, sslMode, volumes, existing]).apply(([t, servers, cfZone, hzZones, ssl, vols, own]) => {
         const problems = placement ? placementProblems({ ...placement, types: t, current: servers[0] }) : [];
         const result: Preflight = {};
         if (a.dns === "cloudflare") problems.push(...zoneProblems(a.domain, cfZone, a.cloudflareZoneId ?? ""));
         if (a.dns === "cloudflare" && a.requireStrictSsl) problems.push(...sslModeProblems(String(ssl), cfZone));
+        if (placement && own) {
+            problems.push(...existingVolumeProblems(own, placement.location, servers[0]?.id));
+            result.existingVolume = { id: String(own.id), name: own.name, linuxDevice: own.linuxDevice };
+        }
         if (placement && a.data) {
-            const data = dataProblems({ ...a.data, current: vols[0], location: placement.location, system: placement.system, server: servers[0], types: t });
+            const data = dataProblems({
+                ...a.data,
+                current: own ?? vols[0],
+                existing: own !== undefined,
+                location: placement.location,
+                system: placement.system,
+                server: servers[0],
+                types: t,
+            });
             problems.push(...data.problems);
             // Shown in every preview and update whose plan does this, before anything is changed.
             data.warnings.forEach((w) => pulumi.log.warn(w));

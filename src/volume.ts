@@ -7,8 +7,10 @@ export const DATA_ATTACH_COMMAND = "bash scripts/data-volume.sh attach";
 export const DATA_RELEASE_COMMAND = "bash scripts/data-volume.sh release";
 
 export interface DataVolumeArgs {
-    /** Size in GB (10 to 10240); Hetzner grows a volume in place and never shrinks one. No default. */
-    size: pulumi.Input<number>;
+    /** Size in GB (10 to 10240) of a new volume; Hetzner grows a volume in place and never shrinks one. Unset with `existing`. */
+    size?: pulumi.Input<number>;
+    /** A volume you have, used instead of a new one and never deleted by the stack: its id, name and device path. */
+    existing?: pulumi.Input<{ id: string; name: string; linuxDevice: string }>;
     /** Hetzner location, the server's: a volume never leaves its location. No default. */
     location: pulumi.Input<string>;
     /** The server the volume is attached to (its Hetzner id). No default. */
@@ -38,7 +40,8 @@ export interface DataVolumeArgs {
  * it first; the attachment is delete-before-replace, as a volume attaches to one server at a time.
  */
 export class DataVolume extends pulumi.ComponentResource {
-    public readonly volume: hcloud.Volume;
+    /** The volume the stack created; undefined for a volume you have. */
+    public readonly volume?: hcloud.Volume;
     public readonly attachment: hcloud.VolumeAttachment;
     public readonly use: command.local.Command;
     /** The volume's name at Hetzner. */
@@ -48,11 +51,12 @@ export class DataVolume extends pulumi.ComponentResource {
     constructor(name: string, args: DataVolumeArgs, opts?: pulumi.ComponentResourceOptions) {
         super("blog:hetzner:DataVolume", name, {}, opts);
         const keep = !args.deleteOnDestroy;
+        const existing = args.existing === undefined ? undefined : pulumi.output(args.existing);
 
-        this.volume = new hcloud.Volume(
+        this.volume = existing ? undefined : new hcloud.Volume(
             `${name}-volume`,
             {
-                size: args.size,
+                size: args.size!,
                 location: args.location,
                 // Hetzner formats a new volume once; nothing in this project ever formats it again.
                 format: "ext4",
@@ -65,10 +69,14 @@ export class DataVolume extends pulumi.ComponentResource {
             { parent: this, retainOnDelete: keep },
         );
 
+        this.id = existing ? existing.id : this.volume!.id;
+        this.name = existing ? existing.name : this.volume!.name;
+        const device = existing ? existing.linuxDevice : this.volume!.linuxDevice;
+
         this.attachment = new hcloud.VolumeAttachment(
             `${name}-attachment`,
             {
-                volumeId: this.volume.id.apply(Number),
+                volumeId: this.id.apply(Number),
                 serverId: pulumi.output(args.serverId).apply(Number),
                 // The host mounts it itself, by label; Hetzner's automount would mount it elsewhere.
                 automount: false,
@@ -82,7 +90,7 @@ export class DataVolume extends pulumi.ComponentResource {
             TARGET_PORT: pulumi.output(args.target.port).apply(String),
             TARGET_USER: "root",
             HOST_KEY: args.target.hostKey,
-            DATA_DEVICE: this.volume.linuxDevice,
+            DATA_DEVICE: device,
         };
         if (args.target.sshPrivateKey !== undefined) environment.SSH_PRIVATE_KEY = pulumi.secret(args.target.sshPrivateKey);
 
@@ -100,8 +108,6 @@ export class DataVolume extends pulumi.ComponentResource {
             { parent: this, dependsOn: [this.attachment], additionalSecretOutputs: ["stdout", "stderr"] },
         );
 
-        this.name = this.volume.name;
-        this.id = this.volume.id;
         this.registerOutputs({ name: this.name, id: this.id });
     }
 }

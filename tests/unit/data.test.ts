@@ -1,4 +1,4 @@
-import { dataProblems } from "../../src/preflight";
+import { dataProblems, existingVolumeProblems } from "../../src/preflight";
 import { SERVER_TYPES, evaluation, runProgram, valueOf } from "./program";
 
 const WITH_VOLUME = { "blog:volumeSize": "20" };
@@ -54,6 +54,23 @@ describe("the data volume", () => {
         await expect(runProgram({ config: { ...WITH_VOLUME, "blog:host": "existing", "blog:hostIpv4": "203.0.113.7", "blog:hostKey": evaluation().host.adminSshKeys[0] } })).rejects.toThrow(
             "blog:volumeSize: got \"20\"; expected 0: it applies to a Hetzner server the stack creates",
         );
+    });
+
+    test("a volume you have (dataVolumeId) is attached and used, never created, never deleted", async () => {
+        const run = await runProgram({
+            config: { "blog:dataVolumeId": "4711" },
+            evaluation: DATA_HOST,
+            volumes: { 4711: { name: "kept-from-before", size: 50, location: "nbg1" } },
+        });
+        expect(run.all("hcloud:index/volume:Volume")).toEqual([]);
+        expect(run.one("hcloud:index/volumeAttachment:VolumeAttachment").inputs.volumeId).toBe(4711);
+        expect(run.all(COMMAND).find((r) => r.name === "blog-use")!.inputs.environment.DATA_DEVICE).toBe("/dev/disk/by-id/scsi-0HC_Volume_4711");
+        expect(await valueOf(run.outputs.dataVolume as any)).toEqual({ id: "4711", name: "kept-from-before", keptOnDestroy: true });
+        expect(existingVolumeProblems({ id: 4711, name: "v", location: "hel1", serverId: 9 }, "nbg1", 8).map(String)).toEqual([
+            expect.stringContaining('blog:dataVolumeId: got "4711"; expected a volume in nbg1, the server\'s location: v is in hel1'),
+            expect.stringContaining("v is attached to server 9; stop what uses it there and detach it first"),
+        ]);
+        expect(existingVolumeProblems({ id: 4711, name: "v", location: "nbg1", serverId: 8 }, "nbg1", 8)).toEqual([]);
     });
 
     test("Hetzner's backups are off unless asked for", async () => {

@@ -105,6 +105,8 @@ export interface RunOptions {
     currentServer?: { serverType: string; location: string; primaryDiskSize: number };
     /** The stack's volume as Hetzner's getVolumes answers; defaults to none. */
     currentVolume?: { name: string; id: number; size: number; location: string; serverId?: number };
+    /** Volumes by id, as getVolume answers; defaults to none. */
+    volumes?: Record<number, { name: string; size: number; location: string; serverId?: number }>;
     /** The zone's SSL mode, as getZoneSetting answers for `ssl`; defaults to strict. */
     sslMode?: string;
 }
@@ -178,6 +180,11 @@ export async function runProgram(options: RunOptions = {}): Promise<ProgramRun> 
                     }
                     if (args.token === "hcloud:index/getVolumes:getVolumes") {
                         return { id: "volumes", volumes: options.currentVolume ? [options.currentVolume] : [] };
+                    }
+                    if (args.token === "hcloud:index/getVolume:getVolume") {
+                        const v = options.volumes?.[args.inputs.id];
+                        if (!v) throw new Error(`volume ${args.inputs.id} not found`);
+                        return { ...v, id: args.inputs.id, linuxDevice: `/dev/disk/by-id/scsi-0HC_Volume_${args.inputs.id}` };
                     }
                     if (args.token === "cloudflare:index/getZoneSetting:getZoneSetting") {
                         return { id: "ssl", settingId: "ssl", value: options.sslMode ?? "strict", editable: true, enabled: true };
