@@ -1,4 +1,5 @@
-# The example blog host: only host facts, plus the shared modules.
+# The example blog host: only host facts and the names of the secrets its
+# services take, plus the shared modules.
 # Replace the domain, the e-mail and the key before deploying; the stack
 # refuses the placeholder key below.
 {
@@ -17,5 +18,16 @@
     # for nixos-anywhere to install on (see the README, "Any SSH host").
     platform = "hetzner-cloud";
     disk = null;
+    # "cloudflare-origin" when the records are proxied by Cloudflare: nginx
+    # then serves the Origin CA certificate the stack delivers as secrets.
+    tls = "acme";
+    # true: the services' state lives on a Hetzner Volume (label blog-data,
+    # mounted at /data) that outlives the server; the stack attaches it.
+    dataVolume = false;
   };
+
+  # An example secret: the hello-world backend ignores it; it shows the path.
+  # The stack must provide it; the backend reads it at
+  # $CREDENTIALS_DIRECTORY/backendApiKey.
+  services.blog-backend.secrets = [ "backendApiKey" ];
 }

@@ -2,6 +2,9 @@
 # The pinned backend (github:FlakM/backend, an axum hello world) binds
 # 127.0.0.1:3000 in its own code and reads no environment; `port` tells the
 # proxy where to connect and is also exported as PORT for backends that honour it.
+# Secrets reach it as systemd credentials (`secrets`, nix/modules/secrets.nix);
+# its state (StateDirectory, under DynamicUser /var/lib/private/blog-backend)
+# goes to the data volume when the host has one (nix/modules/data.nix).
 {
   config,
   lib,
@@ -11,6 +14,11 @@
 }:
 let
   cfg = config.services.blog-backend;
+  secretNames = import ./secret-names.nix;
+  # StateDirectory=blog-backend with DynamicUser=true lives in
+  # /var/lib/private/blog-backend; /var/lib/blog-backend is a symlink to it
+  # (systemd.exec(5), StateDirectory=). The data volume keeps the real one.
+  stateDirectory = "/var/lib/private/blog-backend";
 in
 {
   options.services.blog-backend = {
@@ -56,11 +64,34 @@ in
       example = {
         RUST_LOG = "info";
       };
-      description = "Extra environment variables for the backend. Not for secrets: they end up in the Nix store.";
+      description = "Extra environment variables for the backend. Not for secrets: they end up in the Nix store; see `secrets`.";
+    };
+
+    secrets = lib.mkOption {
+      type = lib.types.listOf (lib.types.strMatching secretNames.namePattern);
+      default = [ ];
+      example = [ "backendApiKey" ];
+      description = ''
+        Names of host secrets the backend reads. Each becomes
+        `blog.secrets.<name>` (the stack must provide it; a new value restarts
+        the backend) and a systemd credential of the service: the backend
+        reads the file `$CREDENTIALS_DIRECTORY/<name>`, that is
+        `/run/credentials/blog-backend.service/<name>`. Never in the
+        environment, never in the Nix store.
+      '';
     };
   };
 
   config = lib.mkIf cfg.enable {
+    blog.secrets = lib.genAttrs cfg.secrets (name: {
+      description = "Secret of the blog backend, read at $CREDENTIALS_DIRECTORY/${name}";
+      restartUnits = [ "blog-backend.service" ];
+    });
+
+    # On the data volume when the host has one (nix/modules/data.nix), which
+    # also keeps the backend from starting without it.
+    blog.data.directories.${stateDirectory}.services = [ "blog-backend" ];
+
     systemd.services.blog-backend = {
       description = "Blog backend";
       wantedBy = [ "multi-user.target" ];
@@ -77,6 +108,10 @@ in
         ExecStart = lib.getExe' cfg.package cfg.executable;
         DynamicUser = true;
         StateDirectory = "blog-backend";
+        # <name>:<path>: systemd copies each file, readable by root, into a
+        # private directory of this unit at every start (systemd.exec(5),
+        # LoadCredential=). A list: other modules may add their own.
+        LoadCredential = map (name: "${name}:${config.blog.secrets.${name}.path}") cfg.secrets;
         # Keep restarting a crashing backend, however often: systemd's
         # default start limit (5 starts in 10 s) would leave it failed for
         # good. The delay grows from 2 s to at most 60 s over 10 restarts

@@ -5,9 +5,11 @@
   imports = [
     inputs.disko.nixosModules.disko
     ./host-facts.nix
+    ./secrets.nix
     ./hardware-hetzner.nix
     ./disk.nix
     ./grow-root.nix
+    ./data.nix
     ./network.nix
     ./access.nix
     ./backend.nix

@@ -1,5 +1,5 @@
 # Disk layout and boot loader, applied by disko when nixos-anywhere installs
-# the host: on a Hetzner Cloud server (the one disk Hetzner gives it, /dev/sda,
+# the host: on a Hetzner Cloud server (the server's own disk, named below,
 # unless blog.host.disk names it), or on a generic machine whose disk
 # blog.host.disk names. A generic host without it brings its own hardware
 # configuration (file systems, boot loader), and none of this applies.
@@ -12,7 +12,34 @@
 let
   facts = config.blog.host;
   isArm = facts.system == "aarch64-linux";
-  device = if facts.disk != null then facts.disk else "/dev/sda";
+
+  # The Hetzner Cloud server's own disk, by a name an attached volume cannot
+  # take. /dev/sdX follows probe order: with a volume attached, /dev/sda can
+  # be the volume (tiiuae/ghaf-infra PR #199: after a reboot the volume was
+  # /dev/sda and GRUB went onto it), and disko would erase it at an install.
+  #   x86 (cx, cpx, ccx): the root disk is LUN 0 of the virtio-scsi
+  #     controller at PCI 0000:06:00.0, volumes LUN 1 and up
+  #     (/dev/disk/by-id/scsi-0HC_Volume_<id>). Public configurations use this
+  #     path: tiiuae/ghaf-infra commit bd584ce "Use more specific disk names in
+  #     hetzner" (hosts/ghaf-log/disk-config.nix, a cloud server with a
+  #     volume), and others with volumes attached, one showing a ccx23's zpool
+  #     on pci-0000:06:00.0-scsi-0:0:0:0-part2. A name that is missing makes
+  #     the install fail before disko touches anything, where /dev/sda would
+  #     have picked the wrong disk. Check `ls -l /dev/disk/by-path/` on a new
+  #     server type.
+  #   Arm (cax): no public configuration we found names its root disk by a
+  #     stable path. The by-id name, scsi-0QEMU_QEMU_HARDDISK_<serial>
+  #     (ghaf-infra hosts/builders/hetzarm-*), carries a per-server serial
+  #     not known before the server exists, and the by-path name of the Arm
+  #     PCI topology is not documented anywhere we could read. So /dev/sda,
+  #     as before: install an Arm host before attaching a volume, or set
+  #     blog.host.disk. After the install nothing on Arm uses the name: GRUB
+  #     installs to the ESP (devices = [ "nodev" ] below), and disko mounts
+  #     by partition label (disko v1.13.0 lib/types/gpt.nix: a partition's
+  #     device is /dev/disk/by-partlabel/disk-main-<name>; on x86 the EF02
+  #     partition sets boot.loader.grub.devices = [ device ]).
+  hetznerRootDisk = if isArm then "/dev/sda" else "/dev/disk/by-path/pci-0000:06:00.0-scsi-0:0:0:0";
+  device = if facts.disk != null then facts.disk else hetznerRootDisk;
 in
 {
   config = lib.mkIf (facts.platform == "hetzner-cloud" || facts.disk != null) {

@@ -65,9 +65,45 @@
       description = ''
         The disk nixos-anywhere erases and installs the flake's layout on
         (nix/modules/disk.nix), by a name that stays the same across reboots,
-        never /dev/sdX. `null`: /dev/sda on Hetzner Cloud; on a generic host,
-        no layout from this flake (the host file imports the machine's own
-        hardware configuration).
+        never /dev/sdX. `null`: on Hetzner Cloud, the server's own disk
+        (x86: `/dev/disk/by-path/pci-0000:06:00.0-scsi-0:0:0:0`, LUN 0 of the
+        virtio-scsi controller; Arm: `/dev/sda`, see disk.nix); on a generic
+        host, no layout from this flake (the host file imports the machine's
+        own hardware configuration).
+      '';
+    };
+
+    tls = lib.mkOption {
+      type = lib.types.enum [
+        "acme"
+        "cloudflare-origin"
+      ];
+      default = "acme";
+      example = "cloudflare-origin";
+      description = ''
+        Where nginx's certificate comes from (nix/modules/web.nix). `acme`:
+        Let's Encrypt by HTTP-01 on port 80; the DNS records must point at
+        the host itself (not proxied). `cloudflare-origin`: the site is
+        behind Cloudflare's proxy (SSL mode Full (strict)); nginx serves a
+        Cloudflare Origin CA certificate that the stack delivers as the host
+        secrets `cloudflareOriginCert` and `cloudflareOriginKey`, takes the
+        client address from CF-Connecting-IP for the Cloudflare ranges in
+        the secret `cloudflareRealIp`, and orders nothing by ACME.
+      '';
+    };
+
+    dataVolume = lib.mkOption {
+      type = lib.types.bool;
+      default = false;
+      example = true;
+      description = ''
+        Whether the services' state lives on a separate disk that outlives
+        the server (a Hetzner Volume the stack attaches;
+        nix/modules/data.nix): its ext4 file system, labelled `blog-data`, is
+        mounted at /data, and the state directories are bind-mounted from
+        it. Without the volume the host still boots and answers SSH, and the
+        services that keep state there stay stopped. The stack's volume
+        configuration must agree with this fact.
       '';
     };
   };

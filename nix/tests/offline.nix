@@ -1,6 +1,7 @@
 # Checks that need no nixpkgs and no network (run by tests/offline.sh):
 # the host facts the example host sets match the options host-facts.nix
-# declares, and the VM test's Python renders (printed for a syntax check).
+# declares, the secrets' names follow the contract with the deploy and the
+# stack, and the VM test's Python renders (printed for a syntax check).
 let
   # Just enough of nixpkgs' lib to read host-facts.nix's declarations.
   stubLib = {
@@ -25,20 +26,39 @@ let
         name = "nullOr";
         inherit elemType;
       };
+      bool = {
+        name = "bool";
+      };
     };
   };
 
   declared = (import ../modules/host-facts.nix { lib = stubLib; }).options.blog.host;
-  facts = (import ../hosts/blog.nix).blog.host;
+  host = import ../hosts/blog.nix;
+  facts = host.blog.host;
+  secretNames = import ../modules/secret-names.nix;
 
   contractNames = [
     "acmeEmail"
     "adminSshKeys"
+    "dataVolume"
     "disk"
     "domain"
     "platform"
     "system"
+    "tls"
   ];
+
+  # The secrets a host declares (config.blog.secrets' names, what the stack
+  # reads with nix eval): its backend's, plus the origin certificate's three
+  # behind Cloudflare (nix/modules/backend.nix, web.nix).
+  originSecretNames = builtins.attrValues secretNames.cloudflareOrigin;
+  declaredSecrets =
+    tls: builtins.sort builtins.lessThan (
+      host.services.blog-backend.secrets
+      ++ (if tls == "cloudflare-origin" then originSecretNames else [ ])
+    );
+  isSecretName = name: builtins.match secretNames.namePattern name != null;
+  nameOfLength = n: builtins.concatStringsSep "" (builtins.genList (_: "a") n);
   placeholderKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA PLACEHOLDER-replace-with-your-own-key";
 
   matches = pattern: value: builtins.match pattern value != null;
@@ -65,25 +85,76 @@ let
       builtins.elem facts.platform declared.platform.type.values
       && facts.platform == "hetzner-cloud"
       && declared.platform.default == "hetzner-cloud";
-    "the example host leaves the disk to the platform (/dev/sda on Hetzner Cloud)" =
+    "the example host leaves the disk to the platform (the server's own disk on Hetzner Cloud)" =
       facts.disk == null && declared.disk.default == null;
     "the disk pattern takes stable names only" =
       matches declared.disk.type.elemType.pattern "/dev/disk/by-id/nvme-Samsung_SSD_980_S1"
       && !(matches declared.disk.type.elemType.pattern "/dev/sda");
+    "tls is acme (the default) or cloudflare-origin; the example host uses acme" =
+      declared.tls.type.values == [
+        "acme"
+        "cloudflare-origin"
+      ]
+      && declared.tls.default == "acme"
+      && facts.tls == "acme";
+    "dataVolume is a boolean, off by default and off on the example host" =
+      declared.dataVolume.type.name == "bool"
+      && declared.dataVolume.default == false
+      && facts.dataVolume == false;
+    "a secret's name is ^[A-Za-z][A-Za-z0-9_]{0,63}$" =
+      builtins.all isSecretName [
+        "backendApiKey"
+        "a"
+        "B_2"
+        (nameOfLength 64)
+      ]
+      && !(builtins.any isSecretName [
+        ""
+        "1a"
+        "_a"
+        "a-b"
+        "a.b"
+        "a b"
+        (nameOfLength 65)
+      ]);
+    "secrets are delivered to /var/lib/blog-secrets" = secretNames.directory == "/var/lib/blog-secrets";
+    "the example host declares one secret, backendApiKey" = declaredSecrets facts.tls == [ "backendApiKey" ];
+    "behind Cloudflare the host also declares the origin certificate, its key and the real-IP ranges" =
+      declaredSecrets "cloudflare-origin" == [
+        "backendApiKey"
+        "cloudflareOriginCert"
+        "cloudflareOriginKey"
+        "cloudflareRealIp"
+      ];
+    "every declared secret's name follows the contract" = builtins.all isSecretName (
+      declaredSecrets "cloudflare-origin"
+    );
   };
 
   failed = builtins.filter (name: !checks.${name}) (builtins.attrNames checks);
 
   # The VM test's script, rendered with stand-in node values.
   vmTest = import ./vm.nix { inputs.nixpkgs = "/nix/store/nixpkgs"; } { lib = { }; };
+  secretsAt = names: builtins.listToAttrs (
+    map (name: {
+      inherit name;
+      value.path = "${secretNames.directory}/${name}";
+    }) names
+  );
   testScript = vmTest.testScript {
     nodes = {
       blog = {
         blog.host.domain = facts.domain;
+        blog.secrets = secretsAt (declaredSecrets "acme");
         networking.primaryIPAddress = "192.168.1.2";
         services.nginx.virtualHosts.${facts.domain}.acmeRoot = null;
         programs.ssh.package = "/nix/store/openssh";
       };
+      proxied = {
+        blog.secrets = secretsAt (declaredSecrets "cloudflare-origin");
+        networking.primaryIPAddress = "192.168.1.3";
+      };
+      client.networking.primaryIPAddress = "192.168.1.4";
       acme = {
         networking.primaryIPAddress = "192.168.1.1";
         test-support.acme = {

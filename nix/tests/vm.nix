@@ -1,17 +1,39 @@
 # VM test of the blog host: `nix flake check ./nix` runs it.
 #
-# Node `blog` is the production host (nix/hosts/blog.nix, domain example.com)
-# with its cloud-only parts switched off from here: disko (the VM has its own
-# disks) and cloud-init (there is no Hetzner metadata service).
+# Nodes `blog` and `proxied` are the production host (nix/hosts/blog.nix,
+# domain example.com) with its cloud-only parts switched off from here: disko
+# (the VM has its own disks) and cloud-init (there is no Hetzner metadata
+# service). `blog` keeps its state on a data volume (blog.host.dataVolume) and
+# gets its certificate by ACME; `proxied` is the same host behind Cloudflare
+# (blog.host.tls = "cloudflare-origin"), with a certificate given as a secret.
 #
 # ACME: node `acme` runs nixpkgs' test ACME server (pebble, from
 # nixos/tests/common/acme/server), so the real HTTP-01 flow runs end to end:
 # pebble fetches the challenge from blog's port 80 and issues the
 # certificate that nginx then serves. The client trusts pebble's root.
+#
+# The data volume: a second, empty disk (virtualisation.emptyDiskImages, the
+# VM's /dev/vdb). It has no file system at the first boot, which is the host
+# without its volume; the test then formats and labels it as Hetzner and the
+# stack would (the host itself never formats it).
 { inputs }:
 { lib, ... }:
 let
   acmeServer = "${inputs.nixpkgs}/nixos/tests/common/acme/server";
+
+  # The production host in a VM: cloud-only parts off, static test addresses.
+  hostInVm = {
+    imports = [ ../hosts/blog.nix ];
+
+    # Cloud-only parts, off in the VM: disko, cloud-init, and the uplink
+    # with its IPv6 from Hetzner's metadata service (there is none here).
+    disko.enableConfig = lib.mkForce false;
+    services.cloud-init.enable = lib.mkForce false;
+    systemd.services.hetzner-ipv6.enable = lib.mkForce false;
+    systemd.network.networks."10-uplink".enable = lib.mkForce false;
+    # The test network gives static addresses; no DHCP server exists.
+    networking.useDHCP = lib.mkForce false;
+  };
 in
 {
   name = "blog";
@@ -36,16 +58,16 @@ in
         ...
       }:
       {
-        imports = [ ../hosts/blog.nix ];
+        imports = [ hostInVm ];
 
-        # Cloud-only parts, off in the VM: disko, cloud-init, and the uplink
-        # with its IPv6 from Hetzner's metadata service (there is none here).
-        disko.enableConfig = lib.mkForce false;
-        services.cloud-init.enable = lib.mkForce false;
-        systemd.services.hetzner-ipv6.enable = lib.mkForce false;
-        systemd.network.networks."10-uplink".enable = lib.mkForce false;
-        # The test network gives static addresses; no DHCP server exists.
-        networking.useDHCP = lib.mkForce false;
+        # State on the data volume: the second disk, 512 MiB
+        # (nixos/modules/virtualisation/qemu-vm.nix, emptyDiskImages).
+        blog.host.dataVolume = lib.mkForce true;
+        virtualisation.emptyDiskImages = [ 512 ];
+        # VM tests replace fileSystems with virtualisation.fileSystems
+        # (qemu-vm.nix: `fileSystems = mkVMOverride cfg.fileSystems`): put
+        # the volume's mounts back.
+        virtualisation.fileSystems = config.blog.data.fileSystems;
 
         # ACME against the test server instead of Let's Encrypt.
         security.acme.defaults.server = "https://${nodes.acme.test-support.acme.caDomain}/dir";
@@ -57,8 +79,23 @@ in
           ${config.networking.primaryIPAddress} ${config.blog.host.domain}
         '';
 
-        # For the firewall probe: a listener on all addresses, on a port that is not open.
-        environment.systemPackages = [ pkgs.python3 ];
+        environment.systemPackages = [
+          # For the firewall probe: a listener on all addresses, on a port that is not open.
+          pkgs.python3
+          # mkfs.ext4, playing Hetzner and the stack.
+          pkgs.e2fsprogs
+        ];
+      };
+
+    proxied =
+      { pkgs, ... }:
+      {
+        imports = [ hostInVm ];
+
+        blog.host.tls = lib.mkForce "cloudflare-origin";
+
+        # To make the self-signed stand-in for the Cloudflare origin certificate.
+        environment.systemPackages = [ pkgs.openssl ];
       };
 
     client =
@@ -78,17 +115,60 @@ in
       domain = nodes.blog.blog.host.domain;
       vhost = nodes.blog.services.nginx.virtualHosts.${domain};
       acmeRoot = if vhost.acmeRoot != null then vhost.acmeRoot else "/var/lib/acme/acme-challenge";
+      originSecrets = nodes.proxied.blog.secrets;
     in
     ''
+      import base64
       import re
 
       domain = "${domain}"
       blog_ip = "${nodes.blog.networking.primaryIPAddress}"
+      proxied_ip = "${nodes.proxied.networking.primaryIPAddress}"
+      client_ip = "${nodes.client.networking.primaryIPAddress}"
       ca_domain = "${nodes.acme.test-support.acme.caDomain}"
       ca_ip = "${nodes.acme.networking.primaryIPAddress}"
       ca_cert = "${nodes.acme.test-support.acme.caCert}"
       acme_root = "${acmeRoot}"
       on_blog = f"--resolve {domain}:80:{blog_ip} --resolve {domain}:443:{blog_ip}"
+      on_proxied = f"--resolve {domain}:80:{proxied_ip} --resolve {domain}:443:{proxied_ip}"
+
+      # What the stack would deliver, and where the units read it (blog.secrets.<name>.path).
+      backend_key = "vm-test-backend-api-key-7c1e"
+      backend_key_path = "${nodes.blog.blog.secrets.backendApiKey.path}"
+      origin_cert_path = "${originSecrets.cloudflareOriginCert.path}"
+      origin_key_path = "${originSecrets.cloudflareOriginKey.path}"
+      real_ip_path = "${originSecrets.cloudflareRealIp.path}"
+
+      # The data volume's contract with the stack (nix/modules/data.nix).
+      volume_disk = "/dev/vdb"
+      volume_label = "blog-data"
+      state_dir = "/var/lib/private/blog-backend"
+
+
+      def deliver(machine, sources):
+          # As the deploy lays secrets out (scripts/target-shim.sh): a set directory
+          # of root-only 0400 files in /var/lib/blog-secrets.d, and
+          # /var/lib/blog-secrets a relative symlink to it. sources: name -> a file
+          # on the machine.
+          machine.succeed(
+              "install -d -m 0700 -o root -g root /var/lib/blog-secrets.d/set-vm-test"
+              " && ln -sfn blog-secrets.d/set-vm-test /var/lib/blog-secrets"
+          )
+          for name, source in sources.items():
+              machine.succeed(
+                  f"install -m 0400 -o root -g root {source} /var/lib/blog-secrets.d/set-vm-test/{name}"
+              )
+
+
+      def credential(machine, unit, name):
+          # The unit's copy, as root: /run/credentials/<unit>/<name> (systemd.exec(5)),
+          # else the same path as the unit's main process sees it, in its own
+          # mount namespace.
+          return machine.succeed(
+              f"cat /run/credentials/{unit}/{name} 2>/dev/null"
+              f" || cat /proc/$(systemctl show -P MainPID {unit})/root/run/credentials/{unit}/{name}"
+          )
+
 
       # The CA and the test network's DNS first: blog orders its certificate
       # once at boot, and pebble validates it by resolving the domain through
@@ -106,11 +186,55 @@ in
       acme.wait_for_open_port(15000)
       acme.wait_until_succeeds(f"dig +short @127.0.0.1 {domain} A | grep -Fx {blog_ip}", timeout=60)
       blog.start()
+      proxied.start()
       client.start()
-      blog.wait_for_unit("multi-user.target")
-      blog.wait_for_unit("blog-backend.service")
-      blog.wait_for_unit("nginx.service")
       client.wait_for_unit("multi-user.target")
+
+      with subtest("without its volume the host boots and answers SSH, and the backend stays stopped"):
+          # nofail: the boot does not wait for /data; the backend's start job
+          # fails once the device wait (30 s) for the volume ends.
+          blog.wait_for_unit("multi-user.target")
+          blog.wait_for_unit("sshd.service")
+          blog.wait_for_unit("nginx.service")
+          client.succeed(f"nc -z -w 5 {blog_ip} 22")
+          blog.fail("systemctl is-active --quiet blog-backend.service")
+          blog.fail("mountpoint -q /data")
+          blog.fail(f"mountpoint -q {state_dir}")
+          # Nothing was written to the root disk in the volume's place.
+          blog.succeed(f"test ! -e {state_dir}")
+
+      with subtest("with its secret and its labelled volume, the backend keeps its state there"):
+          # The secrets' store exists from the first boot, root's only (tmpfiles).
+          blog.succeed("stat -c '%a %U %G' /var/lib/blog-secrets.d | grep -Fx '700 root root'")
+          blog.succeed(f"(umask 077; printf %s {backend_key} > /tmp/backendApiKey)")
+          deliver(blog, {"backendApiKey": "/tmp/backendApiKey"})
+          blog.succeed(f"test -f {backend_key_path}")
+          # With the deploy's link in place, tmpfiles still has nothing to complain about.
+          blog.succeed(
+              "systemd-tmpfiles --create --prefix=/var/lib/blog-secrets --prefix=/var/lib/blog-secrets.d"
+          )
+          blog.succeed("test -L /var/lib/blog-secrets")
+          # Hetzner formats a new volume, the stack labels it: the test plays both,
+          # on the empty 512 MiB disk and nothing else.
+          blog.fail(f"blkid -p {volume_disk}")
+          blog.succeed(f"test $(blockdev --getsize64 {volume_disk}) = {512 * 1024 * 1024}")
+          blog.succeed(f"mkfs.ext4 -q -L {volume_label} {volume_disk}")
+          blog.succeed(f"udevadm trigger --action=change {volume_disk} && udevadm settle")
+          blog.wait_until_succeeds(f"test -e /dev/disk/by-label/{volume_label}", timeout=30)
+          # The backend pulls in the mounts it requires.
+          blog.succeed("systemctl start blog-backend.service")
+          blog.wait_for_unit("blog-backend.service")
+          blog.succeed(f"findmnt --noheadings --output SOURCE /data | grep -Fx {volume_disk}")
+          blog.succeed(f"mountpoint -q {state_dir}")
+          blog.succeed(f'test "$(stat -c %d {state_dir}/)" = "$(stat -c %d /data/)"')
+          # Through the StateDirectory= symlink, as the service sees it.
+          blog.succeed("echo vm-test-state > /var/lib/blog-backend/vm-test-marker")
+          blog.succeed(f"grep -Fx vm-test-state /data{state_dir}/vm-test-marker")
+          modes = blog.succeed("stat -c %a /var/lib/private /data/var/lib/private").split()
+          assert modes == ["700", "700"], f"expected /var/lib/private 0700 on both disks, got {modes}"
+          got = credential(blog, "blog-backend.service", "backendApiKey")
+          assert got == backend_key, f"expected the backend's credential to be {backend_key!r}, got {got!r}"
+          blog.succeed("grep -Fx 'backendApiKey blog-backend.service' /etc/blog/secret-units")
 
       with subtest("the backend listens on loopback only"):
           blog.wait_for_open_port(3000)
@@ -183,5 +307,96 @@ in
           assert match, f"no exposure level in: {report}"
           exposure = float(match.group(1))
           assert exposure <= 2.0, f"expected exposure <= 2.0, got {exposure}:\n{report}"
+
+      with subtest("behind Cloudflare, nginx serves the origin certificate it gets as a secret"):
+          proxied.wait_for_unit("multi-user.target")
+          # Before the stack delivers the secrets nginx cannot start.
+          proxied.fail("systemctl is-active --quiet nginx.service")
+          # A self-signed stand-in for the Cloudflare Origin CA certificate.
+          proxied.succeed(
+              "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2"
+              f" -subj /CN={domain} -addext subjectAltName=DNS:{domain}"
+              " -keyout /tmp/origin-key.pem -out /tmp/origin-cert.pem"
+          )
+          proxied.succeed(
+              f"printf 'set_real_ip_from %s;\\n' {client_ip} > /tmp/cloudflareRealIp"
+              f" && printf %s {backend_key} > /tmp/backendApiKey"
+          )
+          deliver(
+              proxied,
+              {
+                  "cloudflareOriginCert": "/tmp/origin-cert.pem",
+                  "cloudflareOriginKey": "/tmp/origin-key.pem",
+                  "cloudflareRealIp": "/tmp/cloudflareRealIp",
+                  "backendApiKey": "/tmp/backendApiKey",
+              },
+          )
+          for path in [origin_cert_path, origin_key_path, real_ip_path, backend_key_path]:
+              proxied.succeed(f"test -f {path}")
+          # What the deploy does for a changed secret: restart its units.
+          proxied.succeed("systemctl reset-failed nginx.service blog-backend.service || true")
+          proxied.succeed("systemctl restart nginx.service blog-backend.service")
+          proxied.wait_for_unit("nginx.service")
+          proxied.wait_for_unit("blog-backend.service")
+          for name in ["cloudflareOriginCert", "cloudflareOriginKey", "cloudflareRealIp"]:
+              proxied.succeed(f"grep -Fx '{name} nginx.service' /etc/blog/secret-units")
+          cert = proxied.succeed("cat /tmp/origin-cert.pem")
+          served = credential(proxied, "nginx.service", "cloudflareOriginCert")
+          assert served == cert, "expected nginx's credential to be the delivered certificate"
+          client.succeed(
+              f"echo {base64.b64encode(cert.encode()).decode()} | base64 -d > /tmp/origin-cert.pem"
+          )
+          # The client trusts that one certificate only: the answer proves nginx serves it.
+          client.wait_until_succeeds(
+              f"curl --fail --silent --show-error --cacert /tmp/origin-cert.pem {on_proxied}"
+              f" https://{domain}/ | grep -F 'Hello, World'",
+              timeout=60,
+          )
+          # No ACME at all in this mode.
+          proxied.succeed(f"test -z \"$(systemctl list-unit-files --no-legend 'acme-*{domain}*')\"")
+
+      with subtest("behind Cloudflare, port 80 still redirects to HTTPS"):
+          answer = client.succeed(
+              "curl --silent --output /dev/null --write-out '%{http_code} %{redirect_url}'"
+              f" {on_proxied} http://{domain}/some/page"
+          )
+          expected = f"301 https://{domain}/some/page"
+          assert answer == expected, f"expected '{expected}', got '{answer}'"
+
+      with subtest("behind Cloudflare, the client address comes from CF-Connecting-IP for the listed ranges only"):
+          # The client's address is in the cloudflareRealIp secret: its header counts.
+          client.succeed(
+              f"curl --silent --output /dev/null --cacert /tmp/origin-cert.pem {on_proxied}"
+              " -H 'CF-Connecting-IP: 203.0.113.7'"
+              f" https://{domain}/vm-test-realip-listed"
+          )
+          proxied.wait_until_succeeds(
+              "grep -F 'GET /vm-test-realip-listed ' /var/log/nginx/access.log | grep -q '^203\\.0\\.113\\.7 '",
+              timeout=10,
+          )
+          # Loopback is not listed: the same header is ignored.
+          proxied.succeed(
+              f"curl --silent --output /dev/null --insecure --resolve {domain}:443:127.0.0.1"
+              " -H 'CF-Connecting-IP: 203.0.113.7'"
+              f" https://{domain}/vm-test-realip-unlisted"
+          )
+          proxied.wait_until_succeeds(
+              "grep -F 'GET /vm-test-realip-unlisted ' /var/log/nginx/access.log | grep -q '^127\\.0\\.0\\.1 '",
+              timeout=10,
+          )
+
+      with subtest("the state on the volume and the credential survive a reboot"):
+          blog.shutdown()
+          blog.start()
+          blog.wait_for_unit("blog-backend.service")
+          blog.succeed(f"mountpoint -q {state_dir}")
+          blog.succeed("grep -Fx vm-test-state /var/lib/blog-backend/vm-test-marker")
+          got = credential(blog, "blog-backend.service", "backendApiKey")
+          assert got == backend_key, f"expected the backend's credential to be {backend_key!r}, got {got!r}"
+          client.wait_until_succeeds(
+              f"curl --fail --silent --show-error --cacert /tmp/acme-root.pem {on_blog}"
+              f" https://{domain}/ | grep -F 'Hello, World'",
+              timeout=120,
+          )
     '';
 }
