@@ -11,8 +11,10 @@
 # accepts; SSH_PRIVATE_KEY the one the installed system accepts (one of its
 # admin keys). Unset, either falls back to SSH_PRIVATE_KEY, then ssh-agent.
 # Exit codes: 0 installed and verified, 1 bad input, 2 refused before
-# changing the target (unreachable), 4 installed but not verified (the
-# system did not come back, or presents another host key): an operator must look.
+# changing the target (unreachable; the disk the install erases is an
+# attached Hetzner Volume, or a volume is attached and that disk cannot be
+# told), 4 installed but not verified (the system did not come back, or
+# presents another host key): an operator must look.
 set -euo pipefail
 
 script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -91,9 +93,10 @@ prepare_work_dir() {
 # First contact: the stock image's host key is unknown (and the installer's
 # kexec image presents yet another), so this phase trusts on first use into
 # a throwaway file, never ~/.ssh/known_hosts.
+first_contact_opts=()
 wait_for_server() {
   step "Waiting for SSH on $(target_address) port $TARGET_PORT (stock image, first contact)"
-  local first_contact_opts=(
+  first_contact_opts=(
     -o BatchMode=yes
     -o StrictHostKeyChecking=accept-new
     -o UserKnownHostsFile="$work_dir/known_hosts.first-contact"
@@ -103,6 +106,47 @@ wait_for_server() {
     "${bootstrap_identity_opts[@]}"
   )
   wait_for_ssh "waiting for the server" "${first_contact_opts[@]}" "$(target_address)" true
+}
+
+# on_stock_image COMMAND: runs COMMAND (sh) on the server as it is before the
+# install, bounded.
+on_stock_image() {
+  timeout 60 ssh "${first_contact_opts[@]}" -o ConnectTimeout=10 "$(target_address)" "$1"
+}
+
+# disko erases the disk config.disko.devices.disk.main.device names. The stack
+# attaches the data volume only after the install, so no volume should be
+# there; if one is (attached by hand, or a reinstall), the install goes on only
+# when that disk is known, and is not the volume: /dev/sdX follows probe
+# order, and a volume can take /dev/sda (nix/modules/disk.nix). Evaluated only
+# then (nix eval, no build). The name is resolved on the stock image: by-path
+# and by-id names follow the hardware and stay the same under the installer's
+# kernel, a /dev/sdX name may not, so for /dev/sdX this checks the stock
+# image's probe order only.
+check_install_disk() {
+  local volumes attr disk resolved volume device
+  step "Checking for Hetzner Volumes on $(target_address) before anything is erased"
+  # shellcheck disable=SC2016 # expanded on the server
+  volumes=$(on_stock_image 'for v in /dev/disk/by-id/scsi-0HC_Volume_*; do [ -e "$v" ] && printf "%s %s\n" "$v" "$(readlink -f "$v")"; done; true') ||
+    abort "$EXIT_REFUSED" "could not list the volumes on $(target_address) (exit $?); nothing was changed"
+  if [[ -z $volumes ]]; then
+    info "no volume attached"
+    return 0
+  fi
+  info "attached: $(tr '\n' ' ' <<<"$volumes")"
+  attr="$FLAKE#nixosConfigurations.\"$NIXOS_CONFIGURATION\".config.disko.devices.disk.main.device"
+  disk=$(timeout 600 nix --extra-experimental-features 'nix-command flakes' eval --raw "$attr" 2>"$work_dir/disk.err") ||
+    abort "$EXIT_REFUSED" "a Hetzner Volume is attached to the server and the disk the install erases cannot be told: nix eval $attr failed: $(tail -n 1 "$work_dir/disk.err"); detach the volume and run the install again (the stack attaches it after the install); nothing was changed"
+  [[ $disk =~ ^/dev/[A-Za-z0-9._:+@/-]+$ ]] ||
+    abort "$EXIT_REFUSED" "a Hetzner Volume is attached to the server and the disk the install erases, '$disk', is not a device path; detach the volume and run the install again; nothing was changed"
+  resolved=$(on_stock_image "readlink -f -- $disk || true") ||
+    abort "$EXIT_REFUSED" "could not resolve $disk on $(target_address) (exit $?); nothing was changed"
+  while read -r volume device; do
+    if [[ -n $resolved && $device == "$resolved" ]]; then
+      abort "$EXIT_REFUSED" "refused: the disk the install erases, $disk, is $resolved on $(target_address), which is the Hetzner Volume $volume (a data volume); detach it and run the install again (the stack attaches it after the install), or name the server's own disk in blog.host.disk; nothing was changed"
+    fi
+  done <<<"$volumes"
+  info "the install erases $disk (${resolved:-not on the stock image}), no attached volume"
 }
 
 run_nixos_anywhere() {
@@ -208,6 +252,7 @@ main() {
   install_exit_traps cleanup
   prepare_work_dir
   wait_for_server
+  check_install_disk
   run_nixos_anywhere
   wait_for_pinned_key
   verify_login

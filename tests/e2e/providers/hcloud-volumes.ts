@@ -1,9 +1,18 @@
 // Hetzner volumes, for the stand-in hcloud provider (hcloud.ts serves these): the resources
 // `Volume` and `VolumeAttachment`, over the volumes of $BLOG_E2E_CLOUD_DIR/hcloud.json. A volume's
-// "disk" is the directory $BLOG_E2E_CLOUD_DIR/volumes/<id>/: it outlives the servers it is attached
-// to, and while it is attached it is bind-mounted inside that server's target (its mount namespace,
-// through tests/integration/harness/target.sh run) at /mnt/HC_Volume_<id>, where Hetzner's
-// automount puts it.
+// disk is a sparse image file, $BLOG_E2E_CLOUD_DIR/volumes/<id>/disk.img, of 1 MiB per GB of `size`
+// (10 GB: 10 MiB; scaled down so that a test machine holds many, and ext4's background inode-table
+// initialisation has little to write). A create with `format: "ext4"` formats it as Hetzner does,
+// once: mkfs.ext4 -F, no label; without a format it stays blank. It outlives the servers it is
+// attached to. Attached, it is a block device inside that server's target: target.sh attach-disk
+// (tests/integration/harness/target.sh) makes the image a loop device of this machine and links it
+// in the target's own /dev (an overlay: this machine's /dev/disk is not touched) as
+// /dev/disk/by-id/scsi-0HC_Volume_<id>, the volume's linuxDevice. Nothing mounts it: `automount` is
+// recorded only (the servers play NixOS hosts, which mount their volumes themselves). Detaching runs
+// target.sh detach-disk: a file system still mounted from it inside the target is unmounted lazily
+// first (Hetzner detaches a volume in use, too; unlike there, the file system is still unmounted
+// cleanly once its last user lets go), then the link goes, then the loop device. Deleting a server
+// stops its target, which detaches its loop devices.
 //
 // What it models, and where that comes from:
 //   hetznercloud/terraform-provider-hcloud v1.66.1 (SDKv2 resources; pulumi/pulumi-hcloud c3608de6
@@ -39,6 +48,7 @@
 // stand-in's), "volume deletion is protected (protected)", which check the API makes first when a
 // volume is both attached elsewhere and in another location (here: attached first). The provider's
 // retries (5 tries, 1 s doubling backoff, on update and delete) are not waited out.
+import { execFileSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { multiError, resourceFailure } from "./lib/bridge";
@@ -61,24 +71,56 @@ import {
     sdkError,
     sdkInvalidInput,
 } from "./lib/hcloud-api";
+import { repoRoot } from "./lib/repo";
 import { cloudDir } from "./lib/store";
-import { bindIntoTarget, targetAlive, unbindFromTarget } from "./lib/target";
+import { targetAlive } from "./lib/target";
 import { DiffKind, Props, UNKNOWN, bool, num, str } from "./lib/values";
 
 const SIZE_MIN = 10;
 const SIZE_MAX = 10240;
 const VOLUME_NAME = /^[a-zA-Z0-9]([a-zA-Z0-9._-]{0,62}[a-zA-Z0-9])?$/;
 
-/** Where the volume appears inside the target of the server it is attached to. */
-export const mountPointOf = (id: number) => `/mnt/HC_Volume_${id}`;
 const linuxDeviceOf = (id: number) => `/dev/disk/by-id/scsi-0HC_Volume_${id}`;
+/** The name of the link target.sh makes in the target's /dev/disk/by-id. */
+const diskNameOf = (id: number) => `scsi-0HC_Volume_${id}`;
+/** The volume's disk, in its directory. */
+const imageOf = (dir: string) => path.join(dir, "disk.img");
+/** The image's size: 1 MiB per GB (see the header). */
+const imageBytes = (sizeGb: number) => sizeGb * 1024 * 1024;
+
+function sh(cmd: string, args: string[]): string {
+    try {
+        return execFileSync(cmd, args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], timeout: 60_000 });
+    } catch (e) {
+        const err = e as { stderr?: string; message: string };
+        throw new Error(`stand-in hcloud: ${cmd} ${args.join(" ")} failed: ${err.stderr?.trim() || err.message}`);
+    }
+}
+
+const targetSh = (args: string[]) => sh("bash", [path.join(repoRoot(), "tests/integration/harness/target.sh"), ...args]);
+
+/** A new volume's disk: a sparse image, formatted ext4 as Hetzner does (no label) when asked. */
+function createDisk(dir: string, sizeGb: number, format: string): void {
+    fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
+    fs.writeFileSync(imageOf(dir), "");
+    fs.truncateSync(imageOf(dir), imageBytes(sizeGb));
+    if (format === "ext4") sh("mkfs.ext4", ["-q", "-F", imageOf(dir)]);
+}
+
+/** A resize grows the image; an attached loop device learns its new size (the file system does not grow). */
+function growDisk(dir: string, sizeGb: number): void {
+    fs.truncateSync(imageOf(dir), imageBytes(sizeGb));
+    for (const device of sh("losetup", ["-n", "-O", "NAME", "-j", imageOf(dir)]).split("\n").filter(Boolean)) {
+        sh("losetup", ["-c", device.trim()]);
+    }
+}
 
 /** A refusal of the API, as an SDKv2 resource reports it (hcloudutil.ErrorToDiag). */
 const refusal = (message: string, code: string) => sdkError(apiError(message, code));
 
 /**
- * POST /volumes/{id}/actions/attach: its refusals, then the volume is the server's and its
- * directory appears inside the server's target. Returns the volume.
+ * POST /volumes/{id}/actions/attach: its refusals, then the volume is the server's and its disk
+ * appears inside the server's target as linuxDevice. Returns the volume.
  */
 async function attach(volumeId: number, serverId: number, automount: boolean | null): Promise<VolumeRecord> {
     const { volume, targetDir } = await project.update((p) => {
@@ -93,16 +135,14 @@ async function attach(volumeId: number, serverId: number, automount: boolean | n
         return { volume: { ...v }, targetDir: s.target.dir };
     });
     if (!targetAlive(targetDir)) return volume;
-    const mountPoint = mountPointOf(volumeId);
     try {
-        bindIntoTarget(targetDir, volume.dir, mountPoint);
+        targetSh(["attach-disk", targetDir, imageOf(volume.dir), diskNameOf(volumeId)]);
     } catch (e) {
-        const err = e as { stderr?: Buffer; message: string };
-        throw new Error(`stand-in hcloud: mounting volume ${volumeId} in the server's machine (${targetDir}) failed: ${err.stderr?.toString().trim() || err.message}`);
+        throw new Error(`stand-in hcloud: volume ${volumeId} could not appear in the server's machine (${targetDir}): ${(e as Error).message}`);
     }
     return project.update((p) => {
         const v = p.volumes[volumeId];
-        v.mount = { server: serverId, path: mountPoint };
+        v.mount = { server: serverId, path: v.linux_device };
         return v;
     });
 }
@@ -116,14 +156,15 @@ async function detach(volumeId: number): Promise<void> {
         const s = p.servers[v.server];
         v.server = null;
         v.mount = null;
-        return mount && s ? { dir: s.target.dir, path: mount.path } : undefined;
+        return mount && s ? { dir: s.target.dir } : undefined;
     });
-    if (was) unbindFromTarget(was.dir, was.path);
+    if (was) targetSh(["detach-disk", was.dir, diskNameOf(volumeId)]);
 }
 
 /**
  * What deleting a server does to its volumes: they are detached (the API reference's "Delete a
- * Server"). Called inside the server's delete; its target, stopped next, takes the mounts with it.
+ * Server"). Called inside the server's delete, after its target stopped: the stop took the
+ * target's mounts and the volumes' loop devices with it.
  */
 export function detachVolumesOf(p: Project, serverId: number): void {
     for (const v of Object.values(p.volumes)) {
@@ -215,6 +256,7 @@ const volume: ResourceType = {
         if (!VOLUME_NAME.test(name)) throw sdkInvalidInput("invalid input in field 'name'", ["name => [invalid volume name]"]);
         if (format && !["ext4", "xfs"].includes(format)) throw sdkInvalidInput("invalid input in field 'format'", ["format => [must be one of: ext4, xfs]"]);
         if (locationName && !locationOf(catalog(), locationName)) throw sdkInvalidInput(`location '${locationName}' not found`);
+        if (format === "xfs") throw new Error("stand-in hcloud: format xfs is not modelled (this machine has no mkfs.xfs); use ext4");
         const record = await project.update((p) => {
             let location = locationName;
             if (serverId) {
@@ -241,7 +283,7 @@ const volume: ResourceType = {
                 dir: path.join(cloudDir(), "volumes", String(id)),
                 mount: null,
             };
-            fs.mkdirSync(v.dir, { recursive: true, mode: 0o755 });
+            createDisk(v.dir, size, format);
             p.volumes[id] = v;
             return v;
         });
@@ -290,6 +332,7 @@ const volume: ResourceType = {
             const bad = sizeProblem(size);
             if (bad) throw partial(bad);
             await project.update((p) => {
+                growDisk(p.volumes[id].dir, size);
                 p.volumes[id].size = size;
             });
         }

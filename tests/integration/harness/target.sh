@@ -19,6 +19,21 @@
 #                                                   fake switch-to-configuration boot wrote
 #                                                   (/boot/default-system) is activated, as
 #                                                   NixOS' boot activates the default entry
+#   target.sh attach-disk DIR IMAGE NAME            a disk appears: IMAGE (a file) becomes a
+#                                                   loop device of this machine (printed), and
+#                                                   inside the target /dev/disk/by-id/NAME links
+#                                                   to it, as udev links a hot-plugged disk
+#   target.sh detach-disk DIR NAME                  the disk goes away, mounted or not (its mounts
+#                                                   inside the target are unmounted lazily first),
+#                                                   then its loop device is detached; stop does
+#                                                   this for every disk still attached
+#
+# The target's /dev is this machine's, except that on the first attach-disk it
+# becomes an overlay of it (this machine's /dev below, a small tmpfs above,
+# /dev/pts and /dev/shm bound in again): /dev/disk inside the target is the
+# target's own, and nothing is written to this machine's /dev. The loop devices
+# themselves are this machine's (the kernel has one set); DIR/disks/NAME
+# records each as "DEVICE IMAGE".
 #
 # Where it listens (environment of `start`):
 #   TARGET_NET=loopback (default)  sshd and the web server (HTTP) on random
@@ -232,6 +247,8 @@ cmd_stop() {
   if [[ -n ${NETNS:-} && -e /run/netns/$NETNS ]]; then
     ip netns del "$NETNS"
   fi
+  # The namespace, and the mounts in it, are gone: the disks' loop devices go too.
+  detach_loops "$dir"
 }
 
 cmd_run() {
@@ -272,6 +289,108 @@ cmd_reboot() {
     if [ -L /boot/default-system ]; then "$(readlink /boot/default-system)/bin/switch-to-configuration" test; fi'
 }
 
+# in_target DIR FUNCTION ARGS...: runs one of this file's functions inside the
+# target's mount namespace.
+in_target() {
+  local dir=$1 fn=$2
+  shift 2
+  cmd_run "$dir" bash -c "set -euo pipefail; $(declare -f "$fn"); $fn \"\$@\"" "$fn" "$@"
+}
+
+# Inside the target, once: /dev becomes an overlay whose lower layer is this
+# machine's /dev (device nodes work through it, new ones show up) and whose
+# upper layer is a tmpfs in DIR/dev-overlay, mounted only in the target. The
+# submounts of /dev (pts, shm...) are bound into it before it moves onto /dev.
+private_dev() {
+  local dir=$1 top=$1/dev-overlay mount_point bound=() b skip
+  if grep -q '^blog-target-dev /dev overlay ' /proc/self/mounts; then return 0; fi
+  mkdir -p "$top"
+  mount -t tmpfs -o size=1m,mode=755 blog-target-dev-upper "$top"
+  mkdir "$top/upper" "$top/work" "$top/merged"
+  mount -t overlay -o "lowerdir=/dev,upperdir=$top/upper,workdir=$top/work" blog-target-dev "$top/merged"
+  while read -r mount_point; do
+    skip=0
+    for b in "${bound[@]}"; do [[ $mount_point == "$b"/* ]] && skip=1; done
+    ((skip)) && continue
+    mount --rbind "$mount_point" "$top/merged${mount_point#/dev}"
+    bound+=("$mount_point")
+  done < <(findmnt -l -n -o TARGET -R /dev | tail -n +2 | sort -u)
+  mount --move "$top/merged" /dev
+}
+
+# Inside the target: /dev/disk/by-id/NAME -> ../../loopN, as udev names a disk.
+link_disk() {
+  local device=$1 name=$2
+  mkdir -p /dev/disk/by-id
+  ln -sfn "../../${device#/dev/}" "/dev/disk/by-id/$name"
+}
+
+# Inside the target: the disk's mounts go (lazily, deepest first: a detached
+# disk does not wait for its users), then its link.
+unlink_disk() {
+  local device=$1 name=$2 devnum mount_point
+  devnum=$((0x$(stat -L -c %t "$device"))):$((0x$(stat -L -c %T "$device")))
+  findmnt -l -n -o MAJ:MIN,TARGET | awk -v d="$devnum" '$1 == d {print $2}' | sort -r |
+    while read -r mount_point; do umount -l "$mount_point"; done
+  rm -f "/dev/disk/by-id/$name"
+}
+
+# release_loop DEVICE IMAGE: detaches DEVICE if it still serves IMAGE (a loop
+# device still in use is detached when its last user lets go: autoclear).
+release_loop() {
+  local device=$1 image=$2 back
+  back=$(losetup -n -O BACK-FILE "$device" 2>/dev/null) || return 0
+  [[ ${back% (deleted)} == "$image" ]] || return 0
+  losetup -d "$device"
+}
+
+# detach_loops DIR: every disk still recorded in DIR/disks.
+detach_loops() {
+  local dir=$1 record device image
+  for record in "$dir"/disks/*; do
+    [[ -f $record ]] || continue
+    read -r device image <"$record"
+    release_loop "$device" "$image" || true
+    rm -f "$record"
+  done
+}
+
+cmd_attach_disk() {
+  local dir=$1 image=$2 name=$3 record device
+  [[ $name =~ ^[A-Za-z0-9._:+-]+$ ]] || abort "disk name '$name' is not valid"
+  [[ -f $image ]] || abort "disk image '$image' is not a file"
+  image=$(realpath "$image")
+  [[ $image != *[[:space:]]* ]] || abort "disk image '$image' must not contain spaces"
+  record=$dir/disks/$name
+  [[ ! -e $record ]] || abort "a disk named $name is attached already: $(cat "$record")"
+  # shellcheck source=/dev/null
+  source "$dir/target.env"
+  kill -0 "$SSHD_PID" 2>/dev/null || abort "the target in $dir is not running"
+  mkdir -p "$dir/disks"
+  device=$(losetup --find --show "$image") || abort "losetup could not attach $image"
+  printf '%s %s\n' "$device" "$image" >"$record"
+  if ! in_target "$dir" private_dev "$dir" || ! in_target "$dir" link_disk "$device" "$name"; then
+    release_loop "$device" "$image"
+    rm -f "$record"
+    abort "could not make $device appear in the target as /dev/disk/by-id/$name"
+  fi
+  echo "$device"
+}
+
+cmd_detach_disk() {
+  local dir=$1 name=$2 record device image
+  record=$dir/disks/$name
+  [[ -f $record ]] || return 0 # not attached: nothing to do
+  read -r device image <"$record"
+  # shellcheck source=/dev/null
+  source "$dir/target.env"
+  if kill -0 "$SSHD_PID" 2>/dev/null; then
+    in_target "$dir" unlink_disk "$device" "$name"
+  fi
+  release_loop "$device" "$image"
+  rm -f "$record"
+}
+
 main() {
   local verb=${1:-}
   shift || true
@@ -281,7 +400,9 @@ main() {
   run) cmd_run "$@" ;;
   set-host-key) cmd_set_host_key "$@" ;;
   reboot) cmd_reboot "$@" ;;
-  *) abort "usage: target.sh start|stop|run|set-host-key|reboot DIR ..." ;;
+  attach-disk) cmd_attach_disk "$@" ;;
+  detach-disk) cmd_detach_disk "$@" ;;
+  *) abort "usage: target.sh start|stop|run|set-host-key|reboot|attach-disk|detach-disk DIR ..." ;;
   esac
 }
 

@@ -168,6 +168,19 @@ export function changeHostKey(t: Target): string {
   return mustRun(targetScript, ["set-host-key", t.dir]).trim();
 }
 
+/**
+ * A disk appears in the target (target.sh attach-disk): `image` becomes a loop device of this
+ * machine, linked inside the target as /dev/disk/by-id/<name>. Returns the loop device.
+ */
+export function attachDisk(t: Target, image: string, name: string): string {
+  return mustRun(targetScript, ["attach-disk", t.dir, image, name]).trim();
+}
+
+/** The disk goes away (target.sh detach-disk), mounted or not; stopTarget detaches what is left. */
+export function detachDisk(t: Target, name: string): void {
+  mustRun(targetScript, ["detach-disk", t.dir, name]);
+}
+
 /** A free TCP port on 127.0.0.1 with nothing listening. */
 export function closedPort(): number {
   return Number(
