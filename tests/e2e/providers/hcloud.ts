@@ -15,8 +15,9 @@
 //     hcloud/plugin_provider.go                   a missing token fails Configure
 //     internal/server/resource.go                 schema (ForceNew, defaults), Create's checks and
 //                                                 their order, Update (power off, change_type with
-//                                                 upgrade_disk = !keep_disk, firewalls), Delete,
-//                                                 getServerAttributes (state; ipv6_address)
+//                                                 upgrade_disk = !keep_disk, backups through setBackups
+//                                                 in place, firewalls), Delete, getServerAttributes
+//                                                 (state; ipv6_address; backups from backup_window)
 //     internal/sshkey/resource.go                 public_key RequiresReplace; name, labels in place
 //     internal/firewall/resource.go, validation.go  rules, normalized IPs, delete detaches first
 //     internal/servertype, location, datacenter/data_source.go   invoke results, not-found texts
@@ -370,7 +371,9 @@ function serverAttributes(s: ServerRecord): Props {
         ipv4Address: s.public_net.ipv4,
         ipv6Address: s.public_net.ipv6,
         ipv6Network: s.public_net.ipv6_network,
-        backupWindow: "",
+        // getServerAttributes: backups = (backup_window != ""); Hetzner picks the window when backups
+        // are enabled without one (setBackups passes ""), e.g. "22-02" as its API documentation shows.
+        backupWindow: s.backups ? "22-02" : "",
         backups: s.backups,
         labels: s.labels,
         deleteProtection: s.protection.delete,
@@ -642,6 +645,7 @@ const server: ResourceType = {
         const firewallIds = news.firewallIds === undefined ? undefined : (arr(news.firewallIds) ?? []).map(Number);
         const record = await project.update((p) => {
             const s = p.servers[id];
+            // d.HasChange("backups"): setBackups enables or disables them in place, after the type change.
             s.backups = bool(news.backups) ?? false;
             s.protection = protection;
             if (firewallIds !== undefined && !(news.ignoreRemoteFirewallIds === true)) {

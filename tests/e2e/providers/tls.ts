@@ -1,13 +1,23 @@
 // Stand-in for pulumi-resource-tls (@pulumi/tls 5.6.1): `tls:index/privateKey:PrivateKey`, with real
-// keys from Node's crypto. Modelled on hashicorp/terraform-provider-tls v4.2.1
-// internal/provider/resource_private_key.go (schema, Create) and common_key.go
-// (setPublicKeyAttributes), common.go (hashForState), as pulumi/pulumi-tls bridges it
-// (provider/cmd/pulumi-resource-tls/schema.json at f7db93b: the secret outputs).
-import { KeyObject, createHash, createPublicKey, generateKeyPairSync } from "crypto";
+// keys from Node's crypto, and `tls:index/certRequest:CertRequest`, a real certificate signing
+// request signed by the given key. Modelled on hashicorp/terraform-provider-tls v4.2.1:
+//   internal/provider/resource_private_key.go   PrivateKey's schema and Create
+//   internal/provider/common_key.go             setPublicKeyAttributes; parsePrivateKeyPEM and
+//                                               privateKeyToAlgorithm (CertRequest's key, its errors)
+//   internal/provider/common.go                 hashForState (the ids); requireReplaceIfStateContainsPEMString
+//   internal/provider/resource_cert_request.go  CertRequest's schema (what replaces), Create (x509.
+//                                               CreateCertificateRequest: see lib/x509.ts), no-op Read,
+//                                               Update from the plan, no-op Delete
+//   internal/provider/common_cert.go            createSubjectDistinguishedNames
+// as pulumi/pulumi-tls bridges it (provider/cmd/pulumi-resource-tls/schema.json at f7db93b: the
+// secret outputs; CertRequest's `subject` block is a single object).
+import { KeyObject, createHash, createPrivateKey, createPublicKey, generateKeyPairSync } from "crypto";
+import { isIP } from "net";
 import { resourceFailure } from "./lib/bridge";
 import { Ctx, ResourceType, serve } from "./lib/host";
 import { pinnedVersion } from "./lib/repo";
-import { DiffKind, Props, UNKNOWN, deepEqual, num, str } from "./lib/values";
+import { DiffKind, Props, UNKNOWN, arr, containsUnknown, deepEqual, isUnknown, num, obj, objectDiff, str } from "./lib/values";
+import { Subject, createCsr } from "./lib/x509";
 import { authorizedKey, fingerprintMd5, fingerprintSha256, opensshPrivateKey, opensshSupported, pem, publicBlob } from "./lib/openssh";
 
 // hashicorp/terraform-provider-tls v4.2.1 internal/provider/resource_private_key.go: `algorithm` (required), `rsa_bits` (default 2048) and `ecdsa_curve`
@@ -162,11 +172,156 @@ const privateKey: ResourceType = {
     },
 };
 
+// ---------------------------------------------------------------------------------------------
+// CertRequest (internal/provider/resource_cert_request.go, plugin framework)
+
+// resource_cert_request.go: dns_names, ip_addresses, uris and every field of the `subject` block
+// carry RequiresReplace; private_key_pem replaces only when the state holds a PEM
+// (requireReplaceIfStateContainsPEMString); key_algorithm, cert_request_pem and id are computed
+// (UseStateForUnknown).
+const CSR_REPLACE_ON = ["dnsNames", "ipAddresses", "uris"];
+const STATE_PEM = /^-----BEGIN [A-Za-z ]+-----\n(.|\s)+\n-----END [A-Za-z ]+-----\n?$/;
+// pulumi/pulumi-tls f7db93b schema.json: privateKeyPem is `"secret": true`.
+const CSR_SECRET_OUTPUTS = ["privateKeyPem"];
+
+/** The `subject` object's fields, as createSubjectDistinguishedNames reads them. */
+function subjectOf(v: unknown): Subject {
+    const o = obj(v) ?? {};
+    return {
+        commonName: str(o.commonName),
+        organization: str(o.organization),
+        organizationalUnit: str(o.organizationalUnit),
+        streetAddresses: arr(o.streetAddresses)?.map(String),
+        locality: str(o.locality),
+        province: str(o.province),
+        country: str(o.country),
+        postalCode: str(o.postalCode),
+        serialNumber: str(o.serialNumber),
+        emailAddress: str(o.emailAddress),
+    };
+}
+
+const PEM_PREAMBLES = ["PUBLIC KEY", "PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY", "CERTIFICATE", "CERTIFICATE REQUEST"];
+const KEY_PARSERS: Record<string, "pkcs1" | "sec1" | "pkcs8"> = { "RSA PRIVATE KEY": "pkcs1", "EC PRIVATE KEY": "sec1", "PRIVATE KEY": "pkcs8" };
+const KEY_ALGORITHMS: Record<string, string> = { rsa: "RSA", ec: "ECDSA", ed25519: "ED25519" };
+
+/** common_key.go parsePrivateKeyPEM: the first PEM block, its preamble, its parser, the key's algorithm. */
+function parsePrivateKeyPem(text: string): { key: KeyObject; algorithm: string } {
+    const m = /-----BEGIN ([^-\n]+)-----\r?\n([\s\S]*?)-----END \1-----/.exec(text);
+    if (!m) throw new Error(`failed to decode PEM block: decoded bytes 0, undecoded ${Buffer.byteLength(text)}`);
+    const preamble = m[1];
+    if (!PEM_PREAMBLES.includes(preamble)) throw new Error(`unsupported PEM preamble/type: ${preamble}`);
+    const type = KEY_PARSERS[preamble];
+    if (!type) throw new Error(`unable to determine parser for PEM preamble: ${preamble}`);
+    let key: KeyObject;
+    try {
+        key = createPrivateKey({ key: Buffer.from(m[2].replace(/\s+/g, ""), "base64"), format: "der", type });
+    } catch (e) {
+        throw new Error(`failed to parse private key given PEM preamble '${preamble}': ${(e as Error).message}`);
+    }
+    const algorithm = KEY_ALGORITHMS[key.asymmetricKeyType ?? ""];
+    if (!algorithm) throw new Error(`failed to determine key algorithm for private key of type ${key.asymmetricKeyType}: unsupported private key type`);
+    return { key, algorithm };
+}
+
+/** A plugin-framework error as the bridge reports it: "summary: detail". */
+const frameworkError = (summary: string, detail: string) => new Error(`${summary}: ${detail}`);
+
+/** The state's inputs: what the configuration set (the write-only attributes are never stored). */
+function certRequestInputs(news: Props): Props {
+    const out: Props = {};
+    for (const k of ["privateKeyPem", "dnsNames", "ipAddresses", "uris", "subject"]) if (news[k] !== undefined && news[k] !== null) out[k] = news[k];
+    return out;
+}
+
+const certRequest: ResourceType = {
+    secretOutputs: CSR_SECRET_OUTPUTS,
+
+    check(ctx: Ctx, _olds: Props, news: Props) {
+        const failures = [];
+        for (const [k, tf] of [
+            ["ipAddresses", "ip_addresses"],
+            ["uris", "uris"],
+        ] as const) {
+            (arr(news[k]) ?? []).forEach((v, i) => {
+                if (v === "") {
+                    failures.push(
+                        resourceFailure(`Invalid Attribute Value Length. Attribute ${tf}[${i}] string length must be at least 1, got: 0`, ctx.name, `${k}[${i}]`),
+                    );
+                }
+            });
+        }
+        if (news.privateKeyPem === undefined && news.privateKeyPemWo !== undefined) {
+            // Not in terraform-provider-tls v4.2.1; @pulumi/tls 5.6.1 has it, the stand-in does not.
+            failures.push({ reason: "the stand-in tls provider does not model privateKeyPemWo: give privateKeyPem" });
+        }
+        return { inputs: news, failures };
+    },
+
+    diff(_ctx, _id, _oldInputs, olds, news) {
+        const detailedDiff: Record<string, DiffKind> = {};
+        const same = (a: unknown, b: unknown) => !containsUnknown(b) && deepEqual(a ?? null, b ?? null);
+        if (!same(olds.privateKeyPem, news.privateKeyPem)) {
+            detailedDiff.privateKeyPem = STATE_PEM.test(str(olds.privateKeyPem) ?? "") ? "update-replace" : "update";
+        }
+        for (const k of CSR_REPLACE_ON) {
+            if (same(olds[k], news[k])) continue;
+            detailedDiff[k] = olds[k] === undefined || olds[k] === null ? "add-replace" : news[k] === undefined || news[k] === null ? "delete-replace" : "update-replace";
+        }
+        if (!same(olds.subject, news.subject)) {
+            const paths = isUnknown(news.subject) ? { subject: "update" as DiffKind } : objectDiff({ subject: olds.subject }, { subject: news.subject });
+            for (const [p, kind] of Object.entries(paths)) detailedDiff[p] = kind.endsWith("-replace") ? kind : (`${kind}-replace` as DiffKind);
+        }
+        return { changes: Object.keys(detailedDiff).length > 0, detailedDiff };
+    },
+
+    async create(_ctx, news, preview) {
+        const inputs = certRequestInputs(news);
+        if (preview) return { id: "", outs: { ...inputs, keyAlgorithm: UNKNOWN, certRequestPem: UNKNOWN } };
+        let parsed: { key: KeyObject; algorithm: string };
+        try {
+            parsed = parsePrivateKeyPem(String(news.privateKeyPem ?? ""));
+        } catch (e) {
+            throw frameworkError("Failed to parse private key PEM", (e as Error).message);
+        }
+        const ipAddresses = (arr(news.ipAddresses) ?? []).map(String);
+        for (const ip of ipAddresses) if (!isIP(ip)) throw frameworkError("Invalid IP address", `Failed to parse ${JSON.stringify(ip)}`);
+        const der = createCsr(
+            {
+                subject: news.subject === undefined || news.subject === null ? undefined : subjectOf(news.subject),
+                dnsNames: (arr(news.dnsNames) ?? []).map(String),
+                ipAddresses,
+                uris: (arr(news.uris) ?? []).map(String),
+            },
+            parsed.key,
+        );
+        return {
+            // hashForState(string(certReqBytes)): SHA-1 of the DER, trimmed as a string.
+            id: createHash("sha1").update(goTrimSpace(der)).digest("hex"),
+            outs: { ...inputs, keyAlgorithm: parsed.algorithm, certRequestPem: pem("CERTIFICATE REQUEST", der) },
+        };
+    },
+
+    // Read is a no-op upstream: everything there is to read is in the state.
+    async read(_ctx, id, state, inputs) {
+        return { id, props: state, inputs };
+    },
+
+    // updatedUsingPlan: the plan (the configuration, the computed values kept) becomes the state.
+    async update(_ctx, _id, olds, news) {
+        return { ...certRequestInputs(news), keyAlgorithm: olds.keyAlgorithm, certRequestPem: olds.certRequestPem };
+    },
+
+    async delete() {
+        // Nothing to delete: the request lives in the state only.
+    },
+};
+
 serve(
     {
         name: "tls",
         version: pinnedVersion("tls"),
-        resources: { "tls:index/privateKey:PrivateKey": privateKey },
+        resources: { "tls:index/privateKey:PrivateKey": privateKey, "tls:index/certRequest:CertRequest": certRequest },
         functions: {},
     },
     process.argv.slice(2),

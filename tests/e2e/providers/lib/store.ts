@@ -36,6 +36,19 @@ async function lock(file: string): Promise<() => void> {
     }
 }
 
+/**
+ * Runs `fn` while holding the lock on `file` (the lock the Store of that file takes too), so that
+ * plugins, and tests, that make the same thing at once make it once.
+ */
+export async function withLock<R>(file: string, fn: () => R | Promise<R>): Promise<R> {
+    const release = await lock(file);
+    try {
+        return await fn();
+    } finally {
+        release();
+    }
+}
+
 function readJson<T>(file: string, empty: () => T): T {
     return fs.existsSync(file) ? (JSON.parse(fs.readFileSync(file, "utf8")) as T) : empty();
 }
