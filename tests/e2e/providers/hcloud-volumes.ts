@@ -52,7 +52,7 @@ import { execFileSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { multiError, resourceFailure } from "./lib/bridge";
-import { CheckFailure, InitError, ResourceType } from "./lib/host";
+import { CheckFailure, InitError, Invoke, ResourceType } from "./lib/host";
 import {
     Project,
     VolumeRecord,
@@ -61,6 +61,10 @@ import {
     compare,
     compareLabels,
     diffOf,
+    exactlyOne,
+    listId,
+    notFound,
+    selects,
     labelProblem,
     labelsOf,
     locationOf,
@@ -407,6 +411,59 @@ const volumeAttachment: ResourceType = {
         const v = project.read().volumes[id];
         if (!v || v.server === null) return;
         await detach(v.id);
+    },
+};
+
+// ---------------------------------------------------------------------------------------------
+// Invokes: getVolume, getVolumes (internal/volume/data_source.go, data_source_list.go, SDKv2:
+// getVolumeAttributes sets server_id only for an attached volume; the list is sorted by id)
+
+function volumeResult(v: VolumeRecord): Props {
+    const out: Props = {
+        id: v.id,
+        name: v.name,
+        size: v.size,
+        location: v.location,
+        labels: v.labels,
+        linuxDevice: v.linux_device,
+        deleteProtection: v.protection.delete,
+    };
+    if (v.server !== null) out.serverId = v.server;
+    return out;
+}
+
+function volumesBySelector(p: Project, selector: string): VolumeRecord[] {
+    return Object.values(p.volumes)
+        .filter((v) => selects(selector, v.labels))
+        .sort((a, b) => a.id - b.id);
+}
+
+export const volumeFunctions: Record<string, Invoke> = {
+    "hcloud:index/getVolume:getVolume": (args) => {
+        const failures = exactlyOne(args, ["id", "name", "withSelector"], ["id", "name", "with_selector"]);
+        if (failures) return { failures };
+        const p = project.read();
+        let v: VolumeRecord | undefined;
+        if (args.id !== undefined && args.id !== null) {
+            v = p.volumes[String(args.id)];
+            if (!v) throw notFound("volume", "id", args.id);
+        } else if (args.name !== undefined && args.name !== null) {
+            v = Object.values(p.volumes).find((x) => x.name === str(args.name));
+            if (!v) throw notFound("volume", "name", args.name);
+        } else {
+            const found = volumesBySelector(p, String(args.withSelector));
+            if (found.length !== 1) throw new Error(`${found.length === 0 ? "no" : "more than one"} volume found for selector ${args.withSelector}`);
+            v = found[0];
+        }
+        const result = volumeResult(v);
+        if (args.withSelector !== undefined) result.withSelector = args.withSelector;
+        return result;
+    },
+    "hcloud:index/getVolumes:getVolumes": (args) => {
+        const found = volumesBySelector(project.read(), str(args.withSelector) ?? "");
+        const result: Props = { id: listId(found.map((v) => String(v.id))), volumes: found.map(volumeResult) };
+        if (args.withSelector !== undefined) result.withSelector = args.withSelector;
+        return result;
     },
 };
 

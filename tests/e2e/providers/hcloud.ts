@@ -36,7 +36,7 @@
 import { createHash } from "crypto";
 import * as path from "path";
 import { dnsFunctions, dnsResources } from "./hcloud-dns";
-import { detachVolumesOf, volumeResources } from "./hcloud-volumes";
+import { detachVolumesOf, volumeFunctions, volumeResources } from "./hcloud-volumes";
 import { configFailure, multiError, resourceFailure } from "./lib/bridge";
 import {
     Catalog,
@@ -863,7 +863,7 @@ serve(
             ...dnsResources,
             ...volumeResources,
         },
-        functions: { ...functions, ...dnsFunctions },
+        functions: { ...functions, ...dnsFunctions, ...volumeFunctions },
     },
     process.argv.slice(2),
 );

@@ -3,7 +3,8 @@
 # benchmark: an OpenSSH server inside its own mount namespace, with its own
 # /nix (small tmpfs: a store separate from the deployer's), /run (tmpfs: no
 # /run/systemd/system, so target-shim.sh uses its fallback), /boot, /etc/ssh
-# (its own host key), /root (an empty home) and Nix configuration (NIX_CONF_DIR, set for every SSH
+# (its own host key), /root (an empty home), /var/lib (empty: the deploy puts
+# host secrets there) and Nix configuration (NIX_CONF_DIR, set for every SSH
 # session: nothing depends on the machine's /etc/nix). A web server
 # (health-server.py) serves the page that the fake activation writes to
 # /run/blog-health inside it.
@@ -84,7 +85,7 @@ port_open() {
 write_files() {
   local dir=$1 port=$2 address
   shift 2
-  mkdir -p "$dir/etc-ssh" "$dir/etc-nix" "$dir/health" "$dir/root-home"
+  mkdir -p "$dir/etc-ssh" "$dir/etc-nix" "$dir/health" "$dir/root-home" "$dir/var-lib"
   ssh-keygen -q -t ed25519 -N '' -C blog-test-target -f "$dir/etc-ssh/ssh_host_ed25519_key"
   ssh-keygen -q -t ed25519 -N '' -C blog-test-client -f "$dir/client_key"
   # Root's keys live under /etc/ssh inside the namespace, as on NixOS
@@ -133,6 +134,9 @@ mount --bind "$dir/etc-ssh" /etc/ssh
 # root's home of its own: sshd's sessions start root's shell, which would
 # otherwise read this machine's ~/.bashrc (a developer's may be slow).
 mount --bind "$dir/root-home" /root
+# A /var/lib of its own: the deploy's host secrets (/var/lib/blog-secrets)
+# stay on this target's disk, apart from every other target and this machine.
+mount --bind "$dir/var-lib" /var/lib
 exec /usr/sbin/sshd -D -f "$dir/sshd_config" -E "$dir/sshd.log"
 INSIDE
 }
