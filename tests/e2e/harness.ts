@@ -35,12 +35,16 @@ export interface HostSpec {
     system: string;
     platform: "hetzner-cloud" | "generic";
     disk: string | null;
+    tls: "acme" | "cloudflare-origin";
+    dataVolume: boolean;
 }
 
 export interface Configuration {
     host: HostSpec;
     /** The fake system's name: a new name is a new closure. */
     closure: string;
+    /** Names of the secrets its services read (blog.secrets); defaults to none. */
+    secrets?: string[];
 }
 
 export interface OpResult {
@@ -201,6 +205,8 @@ export class E2eStack {
             system: "x86_64-linux",
             platform: "hetzner-cloud",
             disk: null,
+            tls: "acme",
+            dataVolume: false,
             ...overrides,
         };
     }
@@ -236,8 +242,13 @@ export class E2eStack {
         await this.stack.setAllConfig(all);
     }
 
-    async removeConfig(key: string): Promise<void> {
-        await this.stack.removeConfig(key);
+    async removeConfig(key: string, opts: { path?: boolean } = {}): Promise<void> {
+        await this.stack.removeConfig(key, opts.path);
+    }
+
+    /** Sets one value at a path as a secret, as `pulumi config set --secret --path` does (e.g. `blog:hostSecrets.apiKey`). */
+    async setSecretAtPath(key: string, value: string): Promise<void> {
+        await this.stack.setConfig(key, { value, secret: true }, true);
     }
 
     private async op(run: (on: { onEvent: (e: EngineEvent) => void; onOutput: (s: string) => void }) => Promise<{

@@ -160,9 +160,15 @@ async function detach(volumeId: number): Promise<void> {
         const s = p.servers[v.server];
         v.server = null;
         v.mount = null;
-        return mount && s ? { dir: s.target.dir } : undefined;
+        return mount && s ? { dir: s.target.dir, server: s.id } : undefined;
     });
-    if (was) targetSh(["detach-disk", was.dir, diskNameOf(volumeId)]);
+    if (!was) return;
+    // target.sh prints the mount points it had to take away: where the volume was still in use.
+    const mounted = targetSh(["detach-disk", was.dir, diskNameOf(volumeId)]).split("\n").filter(Boolean);
+    await project.update((p) => {
+        const v = p.volumes[volumeId];
+        if (v) v.detaches = [...(v.detaches ?? []), { server: was.server, at: now(), mounted }];
+    });
 }
 
 /**

@@ -25,7 +25,8 @@
 #                                                   inside the target /dev/disk/by-id/NAME links
 #                                                   to it, as udev links a hot-plugged disk
 #   target.sh detach-disk DIR NAME                  the disk goes away, mounted or not (its mounts
-#                                                   inside the target are unmounted lazily first),
+#                                                   inside the target are unmounted lazily first,
+#                                                   and printed),
 #                                                   then its loop device is detached; stop does
 #                                                   this for every disk still attached
 #
@@ -330,12 +331,15 @@ link_disk() {
 }
 
 # Inside the target: the disk's mounts go (lazily, deepest first: a detached
-# disk does not wait for its users), then its link.
+# disk does not wait for its users), each printed, then its link.
 unlink_disk() {
   local device=$1 name=$2 devnum mount_point
   devnum=$((0x$(stat -L -c %t "$device"))):$((0x$(stat -L -c %T "$device")))
   findmnt -l -n -o MAJ:MIN,TARGET | awk -v d="$devnum" '$1 == d {print $2}' | sort -r |
-    while read -r mount_point; do umount -l "$mount_point"; done
+    while read -r mount_point; do
+      umount -l "$mount_point"
+      printf '%s\n' "$mount_point"
+    done
   rm -f "/dev/disk/by-id/$name"
 }
 

@@ -156,10 +156,15 @@ export interface VolumeRecord {
     linux_device: string;
     status: string;
     created: string;
-    /** $BLOG_E2E_CLOUD_DIR/volumes/<id>: what is written there is the volume's content. */
+    /** $BLOG_E2E_CLOUD_DIR/volumes/<id>: its disk image, disk.img, is the volume's content. */
     dir: string;
-    /** Where `dir` is bind-mounted inside the attached server's target, while it is. */
+    /** The device the volume is inside the attached server's target (linux_device), while it is attached. */
     mount: { server: number; path: string } | null;
+    /**
+     * Every detach from a running server, with where the volume was still mounted inside it then
+     * (Hetzner detaches a mounted volume all the same: what a test checks never happens).
+     */
+    detaches?: Array<{ server: number; at: string; mounted: string[] }>;
 }
 export interface Project {
     next_id: number;
