@@ -6,7 +6,9 @@
 #   data-volume.sh attach    after the attach: waits for DATA_DEVICE, checks its
 #                            file system, labels an unlabelled ext4 one, mounts
 #                            it at DATA_MOUNT and starts what could not start
-#                            without it
+#                            without it (when the running system does not
+#                            mount DATA_MOUNT yet, it only labels: the deploy
+#                            brings the configuration that mounts it)
 #   data-volume.sh release   before the detach, on the server it leaves: stops
 #                            what uses DATA_MOUNT, unmounts it, syncs
 #
@@ -248,8 +250,11 @@ on_target_attach() {
   fi
   if ((systemd)); then
     unit=$(systemd-escape --path --suffix=mount "$mount_point")
-    [[ $(systemctl show -p LoadState --value "$unit") == loaded ]] ||
-      on_target_refuse "systemd has no mount unit $unit: this system does not mount $mount_point (its NixOS configuration lacks the data file system)."
+    # The running system may not mount it yet: a volume added to a running
+    # stack comes with the configuration that mounts it, which the deploy
+    # after this activates (the services that need the volume then pull its
+    # mount in: Requires= from RequiresMountsFor=). Label it; mount nothing.
+    [[ $(systemctl show -p LoadState --value "$unit") == loaded ]] || unit=""
   fi
   if [[ $action == label ]]; then
     command -v e2label >/dev/null || on_target_refuse "$device is an unlabelled ext4 file system and e2label is not installed to label it."
@@ -264,7 +269,9 @@ on_target_attach() {
     info "$device holds ext4 labelled '$label' already"
   fi
 
-  if ((systemd)); then
+  if ((systemd)) && [[ -z $unit ]]; then
+    info "the running system has no mount unit for $mount_point; the deploy brings the configuration that mounts it (blog.host.dataVolume)"
+  elif ((systemd)); then
     on_target_start_systemd "$device" "$label" "$mount_point" "$unit" "$device_timeout" "$start_timeout" "$mounted"
   elif [[ -n $mounted ]]; then
     info "$mount_point is mounted from $device already"
