@@ -86,6 +86,12 @@ export function dataProblems(a: DataArgs): { problems: InputProblem[]; warnings:
                       "Hetzner keeps it, with its data, outside the stack (delete it in the console when you no longer need it).",
         );
     }
+    if (a.deleteOnDestroy && a.volumeSize > 0 && !a.existing) {
+        warnings.push(
+            `blog:deleteDataOnDestroy is true: \`pulumi destroy\` DELETES the data volume${volume ? ` ${volume.name} (id ${volume.id})` : ""} ` +
+                "and everything the services stored on it. Set it back to false and `pulumi up` to keep the volume.",
+        );
+    }
     const server = a.server;
     const serverType = a.types.find((t) => t.name === server?.serverType);
     const newArchitecture = ARCHITECTURE[a.system];

@@ -109,5 +109,8 @@ describe("what a plan does to the data (preflight)", () => {
             expect.stringMatching(/^DATA LOSS: .* DELETES the data volume blog-volume-1/),
         ]);
         expect(dataProblems({ ...base, volumeSize: 0, current: { ...volume, serverId: undefined } }).warnings).toEqual([]);
+        expect(dataProblems({ ...base, deleteOnDestroy: true, current: volume }).warnings).toEqual([
+            expect.stringContaining("blog:deleteDataOnDestroy is true: `pulumi destroy` DELETES the data volume blog-volume-1 (id 7)"),
+        ]);
     });
 });
