@@ -13,6 +13,7 @@
   blobBytes ? 0, # one extra dependency of this many bytes (space test)
   depBytes ? 0, # random bytes added to each dependency (benchmark)
   system ? builtins.currentSystem, # given explicitly when evaluated from a flake (pure)
+  tls ? null, # the host's blog.host.tls: activation tells the web server which certificate to serve
 }:
 let
   PATH = "/usr/bin:/bin";
@@ -54,6 +55,8 @@ let
     fi
     ln -sfn @out@ /run/current-system
     echo @name@ > /run/blog-activated
+    # As nginx's configuration would: which certificate the site serves.
+    if [ -n "@tls@" ]; then echo "@tls@" > /run/blog-health/tls; else rm -f /run/blog-health/tls; fi
     if [ @fail@ = 1 ]; then
       rm -f /run/blog-health/health.txt
       echo "switch-to-configuration: starting blog.service failed" >&2
@@ -83,6 +86,7 @@ derivation {
       head -c 16384 /dev/zero > $out/initrd
       printf '%s' "$switchScript" | sed -e "s|@out@|$out|g" -e "s|@name@|${name}|g" \
         -e "s|@fail@|${if fail then "1" else "0"}|g" -e "s|@healthy@|${if healthy then "1" else "0"}|g" \
+        -e "s|@tls@|${if tls == null then "" else tls}|g" \
         > $out/bin/switch-to-configuration
       chmod +x $out/bin/switch-to-configuration
     ''

@@ -17,7 +17,11 @@ does not load (no match, not PEM) fails that connection's handshake, and the
 reason goes to the log. Without --cert the server speaks plain HTTP, and TLS
 to a client that starts a TLS handshake while the origin pair exists.
 --secrets DIR names the secrets directory directly (as this server sees it),
-e.g. when it runs outside target.sh."""
+e.g. when it runs outside target.sh. When the activated system says which
+certificate the site serves (DIR/tls, written by the fake activation as nginx's
+configuration would decide it), the origin pair is served only for
+"cloudflare-origin": with "acme" the site keeps --cert/--key, whatever secrets
+the host holds."""
 import argparse
 import http.server
 import os
@@ -37,6 +41,7 @@ class OriginPair:
 
     def __init__(self, health_dir: str, secrets: Optional[str]) -> None:
         self.explicit = secrets
+        self.tls_mode = os.path.join(health_dir, "tls")
         self.target_env = os.path.join(os.path.dirname(os.path.abspath(health_dir)), "target.env")
         self.root: Optional[str] = None
 
@@ -53,7 +58,14 @@ class OriginPair:
         return self.root
 
     def files(self) -> Optional[tuple]:
-        """(cert, key) of the set the secrets link points at now, when both exist."""
+        """(cert, key) of the set the secrets link points at now, when both exist
+        and the activated system serves them."""
+        try:
+            with open(self.tls_mode, encoding="utf-8") as f:
+                if f.read().strip() != "cloudflare-origin":
+                    return None
+        except FileNotFoundError:
+            pass
         if self.explicit is not None:
             base = self.explicit
         else:

@@ -1,0 +1,89 @@
+// Behind Cloudflare's proxy with the real engine: the zone's SSL mode checked, then managed; the
+// Origin CA certificate issued for the stack's key and delivered as host secrets; the switch to
+// it and back, each step one `pulumi up` that the preview refuses when it would break the site.
+import { execFileSync } from "child_process";
+import { DOMAIN, E2eStack, ZONE_ID, changes, ok } from "./harness";
+
+// Each operation runs the real CLI, which compiles the program and starts the providers.
+jest.setTimeout(600_000);
+
+const s = new E2eStack("proxied");
+
+/** The Cloudflare records of the domain, as "TYPE proxied". */
+function records(): string[] {
+    const all = Object.values((s.cloud("cloudflare").records ?? {}) as Record<string, { name: string; type: string; proxied: boolean }>);
+    return all.filter((r) => r.name === DOMAIN).map((r) => `${r.type} ${r.proxied}`).sort();
+}
+
+/** The certificate the server's web server presents now (PEM), asked through its IPv4 address. */
+function presentedCertificate(ipv4: string): string {
+    const out = execFileSync("sh", ["-c", `openssl s_client -connect ${ipv4}:443 -servername ${DOMAIN} </dev/null 2>/dev/null | openssl x509`], {
+        encoding: "utf8",
+        timeout: 30_000,
+    });
+    return out.trim();
+}
+
+/** The zone's SSL mode in the fake Cloudflare. */
+function sslMode(): string | undefined {
+    return s.cloud("cloudflare").zone_settings?.[ZONE_ID]?.ssl?.value;
+}
+
+beforeAll(() => s.init({ "blog:proxied": "true" }), 600_000);
+
+afterAll(() => s.cleanup(), 120_000);
+
+test("proxied records in a zone that is not Full (strict) fail preview, saying what to do; nothing is created", async () => {
+    const p = await s.preview();
+    expect(p.error).toBeDefined();
+    expect(p.log).toContain(`the SSL mode of the Cloudflare zone ${DOMAIN.split(".").slice(1).join(".")}`);
+    expect(p.log).toContain("pulumi config set manageSslMode true");
+    expect(s.cloud("hcloud").servers ?? {}).toEqual({});
+});
+
+test("with manageSslMode the stack sets the zone to strict, warns that it is zone-wide, and serves Let's Encrypt behind the proxy first", async () => {
+    await s.setConfig({ "blog:manageSslMode": "true" });
+    const p = ok(await s.preview());
+    expect(p.log).toContain("sets the SSL mode of the whole zone to Full (strict)");
+    expect(p.log).toContain('set blog.host.tls = "cloudflare-origin"');
+    ok(await s.up());
+    expect(sslMode()).toBe("strict");
+    expect(records()).toEqual(["A true", "AAAA true"]);
+    // The Origin CA certificate is on the host, ready, while the site keeps its public one.
+    const [dir] = s.targetDirs();
+    const delivered = s.onTarget(dir, "cat /var/lib/blog-secrets/cloudflareOriginCert");
+    expect(delivered).toContain("BEGIN CERTIFICATE");
+    expect(s.onTarget(dir, "head -n 1 /var/lib/blog-secrets/cloudflareRealIp")).toMatch(/^set_real_ip_from [0-9a-f.:]+\/\d+;$/);
+    expect(presentedCertificate((await s.outputs()).ipv4 as string)).not.toBe(delivered.trim());
+});
+
+test("tls cloudflare-origin: one up that only deploys; the host serves the Origin CA certificate and passes the pinned health check", async () => {
+    s.setConfiguration("blog", { ...s.configuration(), host: s.hostFacts({ tls: "cloudflare-origin" }) });
+    const p = ok(await s.preview());
+    expect(changes(p)).toEqual(["update blog-switch"]);
+    ok(await s.up());
+    const [dir] = s.targetDirs();
+    const delivered = s.onTarget(dir, "cat /var/lib/blog-secrets/cloudflareOriginCert");
+    expect(presentedCertificate((await s.outputs()).ipv4 as string)).toBe(delivered.trim());
+});
+
+test("leaving the proxy while the host serves the Origin CA certificate is refused at preview", async () => {
+    await s.setConfig({ "blog:proxied": "false", "blog:manageSslMode": "false" });
+    const p = await s.preview();
+    expect(p.error).toBeDefined();
+    expect(p.log).toContain('config.blog.host.tls: got "cloudflare-origin"; expected acme while blog:proxied is false');
+    await s.setConfig({ "blog:proxied": "true", "blog:manageSslMode": "true" });
+});
+
+test("back: tls acme first (behind the proxy), then proxied false; destroy leaves the zone's SSL mode as it is", async () => {
+    s.setConfiguration("blog", { ...s.configuration(), host: s.hostFacts({ tls: "acme" }) });
+    ok(await s.up());
+    await s.setConfig({ "blog:proxied": "false", "blog:manageSslMode": "false" });
+    const r = ok(await s.up());
+    expect(changes(r)).toEqual(expect.arrayContaining(["delete blog-origin-certificate", "update blog-switch"]));
+    expect(records()).toEqual(["A false", "AAAA false"]);
+    const [dir] = s.targetDirs();
+    expect(s.onTarget(dir, "ls /var/lib/blog-secrets")).toBe("");
+    ok(await s.destroy());
+    expect(sslMode()).toBe("strict");
+});
