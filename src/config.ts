@@ -342,7 +342,8 @@ export function readStackConfig(cfg: pulumi.Config = new pulumi.Config(NAMESPACE
             problems.push(new InputProblem(name, redacted(text), `an object of secret names to values, set one at a time with ${example}`));
             return {};
         }
-        if (!isSecretConfig(name)) {
+        // An empty object is what removing the last secret leaves: nothing to keep secret.
+        if (Object.keys(parsed as object).length > 0 && !isSecretConfig(name)) {
             problems.push(new InputProblem(name, redacted(text), `secrets: set each value again with ${example}`));
         }
         const secrets: Record<string, pulumi.Output<string>> = {};

@@ -414,7 +414,8 @@ export class E2eStack {
 /** The result, when the operation succeeded; otherwise an error with its error lines and the log's end. */
 export function ok(r: OpResult): OpResult {
     if (r.error) {
-        const errors = r.log.split("\n").filter((l) => /error|failed/i.test(l)).slice(0, 40);
+        // The error lines, and the problems the program lists under one ("  - key: got ...; expected ...").
+        const errors = r.log.split("\n").filter((l) => /error|failed|^\s+- /i.test(l)).slice(0, 40);
         throw new Error(`operation failed:\n${errors.join("\n").slice(0, 8000)}\n...\n${r.log.slice(-3000)}`);
     }
     return r;

@@ -40,6 +40,10 @@ describe("hostSecrets in the stack config", () => {
         expect(text).not.toContain("hunter2");
     });
 
+    test("an empty object, what removing the last secret leaves, is no secrets", () => {
+        expect(read(secrets({}), []).hostSecrets).toEqual({});
+    });
+
     test("refuses secrets set in plain text, saying how to set them", () => {
         const text = problem(secrets({ dbPassword: "hunter2" }), []);
         expect(text).toContain("blog:hostSecrets: got \"[secret, 24 characters]\"; expected secrets: set each value again with `pulumi config set --secret --path 'hostSecrets.<name>' <value>`");
