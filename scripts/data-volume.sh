@@ -33,6 +33,8 @@ set -euo pipefail
 script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=scripts/lib/common.sh
 source "$script_dir/lib/common.sh"
+# shellcheck source=scripts/lib/data-target.sh
+source "$script_dir/lib/data-target.sh"
 
 verb=""
 work_dir=""
@@ -76,8 +78,7 @@ parse_inputs() {
   # ext4 labels are at most 16 bytes.
   [[ $DATA_LABEL =~ ^[A-Za-z0-9._-]{1,16}$ ]] ||
     abort "$EXIT_BAD_INPUT" "DATA_LABEL='$DATA_LABEL' is not valid; expected 1 to 16 letters, digits, '.', '_' or '-'"
-  [[ $DATA_MOUNT =~ ^(/[A-Za-z0-9._-]+)+$ && $DATA_MOUNT != */. && $DATA_MOUNT != */.. && $DATA_MOUNT != */./* && $DATA_MOUNT != */../* ]] ||
-    abort "$EXIT_BAD_INPUT" "DATA_MOUNT='$DATA_MOUNT' is not valid; expected an absolute path other than / like /data, without a trailing slash"
+  require_data_mount DATA_MOUNT
 }
 
 cleanup() {
@@ -132,48 +133,9 @@ release_unreachable() {
 # there in one `bash -s`, with the values as arguments. They exit with
 # EXIT_REFUSED before changing anything, EXIT_UNKNOWN after a change failed.
 
-# on_target_refuse MESSAGE...: nothing was changed.
-on_target_refuse() {
-  printf 'error: refused: %s Nothing was changed.\n' "$*" >&2
-  exit "$EXIT_REFUSED"
-}
-
-on_target_fail() {
-  printf 'error: %s; an operator must look.\n' "$*" >&2
-  exit "$EXIT_UNKNOWN"
-}
-
-# on_target_devnum PATH: MAJOR:MINOR of the block device PATH resolves to.
-on_target_devnum() {
-  printf '%d:%d\n' "0x$(stat -L -c %t "$1")" "0x$(stat -L -c %T "$1")"
-}
-
-# on_target_mounted_at PATH: MAJOR:MINOR of what is mounted at PATH ("" if nothing).
-on_target_mounted_at() {
-  findmnt -n -o MAJ:MIN --mountpoint "$1" | tail -n 1 | tr -d ' ' || true
-}
-
-# on_target_mounts_of MAJOR:MINOR: every mount point of that device.
-on_target_mounts_of() {
-  findmnt -l -n -o MAJ:MIN,TARGET | awk -v d="$1" '$1 == d {print $2}'
-}
-
-# on_target_holders PATH: processes with a file, directory or root under PATH.
-on_target_holders() {
-  local path=$1 pid link found=()
-  for pid in /proc/[0-9]*; do
-    for link in "$pid"/cwd "$pid"/root "$pid"/fd/*; do
-      link=$(readlink "$link" 2>/dev/null) || continue
-      if [[ $link == "$path" || $link == "$path"/* ]]; then
-        found+=("${pid#/proc/} ($(cat "$pid/comm" 2>/dev/null))")
-        break
-      fi
-    done
-    ((${#found[@]} < 10)) || break
-  done
-  local IFS=,
-  printf '%s\n' "${found[*]:-none found}"
-}
+# The shared ones (on_target_refuse, on_target_fail, on_target_devnum,
+# on_target_mounted_at, on_target_mounts_of, on_target_holders,
+# on_target_stop_units) are in lib/data-target.sh.
 
 # on_target_wait_for_device DEVICE TIMEOUT: udev makes the by-id link some
 # time after the attach.
@@ -371,12 +333,9 @@ on_target_release() {
 # and the detach would mount it again; the detach then leaves an unclean file
 # system, which ext4's journal recovers on the next mount.
 on_target_stop_systemd() {
-  local mount_point=$1 start_timeout=$2 unit before after stopped
+  local mount_point=$1 start_timeout=$2 unit stopped
   unit=$(systemd-escape --path --suffix=mount "$mount_point")
-  before=$(systemctl list-units --state=active --no-legend --plain | awk '{print $1}' | sort)
-  timeout "$start_timeout" systemctl stop "$unit" || true
-  after=$(systemctl list-units --state=active --no-legend --plain | awk '{print $1}' | sort)
-  stopped=$(comm -23 <(printf '%s\n' "$before") <(printf '%s\n' "$after") | grep -vxF "$unit" | tr '\n' ' ' || true)
+  stopped=$(on_target_stop_units "$start_timeout" "$unit" | grep -vxF "$unit" | tr '\n' ' ' || true)
   if [[ -n $(on_target_mounted_at "$mount_point") ]]; then
     local holders
     holders=$(on_target_holders "$mount_point")
@@ -392,8 +351,7 @@ on_target_stop_systemd() {
 
 # The functions above, sent to the target.
 readonly on_target_functions=(
-  on_target_refuse on_target_fail on_target_devnum on_target_mounted_at on_target_mounts_of
-  on_target_holders on_target_wait_for_device on_target_probe on_target_check_fs
+  "${data_target_functions[@]}" on_target_wait_for_device on_target_probe on_target_check_fs
   on_target_attach on_target_start_systemd on_target_release on_target_stop_systemd
 )
 
