@@ -1,6 +1,7 @@
 // The stack's life with the real engine: preview, up, up again, a new system, key and server
 // changes, destroy. One stack, one test after the other, as a user would run them.
 import * as path from "path";
+import { ageRecipient } from "../../src/keys";
 import {
     CLOUDFLARE_TOKEN,
     DOMAIN,
@@ -85,8 +86,10 @@ test("up creates the server, then DNS, then the install, then the deploy; sets e
         url: `https://${DOMAIN}/`,
         serverId: expect.stringMatching(/^\d+$/),
         hostKey: expect.stringMatching(/^ssh-ed25519 AAAA\S+$/),
+        hostAgeKey: expect.stringMatching(/^age1[02-9ac-hj-np-z]{58}$/),
         systemClosure: s.toplevel(),
         nixosConfiguration: "blog",
+        dataVolume: null,
         dnsRecords: [
             { type: "A", name: DOMAIN, content: expect.any(String), managedBy: "cloudflare" },
             { type: "AAAA", name: DOMAIN, content: expect.any(String), managedBy: "cloudflare" },
@@ -96,6 +99,7 @@ test("up creates the server, then DNS, then the install, then the deploy; sets e
     expect(currentSystem(out.ipv4 as string)).toBe(out.systemClosure);
     // The installed host presents the key the stack generated, and nothing else.
     expect(s.presentedHostKey(target)).toBe(out.hostKey);
+    expect(out.hostAgeKey).toBe(ageRecipient(out.hostKey as string));
     expect(s.installs()).toHaveLength(1);
     const records = JSON.stringify(s.cloud("cloudflare"));
     expect(records).toContain(out.ipv4 as string);
