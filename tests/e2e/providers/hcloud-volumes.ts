@@ -187,15 +187,22 @@ export function detachVolumesOf(p: Project, serverId: number): void {
 // ---------------------------------------------------------------------------------------------
 // Volume (internal/volume/resource.go, SDKv2)
 
-/** getVolumeAttributes, plus what the state keeps from the configuration (automount, format). */
-function volumeOutputs(v: VolumeRecord, inputs: Props, prior: Props = {}): Props {
-    const out: Props = {
+/** getVolumeAttributes: what the resource and the data sources read of a volume, its server aside. */
+function volumeAttributes(v: VolumeRecord): Props {
+    return {
         name: v.name,
         size: v.size,
         location: v.location,
         labels: v.labels,
         linuxDevice: v.linux_device,
         deleteProtection: v.protection.delete,
+    };
+}
+
+/** getVolumeAttributes, plus what the state keeps from the configuration (automount, format). */
+function volumeOutputs(v: VolumeRecord, inputs: Props, prior: Props = {}): Props {
+    const out: Props = {
+        ...volumeAttributes(v),
         // Not attached: getVolumeAttributes sets no server_id, the state keeps what it had.
         serverId: v.server ?? num(prior.serverId) ?? 0,
     };
@@ -425,15 +432,7 @@ const volumeAttachment: ResourceType = {
 // getVolumeAttributes sets server_id only for an attached volume; the list is sorted by id)
 
 function volumeResult(v: VolumeRecord): Props {
-    const out: Props = {
-        id: v.id,
-        name: v.name,
-        size: v.size,
-        location: v.location,
-        labels: v.labels,
-        linuxDevice: v.linux_device,
-        deleteProtection: v.protection.delete,
-    };
+    const out: Props = { id: v.id, ...volumeAttributes(v) };
     if (v.server !== null) out.serverId = v.server;
     return out;
 }
