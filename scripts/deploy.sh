@@ -6,12 +6,16 @@
 # every published address, then make it the boot default. A rollback timer on
 # the target, armed before anything changes, returns the host to the system
 # that was running when the deploy started unless the deploy commits.
+# With HOST_SECRETS set, the host's secrets (/var/lib/blog-secrets/<name>)
+# become exactly that set, delivered inside the same connection before the
+# activation, and go back with the system on a rollback.
 #
 # Input (environment; secrets only here, never arguments): TARGET_HOST,
 # TARGET_PORT, TARGET_USER, HOST_KEY, SSH_PRIVATE_KEY, CONNECT_ATTEMPTS,
 # CONNECT_TIMEOUT, SYSTEM_CLOSURE, FLAKE_ATTR, BUILD_ON, HEALTH_URL, DOMAIN,
-# HEALTH_EXPECT, PUBLISHED_ADDRESSES, HEALTH_RESOLVE, HEALTH_TIMEOUT,
-# ROLLBACK_DEADLINE, LOCK_WAIT, DEPLOY_ORIGIN (see the README's table).
+# HEALTH_EXPECT, HEALTH_PINNED_KEY, PUBLISHED_ADDRESSES, HEALTH_RESOLVE,
+# HEALTH_TIMEOUT, ROLLBACK_DEADLINE, LOCK_WAIT, DEPLOY_ORIGIN, HOST_SECRETS
+# and one HOST_SECRET_<name> per name it lists (see the README's table).
 # Exit codes: 0 deployed (runs and boots SYSTEM_CLOSURE) or nothing to do,
 # 1 bad input, 2 refused before changing the target (another deploy holds
 # the lock, unreachable, no space, copy or build failed), 3 failed and rolled
@@ -20,9 +24,9 @@
 #
 # Test hooks (integration tests only): DEPLOY_TEST_STOP_AFTER=activate stops
 # right after activation, as if the connection dropped there, so the target's
-# own timer has to act. DEPLOY_TEST_PAUSE_AFTER=begin|activate with
+# own timer has to act. DEPLOY_TEST_PAUSE_AFTER=begin|deliver|activate with
 # DEPLOY_TEST_PAUSE_FILE=PATH creates PATH at that point and waits (at most
-# 120 s) until it is removed.
+# 120 s) until it is removed ("deliver": right after the secrets were sent).
 set -euo pipefail
 
 script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -54,6 +58,20 @@ request_payload=""
 current=""      # what the target runs, its system profile and its generation,
 profile_path="" # as the last "begin" read them
 generation=0
+closure_changed=1 # 0: the target runs and boots SYSTEM_CLOSURE already (only secrets change)
+
+# Secrets (HOST_SECRETS). Values stay in the environment until they are sent;
+# their hashes are compared, never printed.
+readonly secret_name_re='^[A-Za-z][A-Za-z0-9_]{0,63}$'
+secrets_requested=0   # HOST_SECRETS is set
+secret_names=()       # its names, each once
+declare -A secrets_before=() # name -> sha256 of the target's set when the deploy started
+secrets_added=() secrets_changed=() secrets_removed=()
+secrets_differ=0   # the target's set is not HOST_SECRETS'
+secrets_delivered=0 # the target may hold the new set now (a rollback must bring the old one back)
+secrets_now=""     # what check_secrets_state found: new, old, other or unknown
+secrets_payload_bytes=0
+payload_status=0
 
 parse_inputs() {
   require_set TARGET_HOST
@@ -70,6 +88,7 @@ parse_inputs() {
   BUILD_ON=${BUILD_ON:-auto}
   HEALTH_EXPECT=${HEALTH_EXPECT:-}
   HEALTH_RESOLVE=${HEALTH_RESOLVE:-}
+  HEALTH_PINNED_KEY=${HEALTH_PINNED_KEY:-}
   DEPLOY_ORIGIN=${DEPLOY_ORIGIN:-${USER:-$(id -un)}@$(uname -n) pid $$}
   DEPLOY_ORIGIN=${DEPLOY_ORIGIN//[^[:print:]]/?}
   if [[ -z ${HEALTH_URL:-} ]]; then
@@ -91,6 +110,36 @@ parse_inputs() {
     abort "$EXIT_BAD_INPUT" "BUILD_ON='$BUILD_ON' is not valid; expected auto, local or remote"
   parse_health_url
   parse_addresses
+  parse_pinned_key
+  parse_secrets
+}
+
+parse_pinned_key() {
+  local pin='sha256//[A-Za-z0-9+/]{43}='
+  [[ -n $HEALTH_PINNED_KEY ]] || return 0
+  [[ $HEALTH_PINNED_KEY =~ ^$pin(\;$pin)*$ ]] ||
+    abort "$EXIT_BAD_INPUT" "HEALTH_PINNED_KEY='$HEALTH_PINNED_KEY' is not valid; expected curl's public key pin, sha256//<base64 of the SHA-256 of the certificate's public key> (several joined by ';')"
+  [[ $HEALTH_URL == https://* ]] ||
+    abort "$EXIT_BAD_INPUT" "HEALTH_PINNED_KEY is set, but HEALTH_URL='$HEALTH_URL' is not https://; a pin needs TLS"
+}
+
+# parse_secrets: HOST_SECRETS' names (each once), each with its HOST_SECRET_<name>,
+# which children (ssh, nix, curl) do not inherit. Names only in messages.
+parse_secrets() {
+  local list=() name var
+  [[ -v HOST_SECRETS ]] || return 0
+  secrets_requested=1
+  read -r -d '' -a list <<<"$HOST_SECRETS" || true
+  for name in "${list[@]}"; do
+    [[ $name =~ $secret_name_re ]] ||
+      abort "$EXIT_BAD_INPUT" "HOST_SECRETS lists '${name//[^[:print:]]/?}', which is not a valid secret name; expected letters, digits and _, starting with a letter, at most 64 characters"
+    [[ " ${secret_names[*]} " != *" $name "* ]] || continue
+    var=HOST_SECRET_$name
+    [[ -v $var ]] ||
+      abort "$EXIT_BAD_INPUT" "$var is not set; HOST_SECRETS lists '$name', and every secret it lists needs its value in HOST_SECRET_<name>"
+    export -n "${var?}"
+    secret_names+=("$name")
+  done
 }
 
 parse_health_url() {
@@ -274,19 +323,16 @@ close_shim() {
 # status as ours; 255 when the session is gone or gave no answer within
 # SECONDS. request_payload, if set, follows the request line.
 request() {
-  local seconds=$1 line
+  local seconds=$1 line sent=0
   shift
   reply=()
-  [[ -n $shim_in ]] || return 255
-  trap '' PIPE
-  if ! printf '%s\n' "$*" 1>&"$shim_in" 2>/dev/null ||
-    { [[ -n $request_payload ]] && ! printf '%s\n' "$request_payload" 1>&"$shim_in" 2>/dev/null; }; then
-    trap - PIPE
-    request_payload=""
-    return 255
+  if [[ -n $shim_in ]]; then
+    trap '' PIPE
+    if printf '%s\n' "$*" 1>&"$shim_in" 2>/dev/null; then sent=1; fi
   fi
+  untraced send_payload "$sent"
   trap - PIPE
-  request_payload=""
+  ((payload_status == 0)) || return 255
   while IFS= read -r -t "$seconds" -u "$shim_out" line; do
     if [[ $line == '@@ '* ]]; then
       return "${line#@@ }"
@@ -294,6 +340,18 @@ request() {
     reply+=("$line")
   done
   return 255
+}
+
+# send_payload SENT: request_payload after the request line (if SENT is 1), then
+# forgets it. Untraced: a payload may carry secrets' values.
+send_payload() {
+  payload_status=0
+  if (($1 != 1)); then
+    payload_status=255
+  elif [[ -n $request_payload ]] && ! printf '%s\n' "$request_payload" 1>&"$shim_in" 2>/dev/null; then
+    payload_status=255
+  fi
+  request_payload=""
 }
 
 # reply_value KEY: the value of the first KEY= line of the last reply.
@@ -370,17 +428,134 @@ begin_deploy() {
   [[ -z $(reply_value takeover) ]] || info "took over the lock from a deploy that died: $(reply_value takeover)"
   [[ -z $(reply_value recovered) ]] ||
     info "that deploy's system $(reply_value unconfirmed) was never confirmed; the target returned to $(reply_value recovered) first"
+  case $(reply_value secrets) in
+  kept) info "a delivery of secrets left undecided (a reboot?) had been committed: kept" ;;
+  restored) info "a delivery of secrets left undecided (a reboot?) was never committed: the set from before it is back (restarted: $(reply_values restarted | tr '\n' ' '))" ;;
+  esac
   current=$(reply_value current)
   profile_path=$(reply_value profile)
   generation=$(reply_value generation)
   test_hook begin
 }
 
-# read_target_state: exits 0 if the target already runs and boots SYSTEM_CLOSURE.
+# --- Secrets -------------------------------------------------------------
+# Everything that touches a value, or its hash, runs untraced.
+
+# target_secrets ARRAY: the target's secrets, name -> sha256, into ARRAY (an
+# associative array); payload_status is the request's status (0: answered).
+target_secrets() {
+  local -n hashes_ref=$1
+  local line
+  hashes_ref=()
+  payload_status=0
+  request 60 secrets-hashes || payload_status=$?
+  for line in "${reply[@]}"; do
+    [[ $line == secret=* ]] || continue
+    line=${line#secret=}
+    # shellcheck disable=SC2034 # a nameref: this sets the caller's array
+    hashes_ref[${line%% *}]=${line#* }
+  done
+}
+
+# secret_hash NAME: the sha256 of HOST_SECRET_NAME's value (fed through a pipe).
+secret_hash() {
+  local var=HOST_SECRET_$1 hash
+  hash=$(printf '%s' "${!var}" | sha256sum)
+  printf '%s\n' "${hash%% *}"
+}
+
+# compare_secrets: secrets_added/changed/removed (names) between the set the
+# target reported and HOST_SECRETS; secrets_differ.
+compare_secrets() {
+  local name
+  secrets_added=() secrets_changed=() secrets_removed=()
+  for name in "${secret_names[@]}"; do
+    if [[ ! -v secrets_before[$name] ]]; then
+      secrets_added+=("$name")
+    elif [[ ${secrets_before[$name]} != "$(secret_hash "$name")" ]]; then
+      secrets_changed+=("$name")
+    fi
+  done
+  for name in "${!secrets_before[@]}"; do
+    [[ " ${secret_names[*]} " == *" $name "* ]] || secrets_removed+=("$name")
+  done
+  mapfile -t secrets_removed < <(((${#secrets_removed[@]} == 0)) || printf '%s\n' "${secrets_removed[@]}" | sort)
+  secrets_differ=0
+  ((${#secrets_added[@]} + ${#secrets_changed[@]} + ${#secrets_removed[@]} == 0)) || secrets_differ=1
+}
+
+# check_secrets_state: secrets_now := new (the target holds HOST_SECRETS' set),
+# old (the set it had when the deploy started), other, or unknown (no answer).
+check_secrets_state() {
+  local -A now=()
+  local name is_new=1 is_old=1
+  target_secrets now
+  if ((payload_status != 0)); then
+    secrets_now=unknown
+    return 0
+  fi
+  ((${#now[@]} == ${#secret_names[@]})) || is_new=0
+  for name in "${secret_names[@]}"; do
+    [[ -v now[$name] && ${now[$name]} == "$(secret_hash "$name")" ]] || is_new=0
+  done
+  ((${#now[@]} == ${#secrets_before[@]})) || is_old=0
+  for name in "${!secrets_before[@]}"; do
+    [[ -v now[$name] && ${now[$name]} == "${secrets_before[$name]}" ]] || is_old=0
+  done
+  secrets_now=other
+  if ((is_new == 1)); then
+    secrets_now=new
+  elif ((is_old == 1)); then
+    secrets_now=old
+  fi
+}
+
+# build_secrets_payload: request_payload := one "<name> <base64 of the value>"
+# line per secret (the complete set), and its size in bytes.
+build_secrets_payload() {
+  local name var encoded
+  request_payload=""
+  for name in "${secret_names[@]}"; do
+    var=HOST_SECRET_$name
+    encoded=$(printf '%s' "${!var}" | base64 -w 0)
+    request_payload+="$name $encoded"$'\n'
+  done
+  request_payload=${request_payload%$'\n'}
+  secrets_payload_bytes=0
+  [[ -z $request_payload ]] || secrets_payload_bytes=$((${#request_payload} + 1))
+}
+
+# secrets_summary: which names are added, changed and removed.
+secrets_summary() {
+  local summary=""
+  ((${#secrets_added[@]} == 0)) || summary+="; added ${secrets_added[*]}"
+  ((${#secrets_changed[@]} == 0)) || summary+="; changed ${secrets_changed[*]}"
+  ((${#secrets_removed[@]} == 0)) || summary+="; removed ${secrets_removed[*]}"
+  summary=${summary#; }
+  printf '%s\n' "${summary:-unchanged}"
+}
+
+# read_secrets: with HOST_SECRETS set, the target's secrets (names and sha256),
+# compared with HOST_SECRETS' values, which are hashed here.
+read_secrets() {
+  ((secrets_requested == 1)) || return 0
+  step "Comparing the target's secrets with HOST_SECRETS (${#secret_names[@]}; by sha256)"
+  untraced target_secrets secrets_before
+  ((payload_status == 0)) || abort "$EXIT_REFUSED" "could not read the target's secrets (status $payload_status); nothing was changed"
+  untraced compare_secrets
+  info "secrets: $(secrets_summary)"
+}
+
+# read_target_state: exits 0 if the target already runs and boots SYSTEM_CLOSURE
+# (and holds HOST_SECRETS' set, if given).
 read_target_state() {
   if [[ $current == "$SYSTEM_CLOSURE" && $profile_path == "$SYSTEM_CLOSURE" ]]; then
-    step "Nothing to do: the target already runs $SYSTEM_CLOSURE"
-    exit 0
+    if ((secrets_differ == 0)); then
+      step "Nothing to do: the target already runs $SYSTEM_CLOSURE$( ((secrets_requested == 0)) || echo ' and holds these secrets')"
+      exit 0
+    fi
+    closure_changed=0
+    info "the target already runs and boots $SYSTEM_CLOSURE: only the secrets change (delivered, their units restarted, health-checked, committed)"
   fi
   return_to=$current
   info "the target runs ${current:-nothing yet}; its system profile (generation $generation) is ${profile_path:-none}"
@@ -487,6 +662,36 @@ prepare_target() {
     info "the running system $return_to is the boot default again (generation $(reply_value repaired))"
 }
 
+# deliver_secrets: the complete new set, inside the shim's session (the values
+# only in its data stream), swapped in on the target at once.
+deliver_secrets() {
+  ((secrets_differ == 1)) || return 0
+  local status=0 units
+  step "Delivering the secrets ($(secrets_summary)) to /var/lib/blog-secrets"
+  untraced build_secrets_payload
+  secrets_delivered=1 # from here on, the target may hold the new set
+  request 120 secrets-deliver "$secrets_payload_bytes" "${return_to:--}" "$SYSTEM_CLOSURE" || status=$?
+  ((status != 255)) || recover_after_loss "the delivery of the secrets"
+  ((status == 0)) || roll_back "delivering the secrets failed (status $status; see above)"
+  units=$(reply_values unit | paste -sd' ' -)
+  info "the target holds them as $(reply_value set); the units that use them: ${units:-none}"
+  test_hook deliver
+}
+
+# restart_secret_units: the units that use an added, changed or removed secret,
+# if they run (or failed), so that they read the new set.
+restart_secret_units() {
+  ((secrets_delivered == 1)) || return 0
+  local status=0 restarted left
+  step "Restarting the units that use the added, changed or removed secrets (if active, activating or failed)"
+  request "$((activate_timeout + 60))" secrets-restart "$activate_timeout" || status=$?
+  ((status != 255)) || recover_after_loss "the restart of the secrets' units"
+  restarted=$(reply_values restarted | paste -sd' ' -)
+  left=$(reply_values left | paste -sd, -)
+  info "restarted: ${restarted:-none}; left alone (not running): ${left:-none}"
+  ((status == 0)) || roll_back "restarting the units that use the changed secrets failed (status $status; see above)"
+}
+
 activate() {
   step "Activating $SYSTEM_CLOSURE (switch-to-configuration test: running, not yet the boot default)"
   request "$((activate_timeout * 2 + 60))" activate "$SYSTEM_CLOSURE" "$activate_timeout"
@@ -498,7 +703,8 @@ activate() {
 health_failure=""
 check_health() {
   local deadline=$((SECONDS + HEALTH_TIMEOUT)) remaining i status units
-  local targets=() errors=() pending=() still=() failures=()
+  local targets=() errors=() pending=() still=() failures=() pinned=""
+  [[ -z $HEALTH_PINNED_KEY ]] || pinned=" (certificate accepted by its pinned public key only)"
   if ((${#addresses[@]} > 0)); then
     for i in "${!addresses[@]}"; do
       if [[ ${addresses[i]} == *:* ]]; then
@@ -507,10 +713,10 @@ check_health() {
         targets+=("$health_url_host:$health_url_port:${addresses[i]}")
       fi
     done
-    step "Checking health: $HEALTH_URL through ${addresses[*]} (up to ${HEALTH_TIMEOUT}s), then failed units"
+    step "Checking health: $HEALTH_URL$pinned through ${addresses[*]} (up to ${HEALTH_TIMEOUT}s), then failed units"
   else
     targets=("$HEALTH_RESOLVE")
-    step "Checking health: $HEALTH_URL (up to ${HEALTH_TIMEOUT}s), then failed units"
+    step "Checking health: $HEALTH_URL$pinned (up to ${HEALTH_TIMEOUT}s), then failed units"
   fi
   pending=("${!targets[@]}")
   while :; do
@@ -520,6 +726,9 @@ check_health() {
     for i in "${pending[@]}"; do
       local args=(--silent --show-error --fail --location --output "$work_dir/health.body" --max-time "$((remaining < 10 ? remaining : 10))")
       [[ -z ${targets[i]} ]] || args+=(--resolve "${targets[i]}")
+      # A pinned key replaces the CA check (an origin certificate no public CA
+      # signed); curl still refuses any other key, --insecure or not.
+      [[ -z $HEALTH_PINNED_KEY ]] || args+=(--insecure --pinnedpubkey "$HEALTH_PINNED_KEY")
       if curl "${args[@]}" "$HEALTH_URL" 2>"$work_dir/health.err"; then
         if [[ -z $HEALTH_EXPECT ]] || grep -qF -- "$HEALTH_EXPECT" "$work_dir/health.body"; then
           continue
@@ -566,13 +775,20 @@ check_health() {
   info "healthy"
 }
 
-# report_health_after PREFIX: health of the system that runs again; exits 3 or 4.
+# report_health_after PREFIX: health of the system that runs again (and, if
+# secrets were delivered, that the set from before is back); exits 3 or 4.
 report_health_after() {
-  local prefix=$1 generation_now=$2 running=$3
+  local prefix=$1 generation_now=$2 running=$3 secrets_note=""
+  if ((secrets_delivered == 1)); then
+    untraced check_secrets_state
+    [[ $secrets_now == old ]] ||
+      abort "$EXIT_UNKNOWN" "$prefix; rolled back to generation $generation_now ($running), but its secrets are not the set it had before the deploy (they are: $secrets_now); an operator must look"
+    secrets_note="; its secrets are the set from before the deploy again"
+  fi
   if ! check_health; then
     abort "$EXIT_UNKNOWN" "$prefix; rolled back to generation $generation_now ($running), but it is not healthy either: $health_failure"
   fi
-  abort "$EXIT_ROLLED_BACK" "$prefix; rolled back: the host runs generation $generation_now ($running) again, boots it, and passed the health check"
+  abort "$EXIT_ROLLED_BACK" "$prefix; rolled back: the host runs generation $generation_now ($running) again, boots it, and passed the health check$secrets_note"
 }
 
 # roll_back REASON: after a failure once the target was changed. Exits 3 or 4.
@@ -609,15 +825,22 @@ recover_after_loss() {
   open_connection
   start_shim
   begin_deploy
-  if [[ $current == "$SYSTEM_CLOSURE" && $profile_path == "$SYSTEM_CLOSURE" ]]; then
+  local how=""
+  [[ -z $(reply_value recovered) ]] || how="its unconfirmed deploy was just returned"
+  secrets_now=""
+  if ((secrets_delivered == 1)); then
+    untraced check_secrets_state
+    [[ $secrets_now != unknown ]] || abort "$EXIT_UNKNOWN" "$reason; could not read the target's secrets after reconnecting; an operator must look"
+  fi
+  if [[ $current == "$SYSTEM_CLOSURE" && $profile_path == "$SYSTEM_CLOSURE" && $secrets_now =~ ^(new)?$ ]]; then
     step "Deployed: the commit had completed before the connection dropped; the host runs generation $generation ($SYSTEM_CLOSURE) and boots it"
     exit 0
   fi
-  if [[ -n $return_to && $current == "$return_to" ]]; then
-    info "the target runs $current again ($([[ -n $(reply_value recovered) ]] && echo 'its unconfirmed deploy was just returned' || echo 'it rebooted into its boot default, or its rollback timer fired'))"
+  if [[ -n $return_to && $current == "$return_to" && $secrets_now =~ ^(old)?$ ]]; then
+    info "the target runs $current again (${how:-it rebooted into its boot default, or its rollback timer fired})"
     report_health_after "deploy failed: $reason" "$generation" "$current"
   fi
-  abort "$EXIT_UNKNOWN" "$reason; the target now runs ${current:-nothing} (profile ${profile_path:-none}), not $return_to; an operator must look"
+  abort "$EXIT_UNKNOWN" "$reason; the target now runs ${current:-nothing} (profile ${profile_path:-none}${secrets_now:+, secrets: $secrets_now}), not $return_to; an operator must look"
 }
 
 commit() {
@@ -653,22 +876,29 @@ main() {
   open_connection
   start_shim
   begin_deploy
+  read_secrets
   read_target_state
-  build_on_target
-  check_space
-  copy_closure
+  if ((closure_changed == 1)); then
+    build_on_target
+    check_space
+    copy_closure
+  fi
   prepare_target
+  deliver_secrets
   local status=0
-  activate || status=$?
-  ((status != 255)) || recover_after_loss "the activation"
-  ((status == 0)) || roll_back "activation failed (switch-to-configuration test of $SYSTEM_CLOSURE)"
+  if ((closure_changed == 1)); then
+    activate || status=$?
+    ((status != 255)) || recover_after_loss "the activation"
+    ((status == 0)) || roll_back "activation failed (switch-to-configuration test of $SYSTEM_CLOSURE)"
+  fi
+  restart_secret_units
   test_hook activate
   status=0
   check_health || status=$?
   ((status != 255)) || recover_after_loss "the health check"
   ((status == 0)) || roll_back "$health_failure"
   commit
-  step "Deployed: the host runs generation $generation ($SYSTEM_CLOSURE) and boots it"
+  step "Deployed: the host runs generation $generation ($SYSTEM_CLOSURE) and boots it$( ((secrets_delivered == 0)) || echo "; secrets: $(secrets_summary)")"
 }
 
 main "$@"

@@ -13,7 +13,7 @@ readonly REPO_DIR
 # Nix (offline builds, the target's store), OpenSSH (the real deploy target),
 # ShellCheck (script lint), iproute2 (network namespaces for test hosts),
 # openssl (the e2e suite's test CA), util-linux (unshare, nsenter, flock).
-readonly APT_PACKAGES=(nix-bin openssh-server openssh-client shellcheck curl jq python3 iproute2 util-linux openssl)
+readonly APT_PACKAGES=(nix-bin openssh-server openssh-client shellcheck curl jq python3 iproute2 util-linux openssl e2fsprogs strace)
 
 step() { printf '\n== %s\n' "$*"; }
 abort() {

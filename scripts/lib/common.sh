@@ -39,6 +39,19 @@ has_value() {
   ((${#value_ref} > 0))
 }
 
+# untraced COMMAND...: runs COMMAND with tracing (bash -x) off, then turns it
+# back on if it was: every line that touches a secret's value runs inside one.
+# COMMAND's status is ours; outside a condition, set -e ends the script on a
+# failure as usual (tracing stays off then).
+untraced() {
+  local xtrace=$- status
+  { set +x; } 2>/dev/null
+  "$@"
+  status=$?
+  [[ $xtrace != *x* ]] || set -x
+  return "$status"
+}
+
 # parse_args SCRIPT ARGS...: the scripts take their input from the
 # environment only; --help prints the script's header comment.
 parse_args() {
