@@ -72,10 +72,6 @@ needed_bytes=0
 identity_opts=()
 ssh_opts=()
 
-warn() {
-  printf 'warning: %s\n' "$*" >&2
-}
-
 parse_command() {
   case ${1:-} in
   backup | restore) verb=$1 ;;

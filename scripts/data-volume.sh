@@ -41,10 +41,6 @@ work_dir=""
 identity_opts=()
 ssh_opts=()
 
-warn() {
-  printf 'warning: %s\n' "$*" >&2
-}
-
 parse_verb() {
   case ${1:-} in
   attach | release) verb=$1 ;;

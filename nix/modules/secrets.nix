@@ -16,7 +16,12 @@
 #   nix eval ...#nixosConfigurations.<host>.config.blog.secrets --apply builtins.attrNames
 # and refuses a preview that does not provide one, so blog.secrets stays plain
 # data (strings and lists of strings).
-{ config, lib, ... }:
+{
+  config,
+  lib,
+  pkgs,
+  ...
+}:
 let
   contract = import ./secret-names.nix;
   cfg = config.blog.secrets;
@@ -101,5 +106,54 @@ in
     # follow it: systemd-tmpfiles reports "already exists and is not a
     # directory" and adjusts nothing (tried with systemd 252).
     systemd.tmpfiles.rules = [ "d ${contract.store} 0700 root root -" ];
+
+    # A reboot between a delivery and its commit (the deploy's state in /run
+    # is gone) would boot the old system with the new secrets until the next
+    # deploy takes the lock. At boot, before any service reads a credential,
+    # apply the deploy's own rule (scripts/target-shim.sh, secrets.sh
+    # "resolve"): a committed delivery whose system runs is kept, any other
+    # is undone. No unit runs yet, so nothing needs a restart.
+    systemd.services.blog-secrets-resolve = {
+      description = "Settle host secrets left undecided by a deploy";
+      wantedBy = [ "sysinit.target" ];
+      before = [
+        "sysinit.target"
+        "shutdown.target"
+      ];
+      after = [ "local-fs.target" ];
+      conflicts = [ "shutdown.target" ];
+      unitConfig = {
+        DefaultDependencies = false;
+        ConditionPathExists = "${contract.store}/pending";
+      };
+      path = [
+        pkgs.coreutils
+        pkgs.gnused
+      ];
+      serviceConfig.Type = "oneshot";
+      script = ''
+        root=${contract.store}
+        link=${contract.directory}
+        pending=$root/pending
+        field() { sed -n "s/^$1=//p" "$pending"; }
+        previous=$(field previous)
+        if [ "$(field committed)" = yes ] && [ "$(readlink -f /run/current-system)" = "$(field new)" ]; then
+          echo "the delivery was committed and its system runs: its secrets stay"
+          [ "$previous" = - ] || [ -z "$previous" ] || rm -rf "''${root:?}/$previous"
+        else
+          echo "the delivery was never committed: the secrets from before it are back"
+          if [ "$previous" = - ] || [ -z "$previous" ]; then
+            rm -f "$link"
+          else
+            ln -sfn "''${root##*/}/$previous" "$link.new"
+            mv -fT "$link.new" "$link"
+          fi
+          delivered=$(field set)
+          [ -z "$delivered" ] || rm -rf "''${root:?}/$delivered"
+        fi
+        rm -f "$pending"
+        sync -f "$root"
+      '';
+    };
   };
 }

@@ -23,6 +23,10 @@ info() {
   printf '    %s\n' "$*" >&2
 }
 
+warn() {
+  printf 'warning: %s\n' "$*" >&2
+}
+
 # abort <exit code> <message...>
 abort() {
   local code=$1
