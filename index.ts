@@ -129,6 +129,8 @@ const deploy = new NixosDeploy(
         sshPrivateKey: config.sshPrivateKey,
         hostSecrets: { ...config.hostSecrets, ...origin?.hostSecrets },
         healthPinnedKey: host.tls === "cloudflare-origin" ? origin!.pin : undefined,
+        // The firewall admits HTTP(S) from Cloudflare only: check the site from the host itself.
+        healthVia: config.httpFromCloudflareOnly ? "ssh" : undefined,
     },
     { dependsOn: data ? [data] : install ? [install] : dns ? [dns] : [] },
 );

@@ -13,7 +13,7 @@
 # Input (environment; secrets only here, never arguments): TARGET_HOST,
 # TARGET_PORT, TARGET_USER, HOST_KEY, SSH_PRIVATE_KEY, CONNECT_ATTEMPTS,
 # CONNECT_TIMEOUT, SYSTEM_CLOSURE, FLAKE_ATTR, BUILD_ON, HEALTH_URL, DOMAIN,
-# HEALTH_EXPECT, HEALTH_PINNED_KEY, PUBLISHED_ADDRESSES, HEALTH_RESOLVE,
+# HEALTH_EXPECT, HEALTH_PINNED_KEY, HEALTH_VIA, PUBLISHED_ADDRESSES, HEALTH_RESOLVE,
 # HEALTH_TIMEOUT, ROLLBACK_DEADLINE, LOCK_WAIT, DEPLOY_ORIGIN, HOST_SECRETS
 # and one HOST_SECRET_<name> per name it lists (see the README's table).
 # Exit codes: 0 deployed (runs and boots SYSTEM_CLOSURE) or nothing to do,
@@ -89,6 +89,9 @@ parse_inputs() {
   HEALTH_EXPECT=${HEALTH_EXPECT:-}
   HEALTH_RESOLVE=${HEALTH_RESOLVE:-}
   HEALTH_PINNED_KEY=${HEALTH_PINNED_KEY:-}
+  HEALTH_VIA=${HEALTH_VIA:-direct}
+  [[ $HEALTH_VIA == direct || $HEALTH_VIA == ssh ]] ||
+    abort "$EXIT_BAD_INPUT" "HEALTH_VIA='$HEALTH_VIA' is not valid; expected direct (through each published address) or ssh (through the SSH connection, to the host's own port)"
   DEPLOY_ORIGIN=${DEPLOY_ORIGIN:-${USER:-$(id -un)}@$(uname -n) pid $$}
   DEPLOY_ORIGIN=${DEPLOY_ORIGIN//[^[:print:]]/?}
   if [[ -z ${HEALTH_URL:-} ]]; then
@@ -157,6 +160,8 @@ parse_health_url() {
 parse_addresses() {
   parse_published_addresses
   addresses=("${published_addresses[@]}")
+  # Through SSH the check does not use the addresses (the firewall admits only the proxy there).
+  [[ $HEALTH_VIA == direct ]] || addresses=()
   if ((${#addresses[@]} > 0)) && [[ -n $HEALTH_RESOLVE ]]; then
     abort "$EXIT_BAD_INPUT" "HEALTH_RESOLVE='$HEALTH_RESOLVE' is not valid together with PUBLISHED_ADDRESSES; expected one of the two"
   fi
@@ -701,11 +706,29 @@ activate() {
 # HEALTH_TIMEOUT through every published address (or as resolved, or through
 # HEALTH_RESOLVE), then no systemd unit failed. Sets health_failure.
 health_failure=""
+# open_health_tunnel: HEALTH_VIA=ssh: a local socket, $work_dir/health.sock,
+# forwarded by the open SSH connection to 127.0.0.1:<HEALTH_URL's port> on the
+# host: the site as the host itself serves it, when its firewall admits HTTP
+# and HTTPS from the proxy's addresses only. Made anew for every check (a
+# reconnect has a new connection).
+open_health_tunnel() {
+  rm -f "$work_dir/health.sock"
+  ssh -o ControlPath="$control_path" -O forward -L "$work_dir/health.sock:127.0.0.1:$health_url_port" "$(target_address)" 2>"$work_dir/forward.err" ||
+    { info "ssh -O forward failed: $(tail -n 1 "$work_dir/forward.err")"; return 1; }
+}
+
 check_health() {
   local deadline=$((SECONDS + HEALTH_TIMEOUT)) remaining i status units
   local targets=() errors=() pending=() still=() failures=() pinned=""
   [[ -z $HEALTH_PINNED_KEY ]] || pinned=" (certificate accepted by its pinned public key only)"
-  if ((${#addresses[@]} > 0)); then
+  if [[ $HEALTH_VIA == ssh ]]; then
+    open_health_tunnel || {
+      health_failure="health check: could not forward a socket to the host's port $health_url_port over the SSH connection"
+      return 1
+    }
+    targets=("")
+    step "Checking health: $HEALTH_URL$pinned through the SSH connection, at the host's own port $health_url_port (up to ${HEALTH_TIMEOUT}s), then failed units"
+  elif ((${#addresses[@]} > 0)); then
     for i in "${!addresses[@]}"; do
       if [[ ${addresses[i]} == *:* ]]; then
         targets+=("$health_url_host:$health_url_port:[${addresses[i]}]")
@@ -726,6 +749,7 @@ check_health() {
     for i in "${pending[@]}"; do
       local args=(--silent --show-error --fail --location --output "$work_dir/health.body" --max-time "$((remaining < 10 ? remaining : 10))")
       [[ -z ${targets[i]} ]] || args+=(--resolve "${targets[i]}")
+      [[ $HEALTH_VIA == direct ]] || args+=(--unix-socket "$work_dir/health.sock")
       # A pinned key replaces the CA check (an origin certificate no public CA
       # signed); curl still refuses any other key, --insecure or not.
       [[ -z $HEALTH_PINNED_KEY ]] || args+=(--insecure --pinnedpubkey "$HEALTH_PINNED_KEY")

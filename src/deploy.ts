@@ -30,6 +30,12 @@ export interface NixosDeployArgs {
     hostSecrets?: Record<string, pulumi.Input<string>>;
     /** Pin of the key the site's certificate must carry (`sha256//<base64>`) instead of a public CA's; defaults to none. */
     healthPinnedKey?: pulumi.Input<string>;
+    /**
+     * How the health check reaches the site: `direct` (through each published address, the default)
+     * or `ssh` (through the SSH connection, at the host's own port: a firewall that admits only
+     * Cloudflare's addresses keeps everyone else out).
+     */
+    healthVia?: "direct" | "ssh";
 }
 
 /**
@@ -64,6 +70,7 @@ export class NixosDeploy extends pulumi.ComponentResource {
         if (args.flakeAttribute !== undefined) environment.FLAKE_ATTR = args.flakeAttribute;
         if (args.sshPrivateKey !== undefined) environment.SSH_PRIVATE_KEY = pulumi.secret(args.sshPrivateKey);
         if (args.healthPinnedKey !== undefined) environment.HEALTH_PINNED_KEY = args.healthPinnedKey;
+        if (args.healthVia !== undefined) environment.HEALTH_VIA = args.healthVia;
         // One variable per secret: a changed value is an update of that key alone (its old and
         // new values both shown as [secret]), and the names stay readable in the diff.
         const secrets = Object.entries(args.hostSecrets ?? {}).sort(([a], [b]) => a.localeCompare(b));

@@ -391,7 +391,8 @@ export function preflight(a: PreflightArgs): pulumi.Output<Preflight> {
         if (placement && a.data) {
             const data = dataProblems({
                 ...a.data,
-                current: own ?? vols[0],
+                // The stack's own volume is the one attached to its server: a volume it let go of keeps the labels.
+                current: own ?? vols.find((v) => v.serverId !== undefined && v.serverId !== null && v.serverId === servers[0]?.id),
                 existing: own !== undefined,
                 location: placement.location,
                 system: placement.system,

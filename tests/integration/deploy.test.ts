@@ -455,6 +455,27 @@ describe("deploy v2", () => {
     expect(r.status).toBe(0);
   });
 
+  test("HEALTH_VIA=ssh checks the site at the host's own port through the SSH connection, not through the addresses", () => {
+    const target = fresh({ netns: true, ipv6: false });
+    const n = target.netns.replace("blogt-", "");
+    // An address no host answers (the firewall of a proxied origin): a direct check could never pass.
+    const unreachable = `198.18.${n}.3`;
+
+    const r = deployTo(target, v2.base, {
+      PUBLISHED_ADDRESSES: unreachable,
+      HEALTH_URL: "http://blog.test/health.txt",
+      HEALTH_VIA: "ssh",
+      HEALTH_TIMEOUT: "10",
+    });
+
+    expect(r.stderr).toContain("through the SSH connection, at the host's own port 80");
+    expect(r.stderr).toContain("Deployed:");
+    expect(r.status).toBe(0);
+    expect(runScript("deploy.sh", scriptEnv(target, { SYSTEM_CLOSURE: v2.base, HEALTH_VIA: "tunnel" })).stderr).toContain(
+      "HEALTH_VIA='tunnel' is not valid; expected direct",
+    );
+  });
+
   test("a host without IPv6 fails the check, naming the IPv6 address; it cannot pass after the rollback either (exit 4)", () => {
     const target = withBase({ netns: true, ipv6: false }, { HEALTH_URL: "http://blog.test/health.txt" });
     expect(target.addr6).toBe("");

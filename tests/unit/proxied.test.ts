@@ -80,6 +80,9 @@ describe("proxied mode", () => {
             ["443", ranges],
             ["icmp", ["0.0.0.0/0", "::/0"]],
         ]);
+        // Nobody but Cloudflare reaches the origin's web ports: the deploy checks the site over its SSH connection.
+        expect(deployEnv(run).HEALTH_VIA).toBe("ssh");
+        expect(deployEnv(await runProgram({ config: PROXIED })).HEALTH_VIA).toBeUndefined();
     });
 
     test("unproxied stacks create nothing at Cloudflare but the records", async () => {
