@@ -8,7 +8,9 @@
 #                            it at DATA_MOUNT and starts what could not start
 #                            without it (when the running system does not
 #                            mount DATA_MOUNT yet, it only labels: the deploy
-#                            brings the configuration that mounts it)
+#                            brings the configuration that mounts it); a
+#                            mounted file system smaller than the volume (a
+#                            bigger volumeSize) grows online (resize2fs)
 #   data-volume.sh release   before the detach, on the server it leaves: stops
 #                            what uses DATA_MOUNT, unmounts it, syncs
 #
@@ -239,12 +241,39 @@ on_target_attach() {
     did+=("mounted it at $mount_point")
     info "mounted $device at $mount_point"
   fi
+  [[ -z $(on_target_mounted_at "$mount_point") ]] || on_target_grow "$device"
   if ((${#did[@]} == 0)); then
     info "attach: nothing to do: $device is ext4 labelled '$label' and mounted at $mount_point"
   else
     local summary
     summary=$(printf '; %s' "${did[@]}")
     info "attach: $device: ${summary#; }"
+  fi
+}
+
+# A volume grown at Hetzner (a bigger volumeSize) is seen at its new size once
+# the kernel rescans the SCSI device (Hetzner's docs: resize, then resize2fs);
+# the mounted ext4 file system then grows online to fill it. resize2fs says
+# "Nothing to do" when it already does.
+on_target_grow() {
+  local device=$1 real out
+  real=$(readlink -f "$device")
+  if [[ -w /sys/class/block/${real##*/}/device/rescan ]]; then
+    echo 1 >"/sys/class/block/${real##*/}/device/rescan" || true
+  fi
+  if ! command -v resize2fs >/dev/null; then
+    info "resize2fs is not installed: the file system keeps its size"
+    return 0
+  fi
+  # Not fatal: the data is intact either way, and the mount grows the file
+  # system at the next boot (x-systemd.growfs, nix/modules/data.nix).
+  if ! out=$(resize2fs "$device" 2>&1); then
+    printf 'warning: %s\n' "could not grow the file system on $device online ($(tail -n 1 <<<"$out")); it keeps its size until the next boot grows it" >&2
+    return 0
+  fi
+  if [[ $out != *"Nothing to do"* ]]; then
+    did+=("grew the file system to the volume's size")
+    info "grew the file system on $device to the volume's size"
   fi
 }
 
@@ -294,13 +323,18 @@ on_target_release() {
   [[ -b $device ]] && devnum=$(on_target_devnum "$device")
   mounted=$(on_target_mounted_at "$mount_point")
 
-  # Checks first: the device must not stay mounted anywhere but at DATA_MOUNT.
-  if [[ -n $devnum ]]; then
+  # Checks first. Without systemd the device must not be mounted anywhere but
+  # at DATA_MOUNT. With systemd it is, by design: the state directories are
+  # bind mounts of the same device (nix/modules/data.nix), which the mount
+  # unit's stop takes down first (a bind mount requires the mount of its
+  # source: RequiresMountsFor= on What=, systemd.mount(5)); what is left
+  # after the stop is checked there.
+  if [[ -z $devnum ]]; then
+    info "$device is not on this server (detached already?)"
+  elif ((!systemd)); then
     others=$(on_target_mounts_of "$devnum" | grep -vxF "$mount_point" | tr '\n' ' ' || true)
     [[ -z $others ]] ||
       on_target_refuse "$device is also mounted at $others(not by this host's configuration); unmount it there first."
-  else
-    info "$device is not on this server (detached already?)"
   fi
 
   if [[ -z $mounted ]]; then
@@ -308,7 +342,7 @@ on_target_release() {
   elif [[ -n $devnum && $mounted != "$devnum" ]]; then
     info "release: $mount_point holds another device ($mounted), not $device: left alone"
   elif ((systemd)); then
-    on_target_stop_systemd "$mount_point" "$start_timeout"
+    on_target_stop_systemd "$mount_point" "$start_timeout" "$devnum"
   else
     sync
     umount "$mount_point" ||
@@ -329,12 +363,13 @@ on_target_release() {
 # and the detach would mount it again; the detach then leaves an unclean file
 # system, which ext4's journal recovers on the next mount.
 on_target_stop_systemd() {
-  local mount_point=$1 start_timeout=$2 unit stopped
+  local mount_point=$1 start_timeout=$2 devnum=${3:-} unit stopped left=""
   unit=$(systemd-escape --path --suffix=mount "$mount_point")
   stopped=$(on_target_stop_units "$start_timeout" "$unit" | grep -vxF "$unit" | tr '\n' ' ' || true)
-  if [[ -n $(on_target_mounted_at "$mount_point") ]]; then
+  [[ -z $devnum ]] || left=$(on_target_mounts_of "$devnum" | tr '\n' ' ' || true)
+  if [[ -n $(on_target_mounted_at "$mount_point") || -n $left ]]; then
     local holders
-    holders=$(on_target_holders "$mount_point")
+    holders="${left:+still mounted at $left; }$(on_target_holders "$mount_point")"
     if [[ -n $stopped ]]; then
       # shellcheck disable=SC2086 # one unit name a word
       timeout "$start_timeout" systemctl start $stopped ||
@@ -348,7 +383,7 @@ on_target_stop_systemd() {
 # The functions above, sent to the target.
 readonly on_target_functions=(
   "${data_target_functions[@]}" on_target_wait_for_device on_target_probe on_target_check_fs
-  on_target_attach on_target_start_systemd on_target_release on_target_stop_systemd
+  on_target_attach on_target_grow on_target_start_systemd on_target_release on_target_stop_systemd
 )
 
 # ---------------------------------------------------------------------------

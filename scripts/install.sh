@@ -121,8 +121,8 @@ on_stock_image() {
 # order, and a volume can take /dev/sda (nix/modules/disk.nix). Evaluated only
 # then (nix eval, no build). The name is resolved on the stock image: by-path
 # and by-id names follow the hardware and stay the same under the installer's
-# kernel, a /dev/sdX name may not, so for /dev/sdX this checks the stock
-# image's probe order only.
+# kernel, a /dev/sdX name may not, so a /dev/sdX name is refused whenever a
+# volume is attached.
 check_install_disk() {
   local volumes attr disk resolved volume device
   step "Checking for Hetzner Volumes on $(target_address) before anything is erased"
@@ -139,6 +139,9 @@ check_install_disk() {
     abort "$EXIT_REFUSED" "a Hetzner Volume is attached to the server and the disk the install erases cannot be told: nix eval $attr failed: $(tail -n 1 "$work_dir/disk.err"); detach the volume and run the install again (the stack attaches it after the install); nothing was changed"
   [[ $disk =~ ^/dev/[A-Za-z0-9._:+@/-]+$ ]] ||
     abort "$EXIT_REFUSED" "a Hetzner Volume is attached to the server and the disk the install erases, '$disk', is not a device path; detach the volume and run the install again; nothing was changed"
+  # Only a stable name can be told apart from the volume under the installer's kernel.
+  [[ ! $disk =~ ^/dev/(sd|vd|xvd)[a-z]+$ ]] ||
+    abort "$EXIT_REFUSED" "a Hetzner Volume is attached to the server and the disk the install erases is named $disk, which follows the probe order: under the installer's kernel it may be the volume; detach the volume and run the install again (the stack attaches it after the install), or name the server's own disk by a stable path in blog.host.disk; nothing was changed"
   resolved=$(on_stock_image "readlink -f -- $disk || true") ||
     abort "$EXIT_REFUSED" "could not resolve $disk on $(target_address) (exit $?); nothing was changed"
   while read -r volume device; do

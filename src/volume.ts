@@ -92,6 +92,8 @@ export class DataVolume extends pulumi.ComponentResource {
             HOST_KEY: args.target.hostKey,
             DATA_DEVICE: device,
         };
+        // A new size is an update that runs the attach again, which grows the file system to it.
+        if (!existing) environment.DATA_SIZE = pulumi.output(args.size!).apply(String);
         if (args.target.sshPrivateKey !== undefined) environment.SSH_PRIVATE_KEY = pulumi.secret(args.target.sshPrivateKey);
 
         this.use = new command.local.Command(

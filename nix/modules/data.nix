@@ -51,6 +51,10 @@ let
       options = [
         "nofail"
         "x-systemd.device-timeout=30s"
+        # A volume grown at Hetzner (volumeSize) grows its file system when
+        # mounted (systemd-growfs, systemd.mount(5) x-systemd.growfs), should
+        # the online grow of scripts/data-volume.sh attach not have done it.
+        "x-systemd.growfs"
       ];
       # Mounted by systemd after the initrd, never in it: a missing volume
       # must not stop the boot (nixos/modules/system/boot/stage-1.nix).

@@ -1,6 +1,7 @@
 // The data volume with the real engine: attached after the install and labelled, moved to a new
 // server in an order that never has it mounted twice, refused where it cannot go, and kept by
 // destroy.
+import * as fs from "fs";
 import { E2eStack, OpResult, changes, ok, startedAt } from "./harness";
 
 // Each operation runs the real CLI, which compiles the program and starts the providers.
@@ -57,6 +58,25 @@ test("a new location is refused at preview: the volume cannot follow; nothing ch
     expect(p.error).toBeDefined();
     expect(p.log).toContain('blog:location: got "fsn1"; expected nbg1, where the data volume');
     await s.setConfig({ "blog:location": "nbg1" });
+});
+
+test("a bigger volumeSize grows the volume in place, and the attach grows /data to it", async () => {
+    const [dir] = s.targetDirs();
+    const device = `/dev/disk/by-id/scsi-0HC_Volume_${volume().id}`;
+    const deviceSize = () => Number(s.onTarget(dir, `blockdev --getsize64 ${device}`));
+    const fsSize = () => Number(s.onTarget(dir, "df -k --output=size /data | tail -n 1"));
+    const [deviceBefore, fsBefore] = [deviceSize(), fsSize()];
+    await s.setConfig({ "blog:volumeSize": "12" });
+    const p = ok(await s.preview());
+    expect(changes(p).sort()).toEqual(["update blog-use", "update blog-volume"]);
+    const r = ok(await s.up());
+    expect(deviceSize()).toBeGreaterThan(deviceBefore);
+    // Growing a mounted ext4 needs CAP_SYS_RESOURCE (the kernel's ext4_resize_begin): where the
+    // test runs without it, the attach says so and leaves the growth to the next boot.
+    const capEff = BigInt(`0x${/CapEff:\s*([0-9a-f]+)/.exec(fs.readFileSync("/proc/self/status", "utf8"))![1]}`);
+    if ((capEff >> 24n) & 1n) expect(fsSize()).toBeGreaterThan(fsBefore);
+    else expect(r.log).toContain(`could not grow the file system on ${device} online`);
+    expect(s.onTarget(dir, "cat /data/mark")).toBe(MARK);
 });
 
 test("a new architecture: preview says the volume moves; up releases it on the old server before the detach, and the new one has the data", async () => {
