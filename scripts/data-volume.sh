@@ -342,7 +342,7 @@ on_target_release() {
   elif [[ -n $devnum && $mounted != "$devnum" ]]; then
     info "release: $mount_point holds another device ($mounted), not $device: left alone"
   elif ((systemd)); then
-    on_target_stop_systemd "$mount_point" "$start_timeout" "$devnum"
+    on_target_stop_systemd "$mount_point" "$start_timeout" "$devnum" "$device"
   else
     sync
     umount "$mount_point" ||
@@ -363,19 +363,24 @@ on_target_release() {
 # and the detach would mount it again; the detach then leaves an unclean file
 # system, which ext4's journal recovers on the next mount.
 on_target_stop_systemd() {
-  local mount_point=$1 start_timeout=$2 devnum=${3:-} unit stopped left=""
+  local mount_point=$1 start_timeout=$2 devnum=${3:-} device=${4:-the volume} unit stopped left=""
   unit=$(systemd-escape --path --suffix=mount "$mount_point")
   stopped=$(on_target_stop_units "$start_timeout" "$unit" | grep -vxF "$unit" | tr '\n' ' ' || true)
   [[ -z $devnum ]] || left=$(on_target_mounts_of "$devnum" | tr '\n' ' ' || true)
-  if [[ -n $(on_target_mounted_at "$mount_point") || -n $left ]]; then
-    local holders
-    holders="${left:+still mounted at $left; }$(on_target_holders "$mount_point")"
-    if [[ -n $stopped ]]; then
-      # shellcheck disable=SC2086 # one unit name a word
-      timeout "$start_timeout" systemctl start $stopped ||
-        on_target_fail "$mount_point is busy (processes using it: $holders), and starting again the units the stop took down ($stopped) failed"
-    fi
-    on_target_refuse "$mount_point is busy and stays mounted (processes using it: $holders)${stopped:+; the units the stop took down were started again: $stopped}; stop those processes and run release again."
+  stopped=${stopped% }
+  left=${left% }
+  [[ -z $(on_target_mounted_at "$mount_point") ]] || left="$mount_point${left:+ $left}"
+  if [[ -n $left ]]; then
+    local holders="" where
+    for where in $left; do
+      holders+="${holders:+, }$where: $(on_target_holders "$where")"
+    done
+    # Back as it was: the mount unit itself (the units below may not pull it
+    # in), then what the stop took down.
+    # shellcheck disable=SC2086 # one unit name a word
+    timeout "$start_timeout" systemctl start "$unit" $stopped ||
+      on_target_fail "$device is still mounted at $left (processes using it: $holders), and starting again $unit${stopped:+ and $stopped} failed"
+    on_target_refuse "$device is still mounted at $left (processes using it: $holders); $unit${stopped:+ and the units the stop took down ($stopped)} were started again; stop those processes and run release again."
   fi
   info "stopped $unit${stopped:+ and what needed it: $stopped}"
 }

@@ -23,6 +23,7 @@ import {
   stopTarget,
   waitForAsync,
 } from "./harness/target";
+import { installFakeSystemctl } from "./harness/fake-systemctl";
 
 jest.setTimeout(120_000);
 
@@ -554,18 +555,8 @@ describe("with systemd (a stand-in systemctl)", () => {
     mountUnit = run("systemd-escape", ["--path", "--suffix=mount", mount]).stdout.trim();
     bindUnit = run("systemd-escape", ["--path", "--suffix=mount", "/run/blog-bind"]).stdout.trim();
     state = path.join(h().dir, "systemd-state");
-    const bin = path.join(h().dir, "systemd-bin");
-    fs.mkdirSync(bin);
-    fs.writeFileSync(path.join(bin, "systemctl"), fakeSystemctl(state), { mode: 0o755 });
-    fs.writeFileSync(path.join(h().dir, "root-home", ".bashrc"), `export PATH=${bin}:$PATH\n`);
     resetUnits();
-    const found = run("ssh", [
-      ...["-i", path.join(h().dir, "client_key"), "-p", String(h().port), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no"],
-      ...["-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", `root@${h().addr4}`, "command -v systemctl"],
-    ]);
-    if (found.stdout.trim() !== path.join(bin, "systemctl")) {
-      throw new Error(`the target's sessions do not find the stand-in systemctl (they find '${found.stdout.trim()}'): ~/.bashrc not read?`);
-    }
+    installFakeSystemctl(h(), state);
   });
   afterAll(() => stopTarget(host));
 
@@ -673,64 +664,4 @@ function sessions(): number[] {
       }
     })
     .map(Number);
-}
-
-/** The stand-in systemctl: show, list-units, stop (with Requires=/BindsTo= propagation), start. */
-function fakeSystemctl(state: string): string {
-  return `#!/bin/bash
-set -u
-state=${state}
-prop() { cat "$state/units/$1/$2" 2>/dev/null || true; }
-rc=0
-stop_one() {
-  local unit=$1 dep
-  [[ -e $state/units/$unit/active ]] || return 0
-  if [[ -e $state/units/$unit/fail-stop ]]; then rc=1; return 0; fi
-  rm -f "$state/units/$unit/active"
-  for dep in $(prop "$unit" RequiredBy) $(prop "$unit" BoundBy); do stop_one "$dep"; done
-}
-cmd=$1
-shift
-case $cmd in
-show)
-  props=() unit=""
-  while (($# > 0)); do
-    case $1 in
-    -p) props+=("$2"); shift 2 ;;
-    --value) shift ;;
-    *) unit=$1; shift ;;
-    esac
-  done
-  for p in "\${props[@]}"; do
-    if [[ $p == ActiveState ]]; then
-      if [[ -e $state/units/$unit/active ]]; then echo active; else echo inactive; fi
-    else
-      echo "$(prop "$unit" "$p")"
-    fi
-  done
-  ;;
-list-units)
-  for dir in "$state"/units/*; do
-    if [[ -e $dir/active ]]; then echo "\${dir##*/} loaded active running stand-in"; fi
-  done
-  ;;
-stop)
-  echo "stop $*" >>"$state/log"
-  if [[ -e $state/slow-stop ]]; then sleep 5; fi
-  for u in "$@"; do stop_one "$u"; done
-  exit $rc
-  ;;
-start)
-  echo "start $*" >>"$state/log"
-  for u in "$@"; do
-    if [[ -e $state/units/$u/fail-start ]]; then rc=1; else mkdir -p "$state/units/$u" && touch "$state/units/$u/active"; fi
-  done
-  exit $rc
-  ;;
-*)
-  echo "stand-in systemctl: $cmd is not supported" >&2
-  exit 1
-  ;;
-esac
-`;
 }

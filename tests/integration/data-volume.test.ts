@@ -2,7 +2,8 @@
 // "volume" is an image file that target.sh attach-disk makes a loop device, linked inside the
 // target as /dev/disk/by-id/scsi-0HC_Volume_<n> (the target's own /dev/disk: this machine's /dev
 // is not written to). The target has no systemd, so the script takes its fallback and mounts the
-// device itself; the systemd path (udev, the mount unit, default.target) is not run here. Each
+// device itself; the systemd path (udev, the mount unit, default.target) is not run here, but for
+// release's, against a stand-in systemctl in a target of its own (its describe). Each
 // test mounts at its own /run/blog-data-<n>: the target's /run is a tmpfs of its own, so no
 // directory appears on this machine.
 import { createHash, randomBytes } from "crypto";
@@ -25,6 +26,7 @@ import {
   stopTarget,
   waitFor,
 } from "./harness/target";
+import { installFakeSystemctl } from "./harness/fake-systemctl";
 
 jest.setTimeout(120_000);
 
@@ -49,7 +51,7 @@ interface Volume {
  * A 16 MiB volume attached to the target: "ext4" as Hetzner formats one (no label), "ext4:<label>",
  * "swap" (another signature), or "none" (no file system; some data inside, so a write would show).
  */
-function volume(kind: string): Volume {
+function volume(kind: string, on: Target = t()): Volume {
   const n = ++count;
   const image = path.join(work, `volume-${n}.img`);
   fs.writeFileSync(image, "");
@@ -62,7 +64,7 @@ function volume(kind: string): Volume {
     fs.writeSync(fd, randomBytes(64 * 1024), 0, 64 * 1024, 4 * MIB);
     fs.closeSync(fd);
   }
-  attachDisk(t(), image, `scsi-0HC_Volume_${n}`);
+  attachDisk(on, image, `scsi-0HC_Volume_${n}`);
   return { image, device: `/dev/disk/by-id/scsi-0HC_Volume_${n}`, mount: `/run/blog-data-${n}` };
 }
 
@@ -70,9 +72,9 @@ function sha256(file: string): string {
   return createHash("sha256").update(fs.readFileSync(file)).digest("hex");
 }
 
-function dataVolume(verb: string, v: Volume, extra: Record<string, string> = {}) {
+function dataVolume(verb: string, v: Volume, extra: Record<string, string> = {}, on: Target = t()) {
   return run(path.join(repoRoot, "scripts", "data-volume.sh"), [verb], {
-    env: scriptEnv(t(), {
+    env: scriptEnv(on, {
       DATA_DEVICE: v.device,
       DATA_MOUNT: v.mount,
       CONNECT_ATTEMPTS: "2",
@@ -85,8 +87,8 @@ function dataVolume(verb: string, v: Volume, extra: Record<string, string> = {})
 }
 
 /** "SOURCE FSTYPE" of what is mounted at the path inside the target ("" if nothing). */
-function mountedAt(mountPoint: string): string {
-  return onTarget(t(), `findmnt -n -o SOURCE,FSTYPE --mountpoint ${mountPoint} || true`).replace(/\s+/g, " ");
+function mountedAt(mountPoint: string, on: Target = t()): string {
+  return onTarget(on, `findmnt -n -o SOURCE,FSTYPE --mountpoint ${mountPoint} || true`).replace(/\s+/g, " ");
 }
 
 function label(image: string): string {
@@ -278,6 +280,170 @@ describe("release", () => {
     expect(wrongKey.stderr).toContain("refused our key");
     expect(wrongKey.stderr).not.toContain("warning:");
     expect(mountedAt(v.mount)).toMatch(/^\/dev\/loop\d+ ext4$/);
+  });
+});
+
+// release on a NixOS host: the volume's device is mounted at DATA_MOUNT and bind-mounted at the
+// services' state directories (nix/modules/data.nix), all one device. In a target of its own with
+// /run/systemd/system (the script takes its systemd path) and a stand-in systemctl its SSH sessions
+// find first on PATH (harness/fake-systemctl.ts): the units' mounts, unmounts and the service's
+// process are real inside the target, and a stop takes down first whatever Requires= the unit, as
+// systemd does: the service, the bind mount, then DATA_MOUNT.
+describe("release with systemd (a stand-in systemctl): DATA_MOUNT and a bind mount of the same device", () => {
+  let host: Target | undefined;
+  let state: string;
+  let bin: string;
+  const h = (): Target => {
+    if (!host) throw new Error("target not started");
+    return host;
+  };
+  const service = "blog-backend.service";
+  const dirs = "blog-data-dirs.service";
+  const unitOf = (p: string) => run("systemd-escape", ["--path", "--suffix=mount", p]).stdout.trim();
+  const active = () =>
+    fs
+      .readdirSync(path.join(state, "units"))
+      .filter((u) => fs.existsSync(path.join(state, "units", u, "active")))
+      .sort();
+  const calls = () => fs.readFileSync(path.join(state, "log"), "utf8").split("\n").filter((l) => l !== "");
+  const servicePid = () => Number(fs.readFileSync(path.join(state, "service.pid"), "utf8").trim());
+  /** Whether the process runs, and with its working directory under dir (inside the target). */
+  const runsIn = (pid: number, dir: string) => onTarget(h(), `readlink /proc/${pid}/cwd || true`).startsWith(dir);
+
+  interface Setup {
+    v: Volume;
+    bind: string;
+    mountUnit: string;
+    bindUnit: string;
+  }
+
+  /**
+   * A volume, and the units of nix/modules/data.nix for it: DATA_MOUNT's mount unit, the service that
+   * makes the bind source, the bind mount of <DATA_MOUNT>/var/lib/private/blog-backend at
+   * /run/blog-state-<n>, and a service whose process works in the bind mount; all started through
+   * the stand-in. bindStopUnmounts false: stopping the bind mount's unit leaves it mounted.
+   */
+  function mountedThroughUnits(opts: { bindStopUnmounts?: boolean } = {}): Setup {
+    const v = volume("ext4:blog-data", h());
+    const bind = v.mount.replace("/blog-data-", "/blog-state-");
+    const source = `${v.mount}/var/lib/private/blog-backend`;
+    const mountUnit = unitOf(v.mount);
+    const bindUnit = unitOf(bind);
+    const pidFile = path.join(state, "service.pid");
+    const units: Record<string, Record<string, string>> = {
+      [mountUnit]: {
+        RequiredBy: `${dirs} ${bindUnit}`,
+        ExecStart: `mkdir -p ${v.mount} && mount ${v.device} ${v.mount}`,
+        ExecStop: `umount ${v.mount}`,
+      },
+      [dirs]: { RequiredBy: bindUnit, ExecStart: `install -d -m 0700 ${v.mount}/var/lib/private && install -d ${source}` },
+      [bindUnit]: {
+        RequiredBy: service,
+        ExecStart: `mountpoint -q ${bind} || { mkdir -p ${bind} && mount --bind ${source} ${bind}; }`,
+        ...(opts.bindStopUnmounts === false ? {} : { ExecStop: `umount ${bind}` }),
+      },
+      [service]: {
+        ExecStart: `(cd ${bind} && exec sleep 300) >/dev/null 2>&1 & echo $! > ${pidFile}`,
+        // Until it is gone (a zombie holds no mount).
+        ExecStop: `pid=$(cat ${pidFile}); kill "$pid"; while s=$(cut -d' ' -f3 /proc/$pid/stat 2>/dev/null) && [ "$s" != Z ]; do sleep 0.05; done`,
+      },
+      "unrelated.service": {},
+    };
+    fs.rmSync(state, { recursive: true, force: true });
+    for (const [name, props] of Object.entries(units)) {
+      const dir = path.join(state, "units", name);
+      fs.mkdirSync(dir, { recursive: true });
+      for (const [prop, value] of Object.entries(props)) fs.writeFileSync(path.join(dir, prop), value);
+    }
+    onTarget(h(), `${bin}/systemctl start ${service} unrelated.service`);
+    fs.writeFileSync(path.join(state, "log"), "");
+    // The stand-in's Requires= brought up what the service needs, in the target.
+    expect(active()).toEqual([bindUnit, dirs, mountUnit, service, "unrelated.service"].sort());
+    expect(mountedAt(v.mount, h())).toMatch(/^\/dev\/loop\d+ ext4$/);
+    expect(mountedAt(bind, h())).toMatch(/^\/dev\/loop\d+\[\/var\/lib\/private\/blog-backend\] ext4$/);
+    expect(runsIn(servicePid(), bind)).toBe(true);
+    return { v, bind, mountUnit, bindUnit };
+  }
+
+  /** The units the script reports it stopped with DATA_MOUNT's ("" if it did not say). */
+  function reportedStopped(stderr: string, mountUnit: string): string[] {
+    const line = stderr.split("\n").find((l) => l.includes(`stopped ${mountUnit} and what needed it: `)) ?? "";
+    return line
+      .slice(line.indexOf(": ", line.indexOf("what needed it")) + 2)
+      .split(" ")
+      .filter((u) => u !== "")
+      .sort();
+  }
+
+  beforeAll(() => {
+    host = startTarget();
+    onTarget(h(), "mkdir -p /run/systemd/system");
+    state = path.join(h().dir, "systemd-state");
+    bin = installFakeSystemctl(h(), state);
+  });
+  afterAll(() => stopTarget(host)); // its processes (the services' sleeps) and disks with it
+
+  test("stops DATA_MOUNT's unit: the service, then the bind mount, then DATA_MOUNT go down; the device is mounted nowhere, cleanly (exit 0)", () => {
+    const { v, bind, mountUnit, bindUnit } = mountedThroughUnits();
+    const pid = servicePid();
+    onTarget(h(), `echo written-before-release > ${bind}/note`);
+
+    const r = dataVolume("release", v, { START_TIMEOUT: "10" }, h());
+
+    expect(r.stderr).not.toContain("also mounted at");
+    expect(reportedStopped(r.stderr, mountUnit)).toEqual([bindUnit, dirs, service].sort());
+    expect(r.stderr).toContain(`release: ${v.device} is out of use and unmounted, file systems synced: it can be detached`);
+    expect(r.status).toBe(0);
+    expect(calls()).toEqual([`stop ${mountUnit}`]);
+    expect(active()).toEqual(["unrelated.service"]);
+    expect(mountedAt(v.mount, h())).toBe("");
+    expect(mountedAt(bind, h())).toBe("");
+    expect(runsIn(pid, bind)).toBe(false);
+    // The last mount of the file system went: its superblock says clean.
+    expect(features(v.image)).not.toContain("needs_recovery");
+    expect(run("debugfs", ["-R", "cat /var/lib/private/blog-backend/note", v.image]).stdout.trim()).toBe("written-before-release");
+  });
+
+  test("the bind mount stays mounted after the stop (kept outside the units): refused (exit 2), the stopped units started again, DATA_MOUNT mounted again", () => {
+    const { v, bind, mountUnit, bindUnit } = mountedThroughUnits({ bindStopUnmounts: false });
+
+    const r = dataVolume("release", v, { START_TIMEOUT: "10" }, h());
+
+    expect(r.stderr).toContain(`still mounted at ${bind} (`);
+    expect(r.stderr).toContain(`${mountUnit} and the units the stop took down (`);
+    expect(r.stderr).toContain("were started again");
+    expect(r.stderr).toContain("Nothing was changed.");
+    expect(r.status).toBe(2);
+    expect(calls()).toHaveLength(2);
+    expect(calls()[0]).toBe(`stop ${mountUnit}`);
+    // The mount unit itself too: nothing below may pull it in again.
+    expect(calls()[1].split(" ").slice(1).sort()).toEqual([mountUnit, bindUnit, dirs, service].sort());
+    expect(active()).toEqual([bindUnit, dirs, mountUnit, service, "unrelated.service"].sort());
+    expect(mountedAt(v.mount, h())).toMatch(/^\/dev\/loop\d+ ext4$/);
+    expect(onTarget(h(), `findmnt -n --mountpoint ${bind} | wc -l`)).toBe("1");
+    expect(runsIn(servicePid(), bind)).toBe(true);
+  });
+
+  test("a process outside the units works in the bind mount: refused (exit 2), the units started again; released once it is gone", () => {
+    const { v, bind, mountUnit, bindUnit } = mountedThroughUnits();
+    const holder = Number(onTarget(h(), `cd ${bind} && (sleep 100 >/dev/null 2>&1 </dev/null & echo $!)`));
+    try {
+      const busy = dataVolume("release", v, { START_TIMEOUT: "10" }, h());
+
+      expect(busy.stderr).toContain(`still mounted at ${bind} (processes using it: ${bind}: ${holder} (sleep)`);
+      expect(busy.stderr).toContain("Nothing was changed.");
+      expect(busy.status).toBe(2);
+      expect(active()).toEqual([bindUnit, dirs, mountUnit, service, "unrelated.service"].sort());
+      expect(mountedAt(v.mount, h())).toMatch(/^\/dev\/loop\d+ ext4$/);
+      expect(onTarget(h(), `findmnt -n --mountpoint ${bind} | wc -l`)).toBe("1");
+      expect(runsIn(servicePid(), bind)).toBe(true);
+    } finally {
+      process.kill(holder, "SIGKILL");
+    }
+    const r = dataVolume("release", v, { START_TIMEOUT: "10" }, h());
+    expect(r.status).toBe(0);
+    expect(mountedAt(v.mount, h())).toBe("");
+    expect(mountedAt(bind, h())).toBe("");
   });
 });
 
