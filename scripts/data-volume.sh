@@ -87,10 +87,7 @@ cleanup() {
 
 prepare_work_dir() {
   make_work_dir
-  if has_value SSH_PRIVATE_KEY; then
-    write_secret_file "$work_dir/id_admin" SSH_PRIVATE_KEY
-    identity_opts=(-o IdentitiesOnly=yes -i "$work_dir/id_admin")
-  fi
+  identity_options identity_opts SSH_PRIVATE_KEY "$work_dir/id_admin"
   write_known_hosts "$work_dir/known_hosts" "$HOST_KEY"
   pinned_ssh_options ssh_opts "$work_dir/known_hosts"
   ssh_opts+=("${identity_opts[@]}")

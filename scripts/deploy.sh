@@ -213,10 +213,9 @@ prepare_work_dir() {
     -o ServerAliveInterval=5
     -o ServerAliveCountMax=6
   )
-  if has_value SSH_PRIVATE_KEY; then
-    write_secret_file "$work_dir/id_deploy" SSH_PRIVATE_KEY
-    ssh_opts+=(-o IdentitiesOnly=yes -i "$work_dir/id_deploy")
-  fi
+  local identity=()
+  identity_options identity SSH_PRIVATE_KEY "$work_dir/id_deploy"
+  ssh_opts+=("${identity[@]}")
 }
 
 # --- Where the closure comes from ---------------------------------------

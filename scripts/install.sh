@@ -77,16 +77,9 @@ prepare_extra_files() {
 
 prepare_work_dir() {
   make_work_dir
-  if has_value SSH_PRIVATE_KEY; then
-    write_secret_file "$work_dir/id_admin" SSH_PRIVATE_KEY
-    identity_opts=(-o IdentitiesOnly=yes -i "$work_dir/id_admin")
-  fi
-  if has_value BOOTSTRAP_SSH_PRIVATE_KEY; then
-    write_secret_file "$work_dir/id_bootstrap" BOOTSTRAP_SSH_PRIVATE_KEY
-    bootstrap_identity_opts=(-o IdentitiesOnly=yes -i "$work_dir/id_bootstrap")
-  else
-    bootstrap_identity_opts=("${identity_opts[@]}")
-  fi
+  identity_options identity_opts SSH_PRIVATE_KEY "$work_dir/id_admin"
+  identity_options bootstrap_identity_opts BOOTSTRAP_SSH_PRIVATE_KEY "$work_dir/id_bootstrap"
+  ((${#bootstrap_identity_opts[@]} > 0)) || bootstrap_identity_opts=("${identity_opts[@]}")
   prepare_extra_files
 }
 

@@ -143,6 +143,18 @@ write_secret_file() {
   )
 }
 
+# identity_options ARRAY NAME PATH: when the variable NAME holds a private
+# key, writes it to PATH (mode 0600, untraced) and sets ARRAY to the ssh
+# options that log in with it alone; otherwise ARRAY is empty (ssh-agent).
+identity_options() {
+  local -n identity_ref=$1
+  identity_ref=()
+  has_value "$2" || return 0
+  write_secret_file "$3" "$2"
+  # shellcheck disable=SC2034 # a nameref: this sets the caller's array
+  identity_ref=(-o IdentitiesOnly=yes -i "$3")
+}
+
 # write_known_hosts PATH KEYLINE: the one-line known_hosts file for HOST_ALIAS.
 write_known_hosts() {
   printf '%s %s\n' "$HOST_ALIAS" "$2" >"$1"
