@@ -61,9 +61,7 @@ import {
     compare,
     compareLabels,
     diffOf,
-    exactlyOne,
     listId,
-    notFound,
     selects,
     labelProblem,
     labelsOf,
@@ -428,8 +426,8 @@ const volumeAttachment: ResourceType = {
 };
 
 // ---------------------------------------------------------------------------------------------
-// Invokes: getVolume, getVolumes (internal/volume/data_source.go, data_source_list.go, SDKv2:
-// getVolumeAttributes sets server_id only for an attached volume; the list is sorted by id)
+// Invokes: getVolume, getVolumes (internal/volume/data_source.go, SDKv2: getVolumeAttributes sets
+// server_id only for an attached volume; the list is sorted by id)
 
 function volumeResult(v: VolumeRecord): Props {
     const out: Props = { id: v.id, ...volumeAttributes(v) };
@@ -444,21 +442,25 @@ function volumesBySelector(p: Project, selector: string): VolumeRecord[] {
 }
 
 export const volumeFunctions: Record<string, Invoke> = {
+    // dataSourceHcloudVolumeRead: id first, then name, then a selector (SDKv2: no "exactly one"
+    // validator, and its own error texts).
     "hcloud:index/getVolume:getVolume": (args) => {
-        const failures = exactlyOne(args, ["id", "name", "withSelector"], ["id", "name", "with_selector"]);
-        if (failures) return { failures };
         const p = project.read();
+        const selector = str(args.withSelector) || str(args.selector) || "";
         let v: VolumeRecord | undefined;
-        if (args.id !== undefined && args.id !== null) {
+        if (num(args.id)) {
             v = p.volumes[String(args.id)];
-            if (!v) throw notFound("volume", "id", args.id);
-        } else if (args.name !== undefined && args.name !== null) {
+            if (!v) throw new Error(`no volume found with id ${args.id}`);
+        } else if (str(args.name)) {
             v = Object.values(p.volumes).find((x) => x.name === str(args.name));
-            if (!v) throw notFound("volume", "name", args.name);
-        } else {
-            const found = volumesBySelector(p, String(args.withSelector));
-            if (found.length !== 1) throw new Error(`${found.length === 0 ? "no" : "more than one"} volume found for selector ${args.withSelector}`);
+            if (!v) throw new Error(`no volume found with name ${args.name}`);
+        } else if (selector) {
+            const found = volumesBySelector(p, selector);
+            if (found.length === 0) throw new Error(`no volume found for selector ${JSON.stringify(selector)}`);
+            if (found.length > 1) throw new Error(`more than one volume found for selector ${JSON.stringify(selector)}`);
             v = found[0];
+        } else {
+            throw new Error("please specify an id, a name or a selector to lookup the volume");
         }
         const result = volumeResult(v);
         if (args.withSelector !== undefined) result.withSelector = args.withSelector;

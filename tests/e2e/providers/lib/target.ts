@@ -100,34 +100,3 @@ export function targetAlive(dir: string): boolean {
         return false;
     }
 }
-
-/**
- * Makes `source` (a volume's directory on this machine) appear at `mountPoint` inside the target's
- * mount namespace (target.sh run: nsenter into sshd's namespace), as Hetzner's automount mounts a
- * volume at /mnt/HC_Volume_<id>. The target's /mnt becomes a small tmpfs of its own first (once),
- * so that no mount point is created in this machine's /mnt.
- */
-export function bindIntoTarget(dir: string, source: string, mountPoint: string): void {
-    const script =
-        'set -e; grep -q "^blog-target-mnt /mnt " /proc/self/mounts || mount -t tmpfs -o size=1m,mode=755 blog-target-mnt /mnt; ' +
-        'mkdir -p "$1"; ' +
-        'mountpoint -q "$1" && umount -l "$1"; mount --bind "$2" "$1"';
-    execFileSync("bash", [targetScript(), "run", dir, "sh", "-c", script, "sh", mountPoint, source], {
-        stdio: ["ignore", "pipe", "pipe"],
-        timeout: 30_000,
-    });
-}
-
-/**
- * Takes the volume away from the target (lazily: a process with a file open there keeps it, as
- * a detached disk leaves a mounted file system with I/O errors). Nothing to do when the target is
- * gone: its mount namespace went with it.
- */
-export function unbindFromTarget(dir: string, mountPoint: string): void {
-    if (!targetAlive(dir)) return;
-    const script = 'if mountpoint -q "$1"; then umount -l "$1"; fi; rmdir "$1" 2>/dev/null || true';
-    execFileSync("bash", [targetScript(), "run", dir, "sh", "-c", script, "sh", mountPoint], {
-        stdio: ["ignore", "pipe", "pipe"],
-        timeout: 30_000,
-    });
-}
