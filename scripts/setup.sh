@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Sets up a machine to develop and test this project (the README's set-up
-# command; .ci/run runs it too): Debian's packages the suites use, the npm
-# packages, and the Pulumi engine the e2e suite drives (built once per version,
-# cached outside the repository, see scripts/build-engine.sh).
+# command; .ci/run runs it too): Debian's packages the suites use, Node.js 22
+# where the machine's is older, the npm packages, and the Pulumi engine the e2e
+# suite drives (built once per version, cached outside the repository, see
+# scripts/build-engine.sh).
 #
-#   scripts/setup.sh     needs root for apt-get (or sudo); the rest runs as you
+#   scripts/setup.sh              needs root for apt-get (or sudo); the rest runs as you
+#   scripts/setup.sh --node-bin   prints the directory whose `node` is Node.js 22 (nothing
+#                                 is installed); put it first on PATH, as .ci/run does
 set -euo pipefail
 
 REPO_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -15,7 +18,14 @@ readonly REPO_DIR
 # openssl (the e2e suite's test CA), util-linux (unshare, nsenter, flock).
 readonly APT_PACKAGES=(nix-bin openssh-server openssh-client shellcheck curl jq python3 iproute2 util-linux openssl e2fsprogs strace)
 
-step() { printf '\n== %s\n' "$*"; }
+# Node.js 22 from the npm registry's node-linux-<arch> package, which carries the
+# binary itself (package/bin/node): the one registry this project's machines reach.
+readonly NODE_VERSION=22.23.5
+readonly NODE_MAJOR=${NODE_VERSION%%.*}
+NODE_CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/blog-node/node-v$NODE_VERSION
+readonly NODE_CACHE
+
+step() { printf '\n== %s\n' "$*" >&2; }
 abort() {
   printf 'error: %s\n' "$*" >&2
   exit 1
@@ -45,6 +55,57 @@ install_debian_packages() {
   as_root env DEBIAN_FRONTEND=noninteractive timeout 900 apt-get install -y -q --no-install-recommends "${missing[@]}"
 }
 
+# node_major: the major version of the `node` on PATH (0 if none).
+node_major() {
+  local version
+  version=$(node --version 2>/dev/null) || {
+    echo 0
+    return
+  }
+  [[ $version =~ ^v([0-9]+)\. ]] || abort "node --version printed '$version'; expected vMAJOR.MINOR.PATCH"
+  echo "${BASH_REMATCH[1]}"
+}
+
+# node_bin: the directory of a Node.js $NODE_MAJOR: the machine's own when it is
+# that major, else the cached one (empty when it is not there yet).
+node_bin() {
+  if (($(node_major) == NODE_MAJOR)); then
+    dirname "$(command -v node)"
+  elif [[ -x $NODE_CACHE/bin/node ]]; then
+    echo "$NODE_CACHE/bin"
+  fi
+}
+
+# install_node: Node.js $NODE_VERSION into $NODE_CACHE, unless the machine's
+# node is already $NODE_MAJOR.x. npm checks the package's integrity against the
+# registry's; the binary is checked to run and to report its version.
+install_node() {
+  local bin arch work
+  bin=$(node_bin)
+  if [[ -n $bin ]]; then
+    echo "Node.js $("$bin/node" --version) in $bin"
+    return
+  fi
+  case $(uname -m) in
+  x86_64) arch=x64 ;;
+  aarch64) arch=arm64 ;;
+  *) abort "no Node.js $NODE_MAJOR for $(uname -m): install it yourself (https://nodejs.org)" ;;
+  esac
+  work=$(mktemp -d)
+  # shellcheck disable=SC2064 # expand now: the path is fixed
+  trap "rm -rf '$work'" RETURN
+  (cd "$work" && timeout 600 npm pack --silent "node-linux-$arch@$NODE_VERSION" >/dev/null) ||
+    abort "could not fetch node-linux-$arch@$NODE_VERSION from the npm registry"
+  tar -xzf "$work"/node-linux-"$arch"-*.tgz -C "$work" package/bin/node
+  [[ $("$work/package/bin/node" --version) == "v$NODE_VERSION" ]] ||
+    abort "node-linux-$arch@$NODE_VERSION does not run here or reports another version"
+  mkdir -p "$NODE_CACHE.partial/bin"
+  mv "$work/package/bin/node" "$NODE_CACHE.partial/bin/node"
+  rm -rf "$NODE_CACHE"
+  mv "$NODE_CACHE.partial" "$NODE_CACHE"
+  echo "Node.js v$NODE_VERSION in $NODE_CACHE/bin"
+}
+
 # --ignore-scripts: @pulumi/command's install hook runs `pulumi plugin install`,
 # a download this project never needs (the e2e suite uses its own plugins).
 install_npm_packages() {
@@ -56,8 +117,16 @@ build_engine() {
 }
 
 main() {
+  if [[ ${1:-} == --node-bin ]]; then
+    node_bin
+    return
+  fi
   step "Debian packages"
   install_debian_packages
+  step "Node.js $NODE_MAJOR"
+  install_node
+  # Everything below, npm and the engine's version check included, runs on it.
+  PATH=$(node_bin):$PATH
   step "npm packages"
   install_npm_packages
   step "Pulumi engine"
