@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Offline checks of nix/: every .nix file parses, the host facts match the
 # contract (tests/offline.nix), the host's own shell scripts pass shellcheck
-# (as writeShellApplication checks them when it builds), and the VM test's
-# Python is valid syntax. Needs only nix-instantiate (Debian's nix-bin is
-# enough), shellcheck and python3.
+# (as writeShellApplication checks them when it builds) and behave as their
+# units need (tests/host-scripts-test.sh), and the VM test's
+# Python is valid syntax and uses no undefined name. Needs only nix-instantiate
+# (Debian's nix-bin is enough), shellcheck and python3; the scripts' behaviour
+# (tests/host-scripts-test.sh) also needs root, and is skipped without it.
 set -euo pipefail
 
 nix_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -24,7 +26,10 @@ while IFS= read -r -d '' file; do
 done < <(find "$nix_dir" -name '*.nix' -print0)
 
 step "the host's shell scripts pass shellcheck"
-shellcheck --shell=bash "$nix_dir"/modules/*.sh
+shellcheck --shell=bash "$nix_dir"/modules/*.sh "$nix_dir"/tests/*.sh
+
+step "the host's shell scripts behave (stand-ins for what only NixOS has; needs root)"
+bash "$nix_dir/tests/host-scripts-test.sh"
 
 step "host facts match the contract; the VM test script renders"
 nix-instantiate --eval --strict --json "$nix_dir/tests/offline.nix" >"$tmp/vm_test_script.json"
