@@ -1,18 +1,21 @@
 {
   description = "NixOS host that serves the blog backend over HTTPS on Hetzner Cloud";
 
-  # Every input is pinned by revision in its URL. No flake.lock is committed
-  # yet: the first `nix flake lock ./nix` on a networked machine writes it.
+  # nixpkgs follows a release branch and nix/flake.lock pins its commit; the
+  # other inputs are pinned by revision in their URLs.
   inputs = {
-    # NixOS release: the one line to change. Branch nixos-26.05, the newest
-    # commit we could confirm: f5c082a4, the nixos-26.05 channel's
-    # 26.05.10620.f5c082a40f75 "Yarara" (2026-09-25). 26.05 is supported
-    # until 2026-12-31. To move to 26.11, put a nixos-26.11 commit here
-    # (`git ls-remote https://github.com/NixOS/nixpkgs refs/heads/nixos-26.11`),
-    # run `nix flake lock --update-input nixpkgs ./nix`, read the 26.11 release
-    # notes, and keep system.stateVersion (nix/modules/upkeep.nix) at 26.05:
+    # NixOS release: the one line to change. nixos-26.11 ("Zokor") is the
+    # channel branch of release-26.11: it only moves when Hydra's tests of the
+    # release pass, and `nix flake update nixpkgs` moves the lock within it.
+    # No nixos-26.11 commit could be confirmed from the public sources readable
+    # when this was written (the newest seen: raw.githubusercontent.com
+    # NixOS/nixpkgs release-26.11 nixos/doc/manual/release-notes/
+    # rl-2611.section.md, still "2026.11/??"; nixpkgs-unstable channels up to
+    # 26.11pre1109744.4fe25e12eb9f, 2026-11-06), so the commit is the one the
+    # lock file records. A deploy never resolves it (deploy.yml refuses without
+    # nix/flake.lock). system.stateVersion (nix/modules/upkeep.nix) stays 26.05:
     # it names the release the host's state was created with, not the one it runs.
-    nixpkgs.url = "github:NixOS/nixpkgs/f5c082a40f7571c266e74e80ae2e68aadd8a9fc7";
+    nixpkgs.url = "github:NixOS/nixpkgs/nixos-26.11";
 
     # Tag v1.13.0.
     disko = {

@@ -8,7 +8,6 @@
     ./secrets.nix
     ./hardware-hetzner.nix
     ./disk.nix
-    ./grow-root.nix
     ./data.nix
     ./network.nix
     ./access.nix

@@ -8,7 +8,15 @@
 #   512M EFI system partition      mounted at /boot, for Arm (UEFI)
 #   the rest                       ext4 root
 # disko turns the EF02 partition into boot.loader.grub.devices = [ <disk> ].
-{ config, lib, ... }:
+# The root partition and its file system grow to the whole disk at boot, as a
+# larger Hetzner server type (change_type with upgrade_disk) grows the disk and
+# nothing inside the server would follow.
+{
+  config,
+  lib,
+  options,
+  ...
+}:
 let
   facts = config.blog.host;
   isArm = facts.system == "aarch64-linux";
@@ -40,6 +48,13 @@ let
   #     partition sets boot.loader.grub.devices = [ device ]).
   hetznerRootDisk = if isArm then "/dev/sda" else "/dev/disk/by-path/pci-0000:06:00.0-scsi-0:0:0:0";
   device = if facts.disk != null then facts.disk else hetznerRootDisk;
+
+  # boot.growPartition is a boolean in the nixpkgs read (nixos/modules/system/
+  # boot/grow-partition.nix, since NixOS/nixpkgs PR 261449 "Resize partition
+  # online instead of in initrd"); NixOS/nixpkgs PR 447165, open when read,
+  # would make it { enable, mountPoint }. Set whichever this nixpkgs declares.
+  growPartitionOn =
+    if options.boot.growPartition ? enable then { enable = true; } else true;
 in
 {
   config = lib.mkIf (facts.platform == "hetzner-cloud" || facts.disk != null) {
@@ -55,6 +70,28 @@ in
       # initrd there. Upkeep keeps 3 system generations anyway.
       configurationLimit = lib.mkDefault 5;
     };
+
+    # Grow the root partition, then its file system, at every boot; both do
+    # nothing when there is nothing to grow. The growth runs in stage 2, so it
+    # works with the systemd stage 1 (the only one in nixpkgs 26.11), on x86
+    # (BIOS) and Arm (UEFI) alike: both use the GPT layout below, root last.
+    #   - boot.growPartition: the unit growpart.service (wanted by -.mount,
+    #     before systemd-growfs-root.service) resolves fileSystems."/".device
+    #     (disko's /dev/disk/by-partlabel/disk-main-root) to its disk and
+    #     partition number (sda and 3, nvme0n1 and 3) and runs cloud-utils'
+    #     growpart on them, online, counting its "nothing to grow" exit 1 as
+    #     success (grow-partition.nix; growpart edits the GPT with sgdisk, on its
+    #     wrapper's PATH: pkgs/by-name/cl/cloud-utils/package.nix, guestDeps).
+    #     nixpkgs' own test, nixos/tests/grow-partition.nix, boots EFI, legacy
+    #     and legacy+gpt disk images grown by 32M and asserts CHANGED, then
+    #     NOCHANGE on a second run.
+    #   - autoResize: adds x-systemd.growfs to the mount options
+    #     (nixos/modules/tasks/filesystems.nix), so systemd's fstab generator
+    #     runs systemd-growfs-root.service, which grows the mounted ext4 to its
+    #     partition (systemd-growfs(8)).
+    # This replaces nix/modules/grow-root.nix, which did both by hand.
+    boot.growPartition = growPartitionOn;
+    fileSystems."/".autoResize = true;
 
     # Arm machines have no BIOS: install the EFI target only. The EF02 partition
     # stays unused there, which is what lets x86 and Arm share one layout.

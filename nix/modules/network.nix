@@ -1,4 +1,4 @@
-# Networking without per-server data in the closure.
+# Networking without per-server data in the closure, and without cloud-init.
 #
 # IPv4 comes from Hetzner's DHCP. IPv6 is a static /64 that Hetzner assigns
 # per server and publishes in its metadata service, not by DHCP
@@ -23,43 +23,42 @@
 # So: the uplink's networkd unit is declared here (DHCP for IPv4), and a boot
 # unit reads the IPv6 address and gateway from
 # http://169.254.169.254/hetzner/v1/metadata/network-config (the cloud-init
-# v1 document that afterburn's Hetzner provider also reads: a "physical"
-# entry whose "static" subnet with ipv6: true carries address and gateway)
-# and adds them as a runtime drop-in of that unit (systemd.network(5): drop-ins
-# in /run/systemd/network/<unit>.network.d/ merge into the unit), then has
-# networkd re-read it. Nothing is written under /etc; a new server (a new
-# address) needs no new closure. The deploy's and the install's checks ask
-# the site and SSH through the published AAAA address, so a host whose IPv6
-# did not come up is noticed at once.
-{ config, lib, pkgs, ... }:
+# v1 document that afterburn's Hetzner provider also reads) and gives them to
+# networkd as a runtime drop-in of that unit (systemd.network(5): drop-ins in
+# /run/systemd/network/<unit>.network.d/ merge into the unit), without ever
+# resetting the link under an SSH session (nix/modules/hetzner-ipv6.sh says
+# how). Nothing is written under /etc; a new server (a new address) needs no
+# new closure. The deploy's and the install's checks ask the site and SSH
+# through the published AAAA address, so a host whose IPv6 did not come up is
+# noticed at once.
+#
+# cloud-init is not enabled: the stack sends no user data, and nothing on the
+# host needs it. The host name is NixOS' (networking.hostName, /etc/hostname
+# from the store), SSH host keys come from nixos-anywhere (--extra-files) and
+# root's keys from config.blog.host.adminSshKeys, the root partition grows with
+# boot.growPartition (nix/modules/disk.nix), and there are no disks to set up
+# or mounts to add from user data (the data volume's mount is declared in
+# nix/modules/data.nix). What it did run cost a slower boot (sshd waited for
+# it), and its known failures on Hetzner (above) left a failed unit behind.
+{
+  config,
+  lib,
+  pkgs,
+  ...
+}:
 let
-  uplink = "10-uplink";
-  metadata = "http://169.254.169.254/hetzner/v1/metadata/network-config";
+  uplinkNetwork = "10-uplink";
+  uplink = "eth0";
   hetznerIpv6 = pkgs.writeShellApplication {
     name = "hetzner-ipv6";
     runtimeInputs = [
       pkgs.coreutils
       pkgs.curl
+      pkgs.iproute2
       pkgs.yq-go
-      pkgs.systemd
+      config.systemd.package
     ];
-    text = ''
-      config=$(curl --silent --show-error --fail --max-time 10 --retry 6 --retry-connrefused ${metadata})
-      subnet='.config[] | select(.type == "physical") | .subnets[] | select(.ipv6 == true)'
-      address=$(yq "$subnet | .address" <<<"$config" | head -n 1)
-      gateway=$(yq "$subnet | .gateway // \"fe80::1\"" <<<"$config" | head -n 1)
-      if [[ $address != *:*/* ]]; then
-        echo "no IPv6 address in the metadata's network-config: $config" >&2
-        exit 1
-      fi
-      dropin=/run/systemd/network/${uplink}.network.d
-      mkdir -p "$dropin"
-      printf '[Network]\nAddress=%s\n\n[Route]\nGateway=%s\nGatewayOnLink=yes\n' "$address" "$gateway" >"$dropin/hetzner-ipv6.conf.tmp"
-      mv "$dropin/hetzner-ipv6.conf.tmp" "$dropin/hetzner-ipv6.conf"
-      networkctl reload
-      networkctl reconfigure eth0
-      echo "IPv6: $address via $gateway"
-    '';
+    text = builtins.readFile ./hetzner-ipv6.sh;
   };
 in
 {
@@ -92,16 +91,38 @@ in
       # Any other NIC (a private network) gets NixOS' 99-ethernet-default-dhcp.
       networking.useDHCP = true;
 
-      systemd.network.networks.${uplink} = {
-        matchConfig.Name = "eth0";
+      systemd.network.networks.${uplinkNetwork} = {
+        matchConfig.Name = uplink;
         networkConfig.DHCP = "ipv4";
       };
 
       systemd.services.hetzner-ipv6 = {
         description = "IPv6 address of the uplink, from the Hetzner Cloud metadata service";
-        wantedBy = [ "multi-user.target" ];
-        wants = [ "network-online.target" ];
-        after = [ "network-online.target" ];
+        # At boot: once the uplink has its IPv4 address (the metadata service
+        # answers through it), and before sshd serves anyone and anything that
+        # waits for network-online.target starts (the ACME order: Let's Encrypt
+        # tries the AAAA record first).
+        wantedBy = [
+          "multi-user.target"
+          "network-online.target"
+        ];
+        wants = [ "systemd-networkd-wait-online.service" ];
+        after = [ "systemd-networkd-wait-online.service" ];
+        before = [
+          "network-online.target"
+          "sshd.service"
+        ];
+        # Never restarted by a deploy, whether its unit changed or not (a
+        # nixpkgs update changes its store path): a changed unit takes effect
+        # at the next boot. It stays active once done (RemainAfterExit), so the
+        # targets an activation starts do not run it again either.
+        restartIfChanged = false;
+        environment = {
+          METADATA_URL = "http://169.254.169.254/hetzner/v1/metadata/network-config";
+          UPLINK = uplink;
+          UPLINK_NETWORK = uplinkNetwork;
+          WAIT_ONLINE = "${config.systemd.package}/lib/systemd/systemd-networkd-wait-online";
+        };
         # Keep trying until the metadata service answers (systemd's default
         # start limit would give up after 5 quick failures).
         unitConfig.StartLimitIntervalSec = 0;
@@ -111,35 +132,6 @@ in
           Restart = "on-failure";
           RestartSec = 10;
           ExecStart = lib.getExe hetznerIpv6;
-        };
-      };
-
-      services.cloud-init = {
-        enable = true;
-        # The network is configured above, not by cloud-init: no networkd units
-        # from cloud-init (network.enable = false) and no network rendering at
-        # all (cloud.cfg `network: {config: disabled}`).
-        network.enable = false;
-        settings = {
-          network.config = "disabled";
-          datasource_list = [ "Hetzner" ];
-          # The host name is NixOS' (/etc/hostname is a read-only store link).
-          preserve_hostname = true;
-          # SSH belongs to NixOS: the host key is installed by nixos-anywhere
-          # (--extra-files) and pinned by the stack, and root's keys come from
-          # config.blog.host.adminSshKeys. Never delete or generate host keys.
-          ssh_deletekeys = false;
-          ssh_genkeytypes = [ ];
-          # Leave out cloud-init's "ssh", "ssh-import-id" and "set-passwords"
-          # modules: no host keys, no Hetzner project keys in root's
-          # authorized_keys, no password settings. (The two settings above
-          # still hold should someone add "ssh" back.)
-          cloud_config_modules = [
-            "disk_setup"
-            "mounts"
-            "timezone"
-            "runcmd"
-          ];
         };
       };
     })

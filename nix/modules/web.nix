@@ -9,8 +9,8 @@
 #                      from CF-Connecting-IP, and no ACME runs at all.
 #
 # How the secrets reach nginx (nixpkgs nixos/modules/services/web-servers/
-# nginx/default.nix, read in its 2026 master version; the pinned
-# nixos-26.05 commit was not available to read):
+# nginx/default.nix, read in its 2026 master version, which release-26.11
+# branched from; no nixos-26.11 commit was available to read):
 #   - nginx runs as User=nginx, not root. A credential (LoadCredential=) is
 #     readable by the unit's user, so the root-only files in
 #     /var/lib/blog-secrets reach it as /run/credentials/nginx.service/<name>,
@@ -80,11 +80,30 @@ in
       # The first certificate order runs once, at boot. Should it fail (the CA
       # not yet seeing the new DNS records, a CA hiccup), the acme module would
       # only try again with its daily renewal timer, and nginx would serve its
-      # self-signed placeholder until then. Retry the order every 15 minutes.
-      systemd.services."acme-order-renew-${backend.domain}".serviceConfig = {
-        Restart = "on-failure";
-        RestartSec = lib.mkDefault 900;
-      };
+      # self-signed placeholder until then. The module's order unit already
+      # means to retry every 15 minutes: its serviceConfig sets
+      # `RestartSec = 15 * 60` ("Let's Encrypt Failed Validation Limit allows 5
+      # retries per hour"), but no Restart=, so systemd never restarts it and
+      # the interval never applies (nixpkgs nixos/modules/security/acme/
+      # default.nix, 2026 master: orderRenewService; systemd.service(5): a
+      # oneshot may have Restart=on-failure). Restart= is all it lacks. (The
+      # `RestartSec = lib.mkDefault 900` this line replaces never counted: a
+      # unit option's definitions are filtered to the highest priority before
+      # they merge, nixos/lib/systemd-unit-options.nix unitOption, and the
+      # module's plain definition outranks a mkDefault.)
+      systemd.services."acme-order-renew-${backend.domain}".serviceConfig.Restart = "on-failure";
+
+      # The unit above exists only while the certificate is named after the
+      # domain, which is how the nginx module names it (certName: useACMEHost,
+      # else serverName, else the virtual host's name) and the acme module its
+      # units (acme-order-renew-<cert>); anything else would leave an orphan
+      # unit that holds nothing but Restart=.
+      assertions = [
+        {
+          assertion = config.security.acme.certs ? ${backend.domain};
+          message = "web.nix: expected the ACME certificate security.acme.certs.\"${backend.domain}\" that nginx's enableACME declares for the domain; acme-order-renew-${backend.domain}.service would not be the certificate's order unit.";
+        }
+      ];
     })
 
     (lib.mkIf (facts.tls == "cloudflare-origin") {

@@ -134,7 +134,14 @@ let
   failed = builtins.filter (name: !checks.${name}) (builtins.attrNames checks);
 
   # The VM test's script, rendered with stand-in node values.
-  vmTest = import ./vm.nix { inputs.nixpkgs = "/nix/store/nixpkgs"; } { lib = { }; };
+  vmTest = import ./vm.nix {
+    inputs.nixpkgs = "/nix/store/nixpkgs";
+    scripts = "/nix/store/blog-scripts";
+  } { lib = { }; };
+  standInSystem = name: "/nix/store/${builtins.substring 0 32 (builtins.hashString "sha256" name)}-nixos-system-blog-${name}";
+  specialisationOf = name: {
+    configuration.system.build.toplevel = standInSystem name;
+  };
   secretsAt = names: builtins.listToAttrs (
     map (name: {
       inherit name;
@@ -149,6 +156,11 @@ let
         networking.primaryIPAddress = "192.168.1.2";
         services.nginx.virtualHosts.${facts.domain}.acmeRoot = null;
         programs.ssh.package = "/nix/store/openssh";
+        system.build.toplevel = standInSystem "first";
+        specialisation = {
+          next = specialisationOf "next";
+          broken = specialisationOf "broken";
+        };
       };
       proxied = {
         blog.secrets = secretsAt (declaredSecrets "cloudflare-origin");
