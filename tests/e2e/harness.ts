@@ -84,8 +84,29 @@ export function newKeyPair(dir: string, name: string): KeyPair {
     return { publicKey: fs.readFileSync(`${file}.pub`, "utf8").trim(), privateKey: fs.readFileSync(file, "utf8") };
 }
 
+/** The version of @pulumi/pulumi that package-lock.json pins: the engine is built at this version. */
+export function lockedPulumiVersion(): string {
+    const lock = JSON.parse(fs.readFileSync(path.join(repoRoot, "package-lock.json"), "utf8"));
+    const version = lock.packages?.["node_modules/@pulumi/pulumi"]?.version;
+    if (typeof version !== "string") throw new Error("package-lock.json pins no version of @pulumi/pulumi");
+    return version;
+}
+
+/**
+ * The Automation API's handle on the engine (its minimum-version check on), checked to be exactly
+ * the version package-lock.json pins.
+ */
+export async function engineCommand(root = engineRoot()): Promise<PulumiCommand> {
+    const locked = lockedPulumiVersion();
+    const command = await PulumiCommand.get({ root });
+    if (command.version?.format() !== locked) {
+        throw new Error(`the engine in ${root} is pulumi ${command.version?.format()}, not ${locked} (package-lock.json): run \`bash scripts/build-engine.sh\``);
+    }
+    return command;
+}
+
 /** The engine's installation root (bin/pulumi), built by scripts/build-engine.sh. */
-function engineRoot(): string {
+export function engineRoot(): string {
     const r = spawnSync("bash", [path.join(repoRoot, "scripts/build-engine.sh"), "--print"], { encoding: "utf8" });
     if (r.status !== 0) {
         throw new Error("the Pulumi engine is not built: run `bash scripts/build-engine.sh` (the README's set-up does)");
@@ -165,7 +186,6 @@ export class E2eStack {
             PULUMI_CONFIG_PASSPHRASE: PASSPHRASE,
             PULUMI_SKIP_UPDATE_CHECK: "true",
             PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
-            PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK: "true",
             BLOG_E2E_REPO: repoRoot,
             BLOG_E2E_CLOUD_DIR: this.cloudDir,
             BLOG_E2E_TLS_CERT: certs.cert,
@@ -183,7 +203,7 @@ export class E2eStack {
             pulumiHome: this.pulumiHome,
             envVars: this.env,
             secretsProvider: "passphrase",
-            pulumiCommand: await PulumiCommand.get({ root: this.engine, skipVersionCheck: true }),
+            pulumiCommand: await engineCommand(this.engine),
         });
         this.stack = await Stack.create(this.name, ws);
         const providers = opts.providers ?? true;
