@@ -45,6 +45,8 @@ export interface Configuration {
     closure: string;
     /** Names of the secrets its services read (blog.secrets); defaults to none. */
     secrets?: string[];
+    /** Whether its activation makes the site answer; defaults to true (false: the deploy's health check fails). */
+    healthy?: boolean;
 }
 
 export interface OpResult {
@@ -300,16 +302,44 @@ export class E2eStack {
      */
     private static readonly LOGGING = { logVerbosity: 2, logToStdErr: true, color: "never" as const };
 
-    preview(): Promise<OpResult> {
-        return this.op((on) => this.stack.preview({ ...on, ...E2eStack.LOGGING, diff: true }));
+    /** What the CLI runs with by default: no -v, no log on stderr. */
+    private static readonly DEFAULT_LOGGING = { color: "never" as const };
+
+    private static logging(opts: { defaultVerbosity?: boolean }) {
+        return opts.defaultVerbosity ? E2eStack.DEFAULT_LOGGING : E2eStack.LOGGING;
     }
 
-    up(): Promise<OpResult> {
-        return this.op((on) => this.stack.up({ ...on, ...E2eStack.LOGGING, diff: true }));
+    /** `replace`: URNs to replace (`--replace`); `defaultVerbosity`: without the engine's log on stderr. */
+    preview(opts: { replace?: string[]; defaultVerbosity?: boolean } = {}): Promise<OpResult> {
+        return this.op((on) => this.stack.preview({ ...on, ...E2eStack.logging(opts), diff: true, replace: opts.replace }));
     }
 
-    destroy(): Promise<OpResult> {
-        return this.op((on) => this.stack.destroy({ ...on, ...E2eStack.LOGGING }));
+    /** `replace`: URNs to replace (`pulumi up --replace`); `defaultVerbosity`: without the engine's log on stderr. */
+    up(opts: { replace?: string[]; defaultVerbosity?: boolean } = {}): Promise<OpResult> {
+        return this.op((on) => this.stack.up({ ...on, ...E2eStack.logging(opts), diff: true, replace: opts.replace }));
+    }
+
+    /** The URN of the stack's one resource named `name` (the last part of its URN). */
+    async urn(name: string): Promise<string> {
+        const found = ((await this.stack.exportStack()).deployment.resources ?? []).filter(
+            (r: { urn: string; delete?: boolean }) => r.urn.endsWith(`::${name}`) && !r.delete,
+        );
+        if (found.length !== 1) throw new Error(`expected one resource named ${name} in the state, found ${found.length}`);
+        return found[0].urn;
+    }
+
+    /**
+     * Rewrites the stack's state (`pulumi stack export`, an edit, `pulumi stack import`), as a state
+     * written by an older program or engine would be.
+     */
+    async editState(edit: (resources: Array<Record<string, any>>) => void): Promise<void> {
+        const state = await this.stack.exportStack();
+        edit(state.deployment.resources ?? []);
+        await this.stack.importStack(state);
+    }
+
+    destroy(opts: { defaultVerbosity?: boolean } = {}): Promise<OpResult> {
+        return this.op((on) => this.stack.destroy({ ...on, ...E2eStack.logging(opts) }));
     }
 
     async outputs(): Promise<Record<string, unknown>> {
