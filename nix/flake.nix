@@ -3,6 +3,9 @@
 
   # Every input is pinned by revision in its URL. No flake.lock is committed
   # yet: the first `nix flake lock ./nix` on a networked machine writes it.
+  # An `# update:` line names the release line an input follows:
+  # scripts/flake-update.sh (the weekly update workflow) moves its revision to
+  # the newest commit of that line; an input without one stays where it is.
   inputs = {
     # NixOS release: the one line to change. Branch nixos-26.05, the newest
     # commit we could confirm: f5c082a4, the nixos-26.05 channel's
@@ -12,15 +15,16 @@
     # run `nix flake lock --update-input nixpkgs ./nix`, read the 26.11 release
     # notes, and keep system.stateVersion (nix/modules/upkeep.nix) at 26.05:
     # it names the release the host's state was created with, not the one it runs.
+    # update: branch nixos-26.05
     nixpkgs.url = "github:NixOS/nixpkgs/f5c082a40f7571c266e74e80ae2e68aadd8a9fc7";
 
-    # Tag v1.13.0.
+    # update: tag v1.13.0 within v1.*
     disko = {
       url = "github:nix-community/disko/de5708739256238fb912c62f03988815db89ec9a";
       inputs.nixpkgs.follows = "nixpkgs";
     };
 
-    # Tag 1.13.0.
+    # update: tag 1.13.0 within 1.*
     nixos-anywhere = {
       url = "github:nix-community/nixos-anywhere/bad98b0685cf47eaeadcaf6787da8b51cf025693";
       inputs.nixpkgs.follows = "nixpkgs";
