@@ -3,9 +3,6 @@
 
   # Every input is pinned by revision in its URL. No flake.lock is committed
   # yet: the first `nix flake lock ./nix` on a networked machine writes it.
-  # An `# update:` line names the release line an input follows:
-  # scripts/flake-update.sh (the weekly update workflow) moves its revision to
-  # the newest commit of that line; an input without one stays where it is.
   inputs = {
     # NixOS release: the one line to change. Branch nixos-26.05, the newest
     # commit we could confirm: f5c082a4, the nixos-26.05 channel's
@@ -15,7 +12,6 @@
     # run `nix flake lock --update-input nixpkgs ./nix`, read the 26.11 release
     # notes, and keep system.stateVersion (nix/modules/upkeep.nix) at 26.05:
     # it names the release the host's state was created with, not the one it runs.
-    # update: branch nixos-26.05
     nixpkgs.url = "github:NixOS/nixpkgs/f5c082a40f7571c266e74e80ae2e68aadd8a9fc7";
 
     # update: tag v1.13.0 within v1.*

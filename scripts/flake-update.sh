@@ -1,28 +1,32 @@
 #!/usr/bin/env bash
-# Moves the flake's pinned inputs to the newest commit of the release line each follows, writes
-# the lock file (creating it when it is missing), and writes the pull request's text: what changed,
-# and whether the NixOS release in use is near the end of its support. Run weekly by
+# Moves the flake's inputs to the newest commit of the release line each follows, writes the lock
+# file (creating it when it is missing), and writes the pull request's text: what changed, and
+# whether the NixOS release in use is near the end of its support. Run weekly by
 # .github/workflows/update.yml, or by hand on a machine with network access:
 #
 #   scripts/flake-update.sh [--flake DIR] [--body FILE] [--no-lock]
 #
-# DIR (default nix) holds flake.nix. Every input there is pinned by revision in its URL,
-# `[NAME.]url = "github:OWNER/REPO/REV";`. An input follows a release line when a marker comment
-# comes before its url line (after the previous input's):
+# DIR (default nix) holds flake.nix. An input follows a release line in one of two ways:
 #
-#   # update: branch nixos-26.11             REV becomes the newest commit of that branch
-#   # update: tag v1.13.0 within v1.*        REV becomes the commit of the newest tag matching the
-#                                            glob (version order), and the marker names that tag
+#   nixpkgs.url = "github:NixOS/nixpkgs/nixos-26.11";   the URL names a branch; the lock file pins
+#                                                       its commit, and `nix flake update NAME`
+#                                                       moves it to the branch's newest
+#   # update: tag v1.13.0 within v1.*                   a marker comment before a URL pinned by
+#   url = "github:OWNER/REPO/<40 hex>";                 revision: the revision becomes the commit of
+#                                                       the newest tag matching the glob (version
+#                                                       order, no pre-releases), and the marker
+#                                                       names that tag
+#   # update: branch BRANCH                             ...or the newest commit of BRANCH
 #
-# An input without a marker is left as it is (the backend, which keeps its own nixpkgs). Then
-# `nix flake lock DIR` locks what the URLs name (--no-lock skips it). FILE (default: stdout) gets
-# the pull request's body in Markdown. With GITHUB_OUTPUT set, `changed=true|false` and
-# `end-of-support=ok|near|past|unknown` are written there.
+# An input pinned by revision without a marker is left as it is (the backend, which keeps its own
+# nixpkgs). `nix flake lock DIR` then locks what the URLs name (--no-lock skips the Nix steps).
+# FILE (default: stdout) gets the pull request's body in Markdown. With GITHUB_OUTPUT set,
+# `changed=true|false` and `end-of-support=ok|near|past|unknown|none` are written there.
 #
 # Environment: FLAKE_UPDATE_GIT_URL, a printf template that turns OWNER/REPO into the URL
 # `git ls-remote` asks (default https://github.com/%s); FLAKE_UPDATE_TODAY (YYYY-MM-DD, default
-# today, UTC); NIX (default nix). Exit codes: 0 done (changed or not), 1 bad input, 2 a remote did
-# not answer as expected (nothing was written).
+# today, UTC); NIX (default nix). Needs git, jq, GNU date. Exit codes: 0 done (changed or not),
+# 1 bad input, 2 a remote or Nix did not answer as expected.
 set -euo pipefail
 
 # NixOS releases and the last day of their support (each release is supported for about seven
@@ -47,6 +51,8 @@ nix_bin=${NIX:-nix}
 
 # What the run found, one entry per input that follows a line: "name|owner/repo|follows|old|new".
 updates=()
+# Inputs whose URL names a branch: "name|owner/repo|branch".
+branch_inputs=()
 nixpkgs_branch=
 
 abort() {
@@ -122,12 +128,13 @@ newest_tag() {
   echo "$best"
 }
 
-# update_inputs: rewrites each marked input's revision (and a tag marker's tag) in flake.nix.
+# update_inputs: rewrites each marked input's revision (and a tag marker's tag) in flake.nix, and
+# notes the inputs whose URL names a branch (the lock file moves those).
 update_inputs() {
-  local file=$flake_dir/flake.nix line n=0 marker='' kind='' arg='' within='' marker_line='' indent name owner_repo old new tag found
-  local url_re='^([[:space:]]*)(([A-Za-z0-9_-]+)\.)?url = "github:([A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+)/([0-9a-f]{40})";'
+  local file=$flake_dir/flake.nix line n=0 marker='' kind='' arg='' within='' marker_line='' indent name owner_repo old new tag found ref
+  local url_re='^([[:space:]]*)(([A-Za-z0-9_-]+)\.)?url = "github:([A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+)/([A-Za-z0-9._/-]+)";'
   local name_re='^[[:space:]]*([A-Za-z0-9_-]+) = \{'
-  local last_name=
+  local last_name=''
   local -a lines=()
   mapfile -t lines <"$file"
   for n in "${!lines[@]}"; do
@@ -149,7 +156,16 @@ update_inputs() {
     indent=${BASH_REMATCH[1]}
     name=${BASH_REMATCH[3]:-$last_name}
     owner_repo=${BASH_REMATCH[4]}
-    old=${BASH_REMATCH[5]}
+    ref=${BASH_REMATCH[5]}
+    if ! [[ $ref =~ ^[0-9a-f]{40}$ ]]; then
+      # The URL names a branch: the lock file pins its commit, `nix flake update` moves it.
+      [[ -z $kind ]] || abort "$EXIT_BAD_INPUT" "$file line $((n + 1)): '# update:' before a URL that names no revision ($ref); a marker needs a URL pinned by revision"
+      branch_inputs+=("$name|$owner_repo|$ref")
+      [[ $name == nixpkgs ]] && nixpkgs_branch=$ref
+      step "$name: follows the branch $ref through the lock file"
+      continue
+    fi
+    old=$ref
     if [[ -z $kind ]]; then
       step "$name: no '# update:' marker, left at ${old:0:12}"
       continue
@@ -173,10 +189,57 @@ update_inputs() {
   mv "$file.new" "$file"
 }
 
+# locked_rev LOCKFILE INPUT: the commit the lock file pins for a root input (empty when none).
+locked_rev() {
+  local rev
+  [[ -f $1 ]] || return 0
+  rev=$(jq -r --arg n "$2" '.nodes[.root].inputs[$n] as $k | if ($k | type) == "string" then .nodes[$k].locked.rev // "" else "" end' "$1") ||
+    abort "$EXIT_REMOTE" "$1 is not a lock file jq can read"
+  [[ -z $rev || $rev =~ ^[0-9a-f]{40}$ ]] || abort "$EXIT_REMOTE" "$1 pins '$rev' for $2; expected a commit"
+  echo "$rev"
+}
+
+nix_flake() {
+  timeout 1800 "$nix_bin" --extra-experimental-features 'nix-command flakes' flake "$@" ||
+    abort "$EXIT_REMOTE" "nix flake $1 failed"
+}
+
+# flake_ref: DIR as Nix takes it (a relative path needs "./", or it names a flake of the registry).
+flake_ref() {
+  case $flake_dir in
+  /* | ./* | ../*) echo "$flake_dir" ;;
+  *) echo "./$flake_dir" ;;
+  esac
+}
+
+# lock_inputs: locks what the URLs name (a missing lock file is created), moves the inputs whose
+# URL names a branch to its newest commit, and notes what they moved from and to.
 lock_inputs() {
-  ((lock == 1)) || return 0
-  step "nix flake lock $flake_dir"
-  timeout 1800 "$nix_bin" --extra-experimental-features 'nix-command flakes' flake lock "$flake_dir"
+  local entry name owner_repo ref old new names=()
+  local before=$flake_dir/flake.lock.before
+  [[ -f $flake_dir/flake.lock ]] && cp "$flake_dir/flake.lock" "$before"
+  if ((lock == 1)); then
+    step "nix flake lock $flake_dir"
+    nix_flake lock "$(flake_ref)"
+    for entry in "${branch_inputs[@]}"; do names+=("${entry%%|*}"); done
+    # The lock file just created already holds each branch's newest commit.
+    if [[ -f $before && ${#names[@]} -gt 0 ]]; then
+      step "nix flake update ${names[*]}"
+      nix_flake update --flake "$(flake_ref)" "${names[@]}"
+    fi
+  fi
+  for entry in "${branch_inputs[@]}"; do
+    IFS='|' read -r name owner_repo ref <<<"$entry"
+    old=$(locked_rev "$before" "$name")
+    if ((lock == 1)); then
+      new=$(locked_rev "$flake_dir/flake.lock" "$name")
+      [[ -n $new ]] || abort "$EXIT_REMOTE" "the lock file pins no commit for $name"
+    else
+      new=$(newest_on_branch "$owner_repo" "$ref")
+    fi
+    updates+=("$name|$owner_repo|branch $ref (lock file)|${old:-none}|$new")
+  done
+  rm -f "$before"
 }
 
 # end_of_support: "<release> <last day> <days left>" for the nixpkgs branch's release, or nothing.
@@ -194,7 +257,7 @@ end_of_support() {
 }
 
 write_body() {
-  local entry name owner_repo follows old new changed=0 eos release end left status=ok
+  local entry name owner_repo follows old new changed=0 eos release end left status=none
   {
     echo "### Flake inputs, each at the newest commit of its release line"
     echo
@@ -204,6 +267,9 @@ write_body() {
       IFS='|' read -r name owner_repo follows old new <<<"$entry"
       if [[ $old == "$new" ]]; then
         echo "| $name | $follows | \`${old:0:12}\` | unchanged |"
+      elif [[ $old == none ]]; then
+        changed=1
+        echo "| $name | $follows | not locked | \`${new:0:12}\` |"
       else
         changed=1
         echo "| $name | $follows | \`${old:0:12}\` | \`${new:0:12}\` ([changes](https://github.com/$owner_repo/compare/$old...$new)) |"
@@ -231,6 +297,7 @@ write_body() {
         status=near
         echo "**NixOS $release is supported only until $end, $left days from now.** Plan the move to the next release: the README says how (the nixpkgs line in \`nix/flake.nix\`)."
       else
+        status=ok
         echo "Supported until $end ($left days from now)."
       fi
       echo
@@ -252,7 +319,7 @@ main() {
   [[ -f $flake_dir/flake.lock ]] && lock_before=$(sha256sum <"$flake_dir/flake.lock")
   body_tmp=$(mktemp)
   # shellcheck disable=SC2064 # expand now: the path is fixed
-  trap "rm -f '$body_tmp' '$flake_dir/flake.nix.new'" EXIT
+  trap "rm -f '$body_tmp' '$flake_dir/flake.nix.new' '$flake_dir/flake.lock.before'" EXIT
 
   update_inputs
   lock_inputs
