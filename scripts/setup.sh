@@ -15,8 +15,9 @@ readonly REPO_DIR
 
 # Nix (offline builds, the target's store), OpenSSH (the real deploy target),
 # ShellCheck (script lint), iproute2 (network namespaces for test hosts),
-# openssl (the e2e suite's test CA), util-linux (unshare, nsenter, flock).
-readonly APT_PACKAGES=(nix-bin openssh-server openssh-client shellcheck curl jq python3 iproute2 util-linux openssl e2fsprogs strace)
+# openssl (the e2e suite's test CA), util-linux (unshare, nsenter, flock), git (the flake
+# update's tests stand in for GitHub with local repositories).
+readonly APT_PACKAGES=(nix-bin openssh-server openssh-client shellcheck curl jq python3 iproute2 util-linux openssl e2fsprogs strace git)
 
 # Node.js 22 from the npm registry's node-linux-<arch> package, which carries the
 # binary itself (package/bin/node): the one registry this project's machines reach.

@@ -9,6 +9,7 @@ const scripts = [
   "scripts/deploy.sh",
   "scripts/target-shim.sh",
   "scripts/lib/common.sh",
+  "scripts/flake-update.sh",
   "tests/integration/harness/target.sh",
   "tests/integration/harness/fake-nixos-anywhere.sh",
   "bench/deploy-bench.sh",
