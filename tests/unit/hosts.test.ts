@@ -23,9 +23,9 @@ describe("an existing machine with its host key", () => {
         });
     });
 
-    test("creates nothing at Hetzner and installs nothing: DNS and the deploy only", () => {
+    test("creates nothing at Hetzner and installs nothing: the deploy, DNS and the check after it only", () => {
         expect(types(run)).toEqual(
-            ["blog:cloudflare:Dns", "blog:nixos:Deploy", COMMAND, "cloudflare:index/dnsRecord:DnsRecord", "cloudflare:index/dnsRecord:DnsRecord"].sort(),
+            ["blog:cloudflare:Dns", "blog:nixos:Check", "blog:nixos:Deploy", COMMAND, COMMAND, "cloudflare:index/dnsRecord:DnsRecord", "cloudflare:index/dnsRecord:DnsRecord"].sort(),
         );
         expect(run.invokes.map((i) => i.token)).toEqual(["cloudflare:index/getZone:getZone"]);
     });

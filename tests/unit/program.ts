@@ -155,6 +155,10 @@ export async function runProgram(options: RunOptions = {}): Promise<ProgramRun> 
                     } else if (args.type === "tls:index/privateKey:PrivateKey") {
                         state.publicKeyOpenssh = `${BOOTSTRAP_PUBLIC_KEY}\n`;
                         state.privateKeyOpenssh = BOOTSTRAP_PRIVATE_KEY;
+                    } else if (args.type === "command:local:Command" && args.inputs.create === "bash scripts/deploy.sh") {
+                        // What scripts/deploy.sh prints last on stdout when it succeeds.
+                        const closure = unwrapSecrets(args.inputs.environment, "", []).SYSTEM_CLOSURE;
+                        state.stdout = `BLOG_DEPLOYED_SYSTEM=${closure}`;
                     }
                     const entry = byName.get(`${args.type}::${args.name}`);
                     if (entry) {
