@@ -6,7 +6,7 @@ import { checkEvaluation } from "../../src/host";
 import { ADMIN_KEY, SSH_PRIVATE_KEY, ZONE_ID, evaluation, runProgram, valueOf } from "./program";
 
 const COMMAND = "command:local:Command";
-const EXISTING_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKw7tZrOCG8wtGZUg9YyvxlQ+O1+k8D1LN3OGxmYlT1c root@box";
+const EXISTING_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIP+Fc01H7ObcW+wOLAslS6VbRK2g3hgLgwNdImAFHu45 root@box";
 const existing = { "blog:host": "existing", "blog:hostIpv4": "203.0.113.7", "blog:hostIpv6": "2001:db8::7" };
 const secret = { config: { "blog:sshPrivateKey": SSH_PRIVATE_KEY }, secretKeys: ["blog:sshPrivateKey"] };
 
