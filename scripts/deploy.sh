@@ -876,7 +876,7 @@ acme_state() {
   pending)
     chain=$(reply_value chain)
     # The target's reply is data: base64 of one PEM certificate, bounded.
-    if [[ $chain =~ ^[A-Za-z0-9+/]{1,65536}={0,2}$ ]] &&
+    if ((${#chain} <= 65536)) && [[ $chain =~ ^[A-Za-z0-9+/]+={0,2}$ ]] &&
       base64 -d <<<"$chain" >"$work_dir/acme-placeholder-ca.pem" 2>/dev/null &&
       [[ $(head -n 1 "$work_dir/acme-placeholder-ca.pem") == "-----BEGIN CERTIFICATE-----" ]]; then
       acme_now=pending

@@ -369,8 +369,9 @@ export type Answer<T> = { value: T; error?: undefined } | { value?: undefined; e
  */
 export function providerMessage(e: unknown): string {
     const text = e instanceof Error ? e.message : String(e);
-    const afterFailed = /failed: ([\s\S]*)$/.exec(text);
-    return (afterFailed ? afterFailed[1] : text).replace(/^rpc error: code = \w+ desc = /, "").split("\n")[0].trim();
+    // @pulumi/pulumi 3.276: "invocation of <token> returned an error: <message>"; older: "Invoke of '<token>' failed: <message>".
+    const provider = /(?:returned an error|failed): ([\s\S]*)$/.exec(text);
+    return (provider ? provider[1] : text).replace(/^rpc error: code = \w+ desc = /, "").split("\n")[0].trim();
 }
 
 /** An invoke whose failure is an answer, never an unhandled exception that ends the program. */
@@ -435,10 +436,11 @@ export function preflight(a: PreflightArgs): pulumi.Output<Preflight> {
         } else if (sslA.error !== undefined) {
             problems.push(lookupProblem(`${NAMESPACE}:cloudflareZoneId`, zoneId, "a zone whose SSL mode your Cloudflare token can read (Zone Settings: Read)", sslA.error));
         }
+        // Without these answers nothing else can be checked.
+        failOn(problems, "The stack cannot place the host (nothing was created or changed):");
         if (ownA.error !== undefined) {
             problems.push(lookupProblem(`${NAMESPACE}:dataVolumeId`, existingId, "the id of a volume in the Hetzner project of hcloud:token", ownA.error));
         }
-        failOn(problems, "The stack cannot place the host (nothing was created or changed):");
         const [t, servers, cfZone, hzZones, ssl, vols, own] = [typesA.value!, serversA.value!, cfZoneA.value!, hzZonesA.value!, sslA.value!, volsA.value!, ownA.value];
         problems.push(...(placement ? placementProblems({ ...placement, types: t, current: servers[0] }) : []));
         const result: Preflight = {};

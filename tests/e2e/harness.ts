@@ -45,6 +45,8 @@ export interface Configuration {
     closure: string;
     /** Names of the secrets its services read (blog.secrets); defaults to none. */
     secrets?: string[];
+    /** false: a system whose site fails its health check once activated (503); defaults to true. */
+    healthy?: boolean;
 }
 
 export interface OpResult {
@@ -284,8 +286,8 @@ export class E2eStack {
         return this.op((on) => this.stack.preview({ ...on, ...E2eStack.LOGGING, diff: true }));
     }
 
-    up(): Promise<OpResult> {
-        return this.op((on) => this.stack.up({ ...on, ...E2eStack.LOGGING, diff: true }));
+    up(opts: { replace?: string[] } = {}): Promise<OpResult> {
+        return this.op((on) => this.stack.up({ ...on, ...E2eStack.LOGGING, diff: true, ...opts }));
     }
 
     destroy(): Promise<OpResult> {
