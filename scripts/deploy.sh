@@ -14,8 +14,9 @@
 # TARGET_PORT, TARGET_USER, HOST_KEY, SSH_PRIVATE_KEY, CONNECT_ATTEMPTS,
 # CONNECT_TIMEOUT, SYSTEM_CLOSURE, FLAKE_ATTR, BUILD_ON, HEALTH_URL, DOMAIN,
 # HEALTH_EXPECT, HEALTH_PINNED_KEY, HEALTH_VIA, PUBLISHED_ADDRESSES, HEALTH_RESOLVE,
-# HEALTH_TIMEOUT, ROLLBACK_DEADLINE, LOCK_WAIT, DEPLOY_ORIGIN, HOST_SECRETS
-# and one HOST_SECRET_<name> per name it lists (see the README's table).
+# HEALTH_TIMEOUT, HEALTH_ACME, ACME_TIMEOUT, ROLLBACK_DEADLINE, LOCK_WAIT,
+# DEPLOY_ORIGIN, HOST_SECRETS and one HOST_SECRET_<name> per name it lists
+# (see the README's table).
 # Exit codes: 0 deployed (runs and boots SYSTEM_CLOSURE, healthy) or nothing
 # to change and healthy, 1 bad input, 2 refused before changing the target
 # (another deploy holds the lock, unreachable, no space, copy or build
