@@ -107,8 +107,8 @@ parse_inputs() {
   ((ROLLBACK_DEADLINE > HEALTH_TIMEOUT)) ||
     abort "$EXIT_BAD_INPUT" "ROLLBACK_DEADLINE='$ROLLBACK_DEADLINE' is not valid; expected more than HEALTH_TIMEOUT ($HEALTH_TIMEOUT)"
   require_host_key HOST_KEY
-  [[ $SYSTEM_CLOSURE =~ ^/nix/store/[a-z0-9]{32}-[^/[:space:]]+$ ]] ||
-    abort "$EXIT_BAD_INPUT" "SYSTEM_CLOSURE='$SYSTEM_CLOSURE' is not valid; expected a store path /nix/store/<hash>-<name>"
+  [[ $SYSTEM_CLOSURE =~ $store_path_re ]] ||
+    abort "$EXIT_BAD_INPUT" "SYSTEM_CLOSURE='$(shown "$SYSTEM_CLOSURE")' is not valid; expected a store path /nix/store/<32 characters of Nix's base32>-<name>"
   [[ $BUILD_ON =~ ^(auto|local|remote)$ ]] ||
     abort "$EXIT_BAD_INPUT" "BUILD_ON='$BUILD_ON' is not valid; expected auto, local or remote"
   parse_health_url
@@ -298,11 +298,12 @@ open_connection() {
 }
 
 # start_shim: one SSH session (over the control connection) that runs
-# target-shim.sh, sent once as the session's command; requests go to its
-# stdin through a FIFO, replies come back through another.
+# target-shim.sh, sent once as the session's command (after lib/patterns.sh,
+# the forms both sides check); requests go to its stdin through a FIFO,
+# replies come back through another.
 start_shim() {
   local text quoted
-  text=$(<"$shim")
+  text=$(<"$script_dir/lib/patterns.sh")$'\n'$(<"$shim")
   quoted="'${text//\'/\'\\\'\'}'"
   rm -f "$work_dir/to-shim" "$work_dir/from-shim"
   mkfifo -m 600 "$work_dir/to-shim" "$work_dir/from-shim"

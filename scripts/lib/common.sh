@@ -3,6 +3,9 @@
 # files, the pinned known_hosts file and the bounded SSH wait.
 # Sourced, never executed; callers set `set -euo pipefail` themselves.
 
+# shellcheck source=scripts/lib/patterns.sh
+source "$(dirname "${BASH_SOURCE[0]}")/patterns.sh"
+
 # Exit codes (both scripts; see the interface table in the README).
 readonly EXIT_BAD_INPUT=1 # bad input: names the variable, value and expectation
 readonly EXIT_REFUSED=2   # refused before changing the target
@@ -33,6 +36,23 @@ abort() {
   shift
   printf 'error: %s\n' "$*" >&2
   exit "$code"
+}
+
+# shown VALUE: VALUE as a message may show it: every byte but printable ASCII
+# (a control character, an escape sequence, a newline) as '?', at most 200
+# characters. For what the far side sent and for input that was refused.
+shown() {
+  local LC_ALL=C value=$1
+  value=${value//[^[:print:]]/?}
+  ((${#value} <= 200)) || value="${value:0:200}..."
+  printf '%s' "$value"
+}
+
+# printable VALUE: VALUE is printable ASCII only (no control character, no
+# newline, nothing a terminal or a CI log would interpret).
+printable() {
+  local LC_ALL=C
+  [[ $1 =~ ^[[:print:]]*$ ]]
 }
 
 # has_value NAME: the variable is non-empty. Tests the length only, so the

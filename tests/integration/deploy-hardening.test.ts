@@ -1,0 +1,98 @@
+// The deploy's lower-level safety promises, against a real target (harness/target.sh): the scripts
+// the shim leaves on the host quote every value, unit names are checked wherever the deploy handles
+// them, and one store-path pattern (scripts/lib/patterns.sh) judges a closure on both sides.
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { RunResult, Target, buildClosure, onTarget, repoRoot, run, runScript, scriptEnv, startScript, startTarget, stopTarget, waitForAsync } from "./harness/target";
+
+jest.setTimeout(180_000);
+
+let target: Target;
+let work: string;
+let counter = 0;
+
+function deploy(closure: string, extra: Record<string, string> = {}): RunResult {
+  return runScript("deploy.sh", scriptEnv(target, { SYSTEM_CLOSURE: closure, LOCK_WAIT: "30", ...extra }));
+}
+
+/** A fake system closure (harness/closures.nix) that carries etc/blog/secret-units. */
+function closureWithUnits(name: string, units: string): string {
+  const args = [path.join(work, "closure.nix"), "--no-out-link", "--option", "substituters", "", "--argstr", "name", name];
+  args.push("--argstr", "units", units);
+  const r = run("nix-build", args, { timeoutMs: 120_000 });
+  if (r.status !== 0) throw new Error(`nix-build ${name} exited ${r.status}: ${r.stderr}`);
+  return r.stdout.trim();
+}
+
+beforeAll(() => {
+  work = fs.mkdtempSync(path.join(os.tmpdir(), "blog-hardening-"));
+  fs.writeFileSync(
+    path.join(work, "closure.nix"),
+    `{ name, units }:
+let base = import ${path.join(repoRoot, "tests/integration/harness/closures.nix")} { inherit name; };
+in derivation (base.drvAttrs // {
+  secretUnits = units;
+  args = [ "-c" ((builtins.elemAt base.drvAttrs.args 1) + "\\nmkdir -p $out/etc/blog\\nprintf '%s' \\"$secretUnits\\" > $out/etc/blog/secret-units\\n") ];
+})
+`,
+  );
+  target = startTarget();
+  const r = deploy(buildClosure({ name: `hardening-base-${process.pid}` }));
+  if (r.status !== 0) throw new Error(`the base deploy failed: ${r.stderr}`);
+});
+
+afterAll(() => {
+  stopTarget(target);
+  fs.rmSync(work, { recursive: true, force: true });
+});
+
+describe("one store-path pattern", () => {
+  test.each([
+    ["a hash with a letter Nix's base32 lacks (e)", "/nix/store/e0000000000000000000000000000000-nixos-system-x"],
+    ["a hash one character short", "/nix/store/0000000000000000000000000000000-nixos-system-x"],
+    ["a name with a space", "/nix/store/00000000000000000000000000000000-nixos system"],
+    ["a name with a shell character", "/nix/store/00000000000000000000000000000000-x$(id)"],
+    ["a path below a store path", "/nix/store/00000000000000000000000000000000-x/bin"],
+  ])("SYSTEM_CLOSURE with %s is bad input (exit 1)", (_what, closure) => {
+    const r = deploy(closure);
+
+    expect(r.stderr).toContain("SYSTEM_CLOSURE='");
+    expect(r.stderr).toContain("is not valid; expected a store path /nix/store/<32 characters of Nix's base32>-<name>");
+    expect(r.status).toBe(1);
+  });
+});
+
+test("the scripts the shim leaves on the host quote every store path (a name with '?', a glob character)", async () => {
+  const closure = buildClosure({ name: `q?x=${++counter}` });
+  const pause = path.join(work, "pause");
+  const running = onTarget(target, "readlink -e /run/current-system");
+  const deploying = startScript("deploy.sh", scriptEnv(target, { SYSTEM_CLOSURE: closure, DEPLOY_TEST_PAUSE_AFTER: "activate", DEPLOY_TEST_PAUSE_FILE: pause }));
+  let scripts = "";
+  try {
+    expect(await waitForAsync(() => fs.existsSync(pause), 60_000)).toBe(true);
+    scripts = onTarget(target, "cd /run/blog-deploy/deploy && cat return.sh rollback.sh commit.sh secrets.sh");
+  } finally {
+    fs.rmSync(pause, { force: true });
+  }
+  const r = await deploying.done;
+
+  expect(r.stderr).toContain("Deployed:");
+  expect(r.status).toBe(0);
+  expect(scripts).toContain(`'${running}'`);
+  expect(scripts).toContain(`'${closure}'`);
+  // Every path of the store or the deploy's state starts a quoted word.
+  const unquoted = scripts.split("\n").filter((line) => !line.trimStart().startsWith("#") && /(^|[^'/\w])\/(nix|run)\//.test(line));
+  expect(unquoted).toEqual([]);
+});
+
+test("unit names from the system's secret-units are checked: an option, a name without a unit type, a shell word are ignored", () => {
+  const closure = closureWithUnits(`units-${++counter}`, "hardeningKey -H --now blog.service foo $(id).service nginx.service\n");
+  const r = deploy(closure, { HOST_SECRETS: "hardeningKey", HOST_SECRET_hardeningKey: `value-${counter}` });
+
+  expect(r.status).toBe(0);
+  for (const bad of ["-H", "--now", "foo", "$(id).service"]) {
+    expect(r.stderr).toContain(`'${bad}' is not a unit name`);
+  }
+  expect(r.stderr).toMatch(/the units that use them: blog\.service nginx\.service\n/);
+});
