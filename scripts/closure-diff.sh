@@ -32,6 +32,9 @@ nothing_deployed=""
 
 workdir=""
 nix=(nix --extra-experimental-features "nix-command flakes")
+# store_path_re, uint_re: the forms the deploy checks too.
+# shellcheck source=scripts/lib/patterns.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/patterns.sh"
 
 # Counts and Markdown table rows, filled by parseDiff.
 added=0
@@ -108,12 +111,23 @@ buildProposed() {
   built="$("${nix[@]}" build --no-link --no-write-lock-file --json "$flake_attr")" ||
     abort 2 "nix build $flake_attr failed"
   new="$(grep -o '"out":"[^"]*"' <<<"$built" | head -n 1 | cut -d '"' -f 4)"
-  [[ -n "$new" ]] || abort 2 "nix build $flake_attr printed no out path: $built"
+  [[ -n "$new" ]] || abort 2 "nix build $flake_attr printed no out path: $(printable "$built" && echo "$built")"
 }
 
+# printable TEXT: TEXT holds printable ASCII only (nothing a log would interpret).
+printable() {
+  local LC_ALL=C
+  [[ $1 =~ ^[[:print:]]*$ ]]
+}
+
+# OLD and NEW (from the stack's output, from nix build, or given) go onto
+# command lines and into the comment: exactly a store path, nothing else.
 checkStorePath() {
   local what="$1" path="$2"
-  [[ "$path" == /nix/store/* ]] || abort 1 "$what is not a store path: '$path'"
+  if [[ ! "$path" =~ $store_path_re ]]; then
+    printable "$path" || path="(not printable)"
+    abort 1 "$what is not a store path: '${path:0:200}'"
+  fi
 }
 
 # diff-closures needs both closures in the local store. Paths copied from the
@@ -138,7 +152,7 @@ realise() {
 closureSize() {
   local size
   size="$("${nix[@]}" path-info --closure-size "$1" | awk '{ print $2 }')"
-  [[ "$size" =~ ^[0-9]+$ ]] || abort 2 "nix path-info gave no closure size for $1"
+  [[ "$size" =~ $uint_re ]] || abort 2 "nix path-info gave no closure size for $1"
   echo "$size"
 }
 

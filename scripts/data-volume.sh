@@ -401,8 +401,13 @@ run_on_target() {
     declare -f info "${on_target_functions[@]}"
     printf 'on_target_%s %q %q %q %q %q\n' "$verb" "$DATA_DEVICE" "$DATA_LABEL" "$DATA_MOUNT" "$DEVICE_TIMEOUT" "$START_TIMEOUT"
   } >"$work_dir/on-target.sh"
-  timeout "$session_timeout" ssh "${ssh_opts[@]}" -o ConnectTimeout=10 -o ServerAliveInterval=15 -o ServerAliveCountMax=4 \
-    "$(target_address)" 'bash -s' <"$work_dir/on-target.sh" || status=$?
+  # The host's messages reach our stderr as printable text only, all of them
+  # before ours (the wait for the filter, a process substitution: $!).
+  {
+    timeout "$session_timeout" ssh "${ssh_opts[@]}" -o ConnectTimeout=10 -o ServerAliveInterval=15 -o ServerAliveCountMax=4 \
+      "$(target_address)" 'bash -s' <"$work_dir/on-target.sh"
+  } 2> >(sanitize_stream >&2) || status=$?
+  [[ -z ${!-} ]] || wait "$!" 2>/dev/null || true
   case $status in
   0) step "$verb: done" ;;
   "$EXIT_REFUSED") exit "$EXIT_REFUSED" ;; # the target said why

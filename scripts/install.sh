@@ -126,17 +126,24 @@ check_install_disk() {
     info "no volume attached"
     return 0
   fi
+  # What the server answers is data: "<by-id link> <device>" lines, nothing else.
+  while read -r volume device; do
+    [[ $volume =~ ^/dev/disk/by-id/scsi-0HC_Volume_[0123456789]{1,20}$ && $device =~ $device_path_re ]] ||
+      abort "$EXIT_REFUSED" "$(target_address) listed its volumes as '$(shown "$volume $device")'; expected '<by-id link> <device path>' lines; nothing was changed"
+  done <<<"$volumes"
   info "attached: $(tr '\n' ' ' <<<"$volumes")"
   attr="$FLAKE#nixosConfigurations.\"$NIXOS_CONFIGURATION\".config.disko.devices.disk.main.device"
   disk=$(timeout 600 nix --extra-experimental-features 'nix-command flakes' eval --raw "$attr" 2>"$work_dir/disk.err") ||
     abort "$EXIT_REFUSED" "a Hetzner Volume is attached to the server and the disk the install erases cannot be told: nix eval $attr failed: $(tail -n 1 "$work_dir/disk.err"); detach the volume and run the install again (the stack attaches it after the install); nothing was changed"
-  [[ $disk =~ ^/dev/[A-Za-z0-9._:+@/-]+$ ]] ||
-    abort "$EXIT_REFUSED" "a Hetzner Volume is attached to the server and the disk the install erases, '$disk', is not a device path; detach the volume and run the install again; nothing was changed"
+  [[ $disk =~ $device_path_re ]] ||
+    abort "$EXIT_REFUSED" "a Hetzner Volume is attached to the server and the disk the install erases, '$(shown "$disk")', is not a device path; detach the volume and run the install again; nothing was changed"
   # Only a stable name can be told apart from the volume under the installer's kernel.
   [[ ! $disk =~ ^/dev/(sd|vd|xvd)[a-z]+$ ]] ||
     abort "$EXIT_REFUSED" "a Hetzner Volume is attached to the server and the disk the install erases is named $disk, which follows the probe order: under the installer's kernel it may be the volume; detach the volume and run the install again (the stack attaches it after the install), or name the server's own disk by a stable path in blog.host.disk; nothing was changed"
   resolved=$(on_stock_image "readlink -f -- $disk || true") ||
     abort "$EXIT_REFUSED" "could not resolve $disk on $(target_address) (exit $?); nothing was changed"
+  [[ -z $resolved || $resolved =~ $device_path_re ]] ||
+    abort "$EXIT_REFUSED" "$(target_address) resolved $disk to '$(shown "$resolved")'; expected a device path; nothing was changed"
   while read -r volume device; do
     if [[ -n $resolved && $device == "$resolved" ]]; then
       abort "$EXIT_REFUSED" "refused: the disk the install erases, $disk, is $resolved on $(target_address), which is the Hetzner Volume $volume (a data volume); detach it and run the install again (the stack attaches it after the install), or name the server's own disk in blog.host.disk; nothing was changed"
@@ -179,16 +186,19 @@ wait_for_pinned_key() {
     remaining=$((deadline - SECONDS))
     presented=$(ssh-keyscan -T "$((remaining < 10 ? (remaining > 0 ? remaining : 1) : 10))" \
       -p "$TARGET_PORT" -t ed25519 "$TARGET_HOST" 2>/dev/null | awk '$2 == "ssh-ed25519" {print $2, $3; exit}') || true
-    if [[ -n $presented ]]; then
+    # The server's answer is data: a key type and base64, nothing else.
+    if [[ -n $presented && ! $presented =~ ^ssh-ed25519\ [ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/]+={0,2}$ ]]; then
+      info "attempt $attempt/$CONNECT_ATTEMPTS: the server answers with '$(shown "$presented")', which is not a key"
+      presented=""
+    elif [[ -n $presented ]]; then
       if [[ $presented == "$(key_blob "$HOST_KEY")" ]]; then
         info "the server presents the pinned key"
         return 0
       fi
       seen=$presented
       info "attempt $attempt/$CONNECT_ATTEMPTS: the server presents $(fingerprint "$seen"), not the pinned key"
-    else
-      info "attempt $attempt/$CONNECT_ATTEMPTS: no answer yet"
     fi
+    [[ -n $presented ]] || info "attempt $attempt/$CONNECT_ATTEMPTS: no key presented yet"
     if ((attempt >= CONNECT_ATTEMPTS || SECONDS >= deadline)); then
       if [[ -n $seen ]]; then
         abort "$EXIT_UNKNOWN" "host key mismatch after install: $(target_address) port $TARGET_PORT presents $(fingerprint "$seen"), expected the pinned HOST_KEY $(fingerprint "$HOST_KEY"); an operator must look"
@@ -232,9 +242,9 @@ verify_addresses() {
         abort "$EXIT_UNKNOWN" "installed, but $address ($(family "$address")) port $TARGET_PORT presents a host key other than the pinned HOST_KEY $(fingerprint "$HOST_KEY"): another machine has that address; an operator must look"
       fi
       if ((attempt >= CONNECT_ATTEMPTS || SECONDS >= deadline)); then
-        abort "$EXIT_UNKNOWN" "installed, but the server does not answer at $address ($(family "$address")) port $TARGET_PORT after $attempt attempts (last error: $(tail -n 1 "$err_file")); visitors and Let's Encrypt that use that address cannot reach it; an operator must look"
+        abort "$EXIT_UNKNOWN" "installed, but the server does not answer at $address ($(family "$address")) port $TARGET_PORT after $attempt attempts (last error: $(shown "$(tail -n 1 "$err_file")")); visitors and Let's Encrypt that use that address cannot reach it; an operator must look"
       fi
-      info "attempt $attempt/$CONNECT_ATTEMPTS at $address failed ($(tail -n 1 "$err_file")); retrying"
+      info "attempt $attempt/$CONNECT_ATTEMPTS at $address failed ($(shown "$(tail -n 1 "$err_file")")); retrying"
       remaining=$((deadline - SECONDS))
       sleep $((remaining < 3 ? (remaining > 0 ? remaining : 0) : 3))
       attempt=$((attempt + 1))

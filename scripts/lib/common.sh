@@ -55,6 +55,19 @@ printable() {
   [[ $1 =~ ^[[:print:]]*$ ]]
 }
 
+# sanitize_stream: copies lines from stdin to stdout as text a log can show:
+# every byte but printable ASCII and tab as '?', and a line that would read as
+# a CI runner's command ("::...", GitHub's workflow commands) behind a '|'. For what the far side prints to
+# our stderr (the target shim's messages).
+sanitize_stream() {
+  local LC_ALL=C line
+  while IFS= read -r line || [[ -n $line ]]; do
+    line=${line//[^[:print:]$'\t']/?}
+    [[ ! $line =~ ^[[:space:]]*:: ]] || line="|$line"
+    printf '%s\n' "$line"
+  done
+}
+
 # has_value NAME: the variable is non-empty. Tests the length only, so the
 # value of a secret never shows up in a trace (bash -x).
 has_value() {
@@ -236,12 +249,12 @@ wait_for_ssh() {
       return 10
     fi
     if grep -qi 'permission denied' "$err_file"; then
-      abort "$ssh_wait_exit" "$what: $(target_address) port $TARGET_PORT refused our key: $(tail -n 1 "$err_file")"
+      abort "$ssh_wait_exit" "$what: $(target_address) port $TARGET_PORT refused our key: $(shown "$(tail -n 1 "$err_file")")"
     fi
     if ((attempt >= CONNECT_ATTEMPTS || SECONDS >= deadline)); then
-      abort "$ssh_wait_exit" "$what: timed out: $(target_address) port $TARGET_PORT did not answer after $attempt attempts in $((SECONDS - deadline + CONNECT_TIMEOUT))s (CONNECT_ATTEMPTS=$CONNECT_ATTEMPTS, CONNECT_TIMEOUT=$CONNECT_TIMEOUT); last error: $(tail -n 1 "$err_file")"
+      abort "$ssh_wait_exit" "$what: timed out: $(target_address) port $TARGET_PORT did not answer after $attempt attempts in $((SECONDS - deadline + CONNECT_TIMEOUT))s (CONNECT_ATTEMPTS=$CONNECT_ATTEMPTS, CONNECT_TIMEOUT=$CONNECT_TIMEOUT); last error: $(shown "$(tail -n 1 "$err_file")")"
     fi
-    info "$what: attempt $attempt/$CONNECT_ATTEMPTS failed ($(tail -n 1 "$err_file")); retrying"
+    info "$what: attempt $attempt/$CONNECT_ATTEMPTS failed ($(shown "$(tail -n 1 "$err_file")")); retrying"
     remaining=$((deadline - SECONDS))
     sleep $((remaining < 3 ? (remaining > 0 ? remaining : 0) : 3))
     attempt=$((attempt + 1))

@@ -24,6 +24,11 @@ unit_name_re='^[ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789:_
 # shellcheck disable=SC2034
 secret_name_re='^[ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz][ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_]{0,63}$'
 
+# A device path as a disk's name in the host facts or on a server: /dev/ and
+# plain characters (it travels to the server inside a command).
+# shellcheck disable=SC2034
+device_path_re='^/dev/[ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:+@/-]+$'
+
 # A count of bytes or a generation: digits without a leading zero (bash reads
 # 010 as octal), at most 18 of them (below 2^63, bash's integers).
 # shellcheck disable=SC2034

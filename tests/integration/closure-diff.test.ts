@@ -239,7 +239,8 @@ describe("closure-diff.sh --stack-output --flake-attr", () => {
 });
 
 test("closure-diff.sh is shellcheck-clean", () => {
-  const result = spawnSync("shellcheck", [script], { encoding: "utf8", timeout: 60_000 });
+  // -x: it sources scripts/lib/patterns.sh (the store-path pattern it shares with the deploy).
+  const result = spawnSync("shellcheck", ["-x", "--source-path=SCRIPTDIR", script], { encoding: "utf8", timeout: 60_000, cwd: repo });
   expect(result.stdout + result.stderr).toBe("");
   expect(result.status).toBe(0);
 });
