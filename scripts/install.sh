@@ -172,7 +172,11 @@ run_nixos_anywhere() {
   fi
   # Substitution on the destination stays on (no --no-substitute-on-destination).
   # The secrets are files by now; nixos-anywhere does not get them as variables.
-  env -u HOST_KEY_PRIVATE -u SSH_PRIVATE_KEY -u BOOTSTRAP_SSH_PRIVATE_KEY "${nixos_anywhere[@]}" "${args[@]}" ||
+  # Its own temporary directory (where it copies the login key: uploadSshKey in
+  # src/nixos-anywhere.sh 1.13.0) goes into ours, on the tmpfs a later run sweeps.
+  mkdir -m 700 "$work_dir/tmp"
+  env -u HOST_KEY_PRIVATE -u SSH_PRIVATE_KEY -u BOOTSTRAP_SSH_PRIVATE_KEY TMPDIR="$work_dir/tmp" \
+    "${nixos_anywhere[@]}" "${args[@]}" ||
     abort "$EXIT_UNKNOWN" "nixos-anywhere failed (exit $?); the server may be partly installed; an operator must look"
 }
 

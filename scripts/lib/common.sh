@@ -157,11 +157,78 @@ family() {
   if [[ $1 == *:* ]]; then echo "IPv6, the AAAA record"; else echo "IPv4, the A record"; fi
 }
 
-# make_work_dir: a private, space-free temporary directory in $work_dir.
-# Short and space-free on purpose: it holds the SSH control socket (path
-# length limit) and files named in NIX_SSHOPTS (split on whitespace).
+# Keys and secrets the scripts must write to files (ssh -i, nixos-anywhere's
+# --extra-files, known_hosts) live in a private directory on a tmpfs, never on
+# a disk: a deployer killed with SIGKILL (how pulumi-command cancels) runs no
+# exit trap, so its directory stays until the next run of any of the scripts
+# removes it, which it does for every such directory whose process is gone.
+# The name records the process: blog-deploy.<pid>-<start time>.<random>.
+
+# runtime_base: the first of $XDG_RUNTIME_DIR, /run/user/<uid> and /dev/shm
+# that is a tmpfs directory we may write to (the first two: ours alone);
+# otherwise ${TMPDIR:-/tmp}, with a warning.
+runtime_base() {
+  local dir uid fs
+  uid=$(id -u)
+  for dir in "${XDG_RUNTIME_DIR:-}" "/run/user/$uid" /dev/shm; do
+    [[ -n $dir && -d $dir && -w $dir && ! -L $dir ]] || continue
+    [[ $dir == /dev/shm || -O $dir ]] || continue
+    fs=$(stat -f -c %T "$dir" 2>/dev/null) || continue
+    if [[ $fs == tmpfs || $fs == ramfs ]]; then
+      printf '%s\n' "$dir"
+      return 0
+    fi
+  done
+  warn "no tmpfs for the deploy's keys (\$XDG_RUNTIME_DIR, /run/user/$uid, /dev/shm): they go to ${TMPDIR:-/tmp}, where a killed run leaves them until the next run removes them"
+  printf '%s\n' "${TMPDIR:-/tmp}"
+}
+
+# process_start PID: the process's start time (clock ticks since boot, field 22
+# of /proc/PID/stat), or "-" where there is no /proc.
+process_start() {
+  local stat fields
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || {
+    echo -
+    return 0
+  }
+  read -r -a fields <<<"${stat##*) }"
+  echo "${fields[19]:--}"
+}
+
+# sweep_work_dirs BASE: removes every blog-deploy.<pid>-<start>.* directory in
+# BASE that is ours and whose process is gone (no process with that pid and
+# start time). An SSH control master left in it is told to exit first.
+sweep_work_dirs() {
+  local base=$1 dir name pid start
+  for dir in "$base"/blog-deploy.*-*.*; do
+    [[ -d $dir && ! -L $dir && -O $dir ]] || continue
+    name=${dir##*/blog-deploy.}
+    pid=${name%%-*}
+    start=${name#*-}
+    start=${start%%.*}
+    [[ $pid =~ ^[0123456789]+$ ]] || continue
+    if [[ $start == - ]]; then
+      ! kill -0 "$pid" 2>/dev/null || continue
+    elif [[ -e /proc/$pid && $(process_start "$pid") == "$start" ]]; then
+      continue
+    fi
+    if [[ -S $dir/ssh.sock ]]; then
+      timeout 10 ssh -F /dev/null -o ControlPath="$dir/ssh.sock" -O exit blog-target >/dev/null 2>&1 || true
+    fi
+    rm -rf "$dir"
+  done
+}
+
+# make_work_dir: a private (0700), space-free temporary directory in
+# $work_dir, on a tmpfs (runtime_base), after the directories of runs that
+# were killed are removed. Short and space-free on purpose: it holds the SSH
+# control socket (path length limit) and files named in NIX_SSHOPTS (split on
+# whitespace).
 make_work_dir() {
-  work_dir=$(mktemp -d /tmp/blog-deploy.XXXXXX)
+  local base
+  base=$(runtime_base)
+  sweep_work_dirs "$base"
+  work_dir=$(umask 077 && mktemp -d "$base/blog-deploy.$$-$(process_start $$).XXXXXX")
   chmod 700 "$work_dir"
 }
 

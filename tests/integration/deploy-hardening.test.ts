@@ -1,10 +1,26 @@
 // The deploy's lower-level safety promises, against a real target (harness/target.sh): the scripts
 // the shim leaves on the host quote every value, unit names are checked wherever the deploy handles
-// them, and one store-path pattern (scripts/lib/patterns.sh) judges a closure on both sides.
+// them, one store-path pattern (scripts/lib/patterns.sh) judges a closure on both sides, and the
+// files that hold keys live on a tmpfs and never outlive a killed deployer past the next run.
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { RunResult, Target, buildClosure, onTarget, repoRoot, run, runScript, scriptEnv, startScript, startTarget, stopTarget, waitForAsync } from "./harness/target";
+import {
+  RunResult,
+  Target,
+  buildClosure,
+  killGroup,
+  leftoverControlMasters,
+  onTarget,
+  repoRoot,
+  run,
+  runScript,
+  scriptEnv,
+  startScript,
+  startTarget,
+  stopTarget,
+  waitForAsync,
+} from "./harness/target";
 
 jest.setTimeout(180_000);
 
@@ -95,4 +111,52 @@ test("unit names from the system's secret-units are checked: an option, a name w
     expect(r.stderr).toContain(`'${bad}' is not a unit name`);
   }
   expect(r.stderr).toMatch(/the units that use them: blog\.service nginx\.service\n/);
+});
+
+/** The scripts' work directories of process `pid`, wherever the tmpfs is (scripts/lib/common.sh: runtime_base). */
+function workDirsOf(pid: number): string[] {
+  const bases = [process.env.XDG_RUNTIME_DIR ?? "", `/run/user/${process.getuid?.() ?? 0}`, "/dev/shm", os.tmpdir()];
+  return bases
+    .filter((b) => b && fs.existsSync(b))
+    .flatMap((b) => fs.readdirSync(b).filter((n) => n.startsWith(`blog-deploy.${pid}-`)).map((n) => path.join(b, n)));
+}
+
+/** deploy.sh's SSH control masters still running for the target (others' deploys run meanwhile). */
+function mastersFor(t: Target): number[] {
+  return leftoverControlMasters().filter((pid) => {
+    try {
+      const args = fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+      return args.includes(`root@${t.addr4}`) && args.join(" ").includes(`-p ${t.port}`);
+    } catch {
+      return false; // gone meanwhile
+    }
+  });
+}
+
+test("the login key of a deployer killed with SIGKILL is on a tmpfs (0700), and the next run removes it and its SSH master", async () => {
+  const pause = path.join(work, "pause-kill");
+  const killed = startScript(
+    "deploy.sh",
+    scriptEnv(target, { SYSTEM_CLOSURE: buildClosure({ name: `killed-${++counter}` }), DEPLOY_TEST_PAUSE_AFTER: "begin", DEPLOY_TEST_PAUSE_FILE: pause }),
+  );
+  expect(await waitForAsync(() => fs.existsSync(pause), 60_000)).toBe(true);
+  const dirs = workDirsOf(killed.pid);
+  expect(dirs).toHaveLength(1);
+  const [dir] = dirs;
+  expect(fs.existsSync(path.join(dir, "id_deploy"))).toBe(true); // ssh -i needs the key as a file
+  expect(run("stat", ["-f", "-c", "%T", dir]).stdout.trim()).toMatch(/^(tmpfs|ramfs)$/);
+  expect(fs.statSync(dir).mode & 0o777).toBe(0o700);
+
+  killGroup(killed.pid); // as pulumi-command cancels: no exit trap runs
+  await killed.done;
+  fs.rmSync(pause, { force: true });
+  expect(fs.existsSync(path.join(dir, "id_deploy"))).toBe(true);
+  expect(mastersFor(target)).toHaveLength(1); // its connection outlives it (ControlPersist)
+
+  const next = deploy(buildClosure({ name: `after-kill-${++counter}` }));
+
+  expect(next.status).toBe(0);
+  expect(fs.existsSync(dir)).toBe(false);
+  expect(workDirsOf(killed.pid)).toEqual([]);
+  expect(mastersFor(target)).toEqual([]);
 });

@@ -120,7 +120,7 @@ test("nixos-anywhere gets --flake, --target-host, --ssh-port and --extra-files, 
   expect(after("--flake")).toBe("./nix#blog");
   expect(after("--target-host")).toBe("root@127.0.0.1");
   expect(after("--ssh-port")).toBe(String(t().port));
-  expect(after("--extra-files")).toMatch(/^\/tmp\//);
+  expect(after("--extra-files")).toMatch(/\/blog-deploy\.\d+-[\d-]+\.\w+\/extra-files$/); // in the work directory, on a tmpfs
   expect(after("--build-on")).toBe("auto");
   expect(args).toContain("-i");
   expect(args).not.toContain("--no-substitute-on-destination");

@@ -304,7 +304,8 @@ export function leftoverControlMasters(): number[] {
     } catch {
       continue;
     }
-    if (cmdline.includes("ControlMaster=yes") && cmdline.includes("/tmp/blog-deploy.")) pids.push(Number(entry));
+    // The scripts' work directories: <tmpfs>/blog-deploy.<pid>-<start>.<random> (scripts/lib/common.sh).
+    if (cmdline.includes("ControlMaster=yes") && cmdline.includes("/blog-deploy.")) pids.push(Number(entry));
   }
   return pids;
 }
