@@ -176,6 +176,7 @@ parse_inputs() {
   require_uint START_TIMEOUT 1
   require_uint COPY_TIMEOUT 1
   require_host_key HOST_KEY
+  check_proxy_jump
   [[ $TARGET_HOST =~ ^[A-Za-z0-9._:%]([A-Za-z0-9._:%-]*)$ ]] ||
     abort "$EXIT_BAD_INPUT" "TARGET_HOST='$TARGET_HOST' is not valid; expected an address or host name"
   [[ $TARGET_USER =~ ^[A-Za-z0-9._][A-Za-z0-9._-]*$ ]] ||

@@ -70,6 +70,7 @@ parse_inputs() {
   require_uint DEVICE_TIMEOUT 1
   require_uint START_TIMEOUT 1
   require_host_key HOST_KEY
+  check_proxy_jump
   # Plain characters only: the values travel to the target in a script.
   [[ $DATA_DEVICE =~ ^/dev/[A-Za-z0-9._:+@/-]+$ && $DATA_DEVICE != */../* ]] ||
     abort "$EXIT_BAD_INPUT" "DATA_DEVICE='$DATA_DEVICE' is not valid; expected a device path like /dev/disk/by-id/scsi-0HC_Volume_123"

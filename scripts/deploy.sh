@@ -107,6 +107,7 @@ parse_inputs() {
   ((ROLLBACK_DEADLINE > HEALTH_TIMEOUT)) ||
     abort "$EXIT_BAD_INPUT" "ROLLBACK_DEADLINE='$ROLLBACK_DEADLINE' is not valid; expected more than HEALTH_TIMEOUT ($HEALTH_TIMEOUT)"
   require_host_key HOST_KEY
+  check_proxy_jump
   [[ $SYSTEM_CLOSURE =~ $store_path_re ]] ||
     abort "$EXIT_BAD_INPUT" "SYSTEM_CLOSURE='$(shown "$SYSTEM_CLOSURE")' is not valid; expected a store path /nix/store/<32 characters of Nix's base32>-<name>"
   [[ $BUILD_ON =~ ^(auto|local|remote)$ ]] ||
@@ -195,7 +196,7 @@ wait_gone() {
 close_master() {
   local master_pid
   [[ -n $control_path && -S $control_path ]] || return 0
-  master_pid=$(ssh -o ControlPath="$control_path" -O check "$(target_address)" 2>&1 | sed -n 's/.*(pid=\([0-9]*\)).*/\1/p')
+  master_pid=$(ssh -F /dev/null -o ControlPath="$control_path" -O check "$(target_address)" 2>&1 | sed -n 's/.*(pid=\([0-9]*\)).*/\1/p')
   if [[ -n $master_pid ]]; then
     kill -TERM "$master_pid" 2>/dev/null || true
     wait_gone "$master_pid" || true
@@ -835,7 +836,7 @@ health_failure=""
 # reconnect has a new connection).
 open_health_tunnel() {
   rm -f "$work_dir/health.sock"
-  ssh -o ControlPath="$control_path" -O forward -L "$work_dir/health.sock:127.0.0.1:$health_url_port" "$(target_address)" 2>"$work_dir/forward.err" ||
+  ssh -F /dev/null -o ControlPath="$control_path" -O forward -L "$work_dir/health.sock:127.0.0.1:$health_url_port" "$(target_address)" 2>"$work_dir/forward.err" ||
     { info "ssh -O forward failed: $(tail -n 1 "$work_dir/forward.err")"; return 1; }
 }
 

@@ -41,6 +41,7 @@ parse_inputs() {
   require_uint CONNECT_ATTEMPTS 1
   require_uint CONNECT_TIMEOUT 1
   require_host_key HOST_KEY
+  check_proxy_jump
   [[ $HOST_KEY == ssh-ed25519\ * ]] ||
     abort "$EXIT_BAD_INPUT" "HOST_KEY='$HOST_KEY' is not valid; expected an ed25519 key ('ssh-ed25519 AAAA...')"
   [[ $BUILD_ON =~ ^(auto|local|remote)$ ]] ||

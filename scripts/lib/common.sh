@@ -260,13 +260,50 @@ write_known_hosts() {
   printf '%s %s\n' "$HOST_ALIAS" "$2" >"$1"
 }
 
+# deploy_ssh_options ARRAY: the ssh options every connection of the scripts
+# starts with, whatever the operator's ssh_config says: no configuration file
+# at all (-F /dev/null: no ForwardAgent, LocalCommand, KnownHostsCommand,
+# ProxyCommand, SendEnv or IdentityFile from ~/.ssh/config or
+# /etc/ssh/ssh_config), and the risky settings off explicitly, for the cases
+# where a command line comes after ours (ssh takes an option's first value).
+# A jump host only through SSH_PROXY_JUMP ([user@]host[:port], several joined
+# by commas), which the operator sets on purpose.
+deploy_ssh_options() {
+  local -n deploy_ref=$1
+  deploy_ref=(
+    -F /dev/null
+    -o ForwardAgent=no
+    -o ForwardX11=no
+    -o ForwardX11Trusted=no
+    -o UpdateHostKeys=no
+    -o CheckHostIP=no
+    -o VerifyHostKeyDNS=no
+  )
+  if [[ -n ${SSH_PROXY_JUMP:-} ]]; then
+    # shellcheck disable=SC2034 # a nameref: this sets the caller's array
+    deploy_ref+=(-o ProxyJump="$SSH_PROXY_JUMP")
+  else
+    deploy_ref+=(-o ProxyCommand=none)
+  fi
+}
+
+# check_proxy_jump: SSH_PROXY_JUMP, if set, is [user@]host[:port] hops joined
+# by commas (it goes into NIX_SSHOPTS, split on whitespace).
+check_proxy_jump() {
+  local hop='([ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-]+@)?([ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-]+|\[[0123456789abcdefABCDEF:.]+\])(:[0123456789]{1,5})?'
+  [[ -z ${SSH_PROXY_JUMP:-} || $SSH_PROXY_JUMP =~ ^$hop(,$hop)*$ ]] ||
+    abort "$EXIT_BAD_INPUT" "SSH_PROXY_JUMP='$(shown "$SSH_PROXY_JUMP")' is not valid; expected a jump host [user@]host[:port] (several joined by commas), or unset"
+}
+
 # pinned_ssh_options ARRAY KNOWN_HOSTS: sets ARRAY to the ssh options that
 # accept only the key in KNOWN_HOSTS (written by write_known_hosts), never
-# prompt, and never read or write the user's own known_hosts files.
+# prompt, and never read or write the user's own known_hosts files (after
+# deploy_ssh_options: none of the operator's ssh_config).
 pinned_ssh_options() {
   local -n options_ref=$1
+  deploy_ssh_options options_ref
   # shellcheck disable=SC2034 # a nameref: this sets the caller's array
-  options_ref=(
+  options_ref+=(
     -o BatchMode=yes
     -o HostKeyAlias="$HOST_ALIAS"
     -o StrictHostKeyChecking=yes

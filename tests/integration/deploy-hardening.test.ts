@@ -2,6 +2,7 @@
 // the shim leaves on the host quote every value, unit names are checked wherever the deploy handles
 // them, one store-path pattern (scripts/lib/patterns.sh) judges a closure on both sides, and the
 // files that hold keys live on a tmpfs and never outlive a killed deployer past the next run.
+import { spawn } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
@@ -159,4 +160,98 @@ test("the login key of a deployer killed with SIGKILL is on a tmpfs (0700), and 
   expect(fs.existsSync(dir)).toBe(false);
   expect(workDirsOf(killed.pid)).toEqual([]);
   expect(mastersFor(target)).toEqual([]);
+});
+
+describe("the operator's ssh_config does not reach the deploy's connections", () => {
+  // deploy.sh runs in a mount namespace of its own where /etc/ssh/ssh_config (which ssh reads
+  // after ~/.ssh/config; -F replaces both) is a hostile file.
+  function deployUnder(config: string, closure: string, extra: Record<string, string> = {}): { pid: number; done: Promise<RunResult> } {
+    const file = path.join(work, `ssh_config-${++counter}`);
+    fs.writeFileSync(file, config);
+    const script = 'mount --bind "$1" /etc/ssh/ssh_config && shift && exec "$@"';
+    const child = spawn(
+      "unshare",
+      ["--mount", "--propagation", "private", "sh", "-c", script, "sh", file, path.join(repoRoot, "scripts", "deploy.sh")],
+      { env: scriptEnv(target, { SYSTEM_CLOSURE: closure, LOCK_WAIT: "30", ...extra }), detached: true, stdio: ["ignore", "pipe", "pipe"] },
+    );
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => killGroup(child.pid ?? 0), 120_000);
+    const done = new Promise<RunResult>((resolve) =>
+      child.on("close", (status: number | null) => {
+        clearTimeout(timer);
+        resolve({ status, stdout, stderr });
+      }),
+    );
+    return { pid: child.pid ?? 0, done };
+  }
+
+  test("a ProxyCommand in ssh_config is not used (a jump host only through SSH_PROXY_JUMP)", async () => {
+    const marker = path.join(work, `proxy-ran-${++counter}`);
+    const r = await deployUnder(`Host *\n  ProxyCommand /bin/sh -c 'touch ${marker}; exit 1'\n`, buildClosure({ name: `proxy-${counter}` })).done;
+
+    expect(r.stderr).toContain("Deployed:");
+    expect(r.status).toBe(0);
+    expect(fs.existsSync(marker)).toBe(false);
+  });
+
+  test("ForwardAgent, LocalCommand and KnownHostsCommand in ssh_config do nothing: no agent on the host, no command here", async () => {
+    const markers = { local: path.join(work, `local-ran-${++counter}`), known: path.join(work, `known-ran-${counter}`) };
+    const agentSock = path.join(work, `agent-${counter}.sock`);
+    const agent = run("ssh-agent", ["-a", agentSock]);
+    const agentPid = Number(/SSH_AGENT_PID=(\d+)/.exec(agent.stdout)?.[1]);
+    const pause = path.join(work, `pause-config-${counter}`);
+    try {
+      const config = [
+        "Host *",
+        "  ForwardAgent yes",
+        "  ForwardX11 yes",
+        "  PermitLocalCommand yes",
+        `  LocalCommand touch ${markers.local}`,
+        `  KnownHostsCommand /bin/sh -c 'touch ${markers.known}'`,
+        "",
+      ].join("\n");
+      const d = deployUnder(config, buildClosure({ name: `config-${counter}` }), {
+        SSH_AUTH_SOCK: agentSock,
+        DEPLOY_TEST_PAUSE_AFTER: "begin",
+        DEPLOY_TEST_PAUSE_FILE: pause,
+      });
+      expect(await waitForAsync(() => fs.existsSync(pause), 60_000)).toBe(true);
+      // The shim's session on the target (bash -c <shim> blog-deploy-shim serve, in the target's
+      // mount namespace): an agent forwarded to it would show as SSH_AUTH_SOCK, X11 as DISPLAY.
+      const env = onTarget(
+        target,
+        [
+          "ns=$(readlink /proc/self/ns/mnt)",
+          "for p in /proc/[0-9]*; do",
+          '  [ "$(readlink $p/ns/mnt 2>/dev/null)" = "$ns" ] || continue',
+          "  [ \"$(tr '\\0' '\\n' <$p/cmdline 2>/dev/null | tail -n 2 | head -n 1)\" = blog-deploy-shim ] || continue",
+          "  tr '\\0' '\\n' <$p/environ",
+          "done",
+        ].join("\n"),
+      );
+      fs.rmSync(pause, { force: true });
+      const r = await d.done;
+
+      expect(env).toContain("SSH_CONNECTION="); // it read the session's environment
+      expect(env).not.toContain("SSH_AUTH_SOCK=");
+      expect(env).not.toContain("DISPLAY=");
+      expect(r.stderr).toContain("Deployed:");
+      expect(r.status).toBe(0);
+      expect(fs.existsSync(markers.local)).toBe(false);
+      expect(fs.existsSync(markers.known)).toBe(false);
+    } finally {
+      if (agentPid) process.kill(agentPid, "SIGTERM");
+      fs.rmSync(pause, { force: true });
+    }
+  });
+
+  test("SSH_PROXY_JUMP must be a jump host (it goes into NIX_SSHOPTS, split on whitespace)", () => {
+    const r = deploy(buildClosure({ name: `jump-${++counter}` }), { SSH_PROXY_JUMP: "bastion -oProxyCommand=x" });
+
+    expect(r.stderr).toContain("SSH_PROXY_JUMP='bastion -oProxyCommand=x' is not valid; expected a jump host");
+    expect(r.status).toBe(1);
+  });
 });
