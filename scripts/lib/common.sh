@@ -126,13 +126,30 @@ require_uint() {
   fi
 }
 
-# require_host_key NAME: the variable must hold one OpenSSH public key line.
+# The host key types the scripts pin, the same list as the stack config's
+# (src/keys.ts): the install's own key is always ed25519.
+readonly host_key_types=(ssh-ed25519 ecdsa-sha2-nistp256 ecdsa-sha2-nistp384 ecdsa-sha2-nistp521 ssh-rsa)
+
+# require_host_key NAME: the variable holds exactly one OpenSSH public key
+# line of a type in host_key_types, "<type> <base64> [comment]": one line (a
+# second line would become a second known_hosts entry), printable, and a key
+# that ssh-keygen reads as that type.
 require_host_key() {
-  local name=$1 value=${!1:-}
-  if [[ ! $value =~ ^ssh-[a-z0-9-]+\ [A-Za-z0-9+/=]+(\ .*)?$ ]] ||
-    ! ssh-keygen -lf - <<<"$value" >/dev/null 2>&1; then
-    abort "$EXIT_BAD_INPUT" "$name='$value' is not valid; expected one public key line like 'ssh-ed25519 AAAA...'"
+  local name=$1 value=${!1:-} type read_type
+  local line_re='^([abcdefghijklmnopqrstuvwxyz0123456789-]+) [ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/]+={0,2}( [[:print:]]*)?$'
+  local expected="expected one public key line '<type> <base64> [comment]' of type ${host_key_types[*]}"
+  if ! printable "$value" || [[ ! $value =~ $line_re ]]; then
+    abort "$EXIT_BAD_INPUT" "$name='$(shown "$value")' is not valid; $expected"
   fi
+  type=${BASH_REMATCH[1]}
+  [[ " ${host_key_types[*]} " == *" $type "* ]] ||
+    abort "$EXIT_BAD_INPUT" "$name='$(shown "$value")' is not valid: $type is not a host key type the deploy pins; $expected"
+  # ssh-keygen prints "<bits> <fingerprint> <comment> (<TYPE>)" for a key it can read.
+  read_type=$(ssh-keygen -lf - <<<"$value" 2>/dev/null | awk 'NR == 1 {print $NF}') || read_type=""
+  case $type:$read_type in
+  ssh-ed25519:'(ED25519)' | ecdsa-sha2-*:'(ECDSA)' | ssh-rsa:'(RSA)') ;;
+  *) abort "$EXIT_BAD_INPUT" "$name='$(shown "$value")' is not valid: its base64 part is not a $type key; $expected" ;;
+  esac
 }
 
 # parse_published_addresses: PUBLISHED_ADDRESSES (IPv4 and IPv6 addresses,

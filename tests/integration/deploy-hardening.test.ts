@@ -255,3 +255,42 @@ describe("the operator's ssh_config does not reach the deploy's connections", ()
     expect(r.status).toBe(1);
   });
 });
+
+describe("the pinned host key is one line of a type the deploy and the stack config both accept", () => {
+  const keyOf = (type: string): string => {
+    const file = path.join(work, `key-${type}-${++counter}`);
+    run("ssh-keygen", ["-q", "-t", type, "-N", "", "-C", `a ${type} key`, "-f", file]);
+    return fs.readFileSync(`${file}.pub`, "utf8").trim();
+  };
+  // Input only: an unreachable port, one attempt; a key that passes reaches the connection.
+  const tryKey = (hostKey: string) =>
+    deploy(buildClosure({ name: "hostkey-check" }), { HOST_KEY: hostKey, TARGET_PORT: "1", CONNECT_ATTEMPTS: "1", CONNECT_TIMEOUT: "2" });
+
+  test.each(["ed25519", "ecdsa", "rsa"])("an %s key is accepted (the connection is tried)", (type) => {
+    const r = tryKey(keyOf(type));
+
+    expect(r.stderr).not.toContain("HOST_KEY=");
+    expect(r.stderr).toContain("connect: timed out");
+    expect(r.status).toBe(2);
+  });
+
+  test("a second line is refused (it would be a second known_hosts entry), and the message shows it as text", () => {
+    const r = tryKey(`${keyOf("ed25519")}\nblog-target ${keyOf("ed25519")}`);
+
+    expect(r.stderr).toMatch(/HOST_KEY='ssh-ed25519 \S+ a ed25519 key\?blog-target ssh-ed25519 .*' is not valid; expected one public key line/);
+    expect(r.status).toBe(1);
+  });
+
+  test.each([
+    ["a security-key type, which no host presents", "sk-ssh-ed25519@openssh.com AAAAGnNrLXNzaC1lZDI1NTE5QG9wZW5zc2guY29tAAAAIA=="],
+    ["a type whose base64 holds another type's key", (k: () => string) => `ecdsa-sha2-nistp256 ${k().split(" ")[1]}`],
+    ["an escape sequence in the comment", (k: () => string) => `${k()} \u001b[2J`],
+  ])("%s is refused", (_what, value) => {
+    const line = typeof value === "string" ? value : value(() => keyOf("ed25519"));
+    const r = tryKey(line);
+
+    expect(r.stderr).toMatch(/HOST_KEY='.*' is not valid/);
+    expect(r.stderr).not.toMatch(/[\x00-\x08\x0b-\x1f\x7f]/);
+    expect(r.status).toBe(1);
+  });
+});
