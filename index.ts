@@ -56,12 +56,19 @@ const machine =
               labels: checkedLabels,
               backups: config.backups,
               webSourceIps: config.httpFromCloudflareOnly ? origin!.ranges : undefined,
+              hideAddresses: config.proxied,
           })
         : existingMachine(config.existing!, checked);
 
+// Behind Cloudflare's proxy the origin's addresses are what the proxy hides: secret wherever the
+// engine would show them (a preview's diff, the outputs), and placeholders in what the commands print.
+const hideAddresses = config.proxied;
+const hidden = (a: pulumi.Output<string> | undefined) => (a !== undefined && hideAddresses ? pulumi.secret(a) : a);
+const addresses = { ipv4: hidden(machine.ipv4), ipv6: hidden(machine.ipv6), ssh: hidden(machine.address)! };
+
 // Where its records live; the install and the deploy check the host through every address published.
-const published = [machine.ipv4, machine.ipv6].filter((a): a is pulumi.Output<string> => a !== undefined);
-const dnsArgs = { domain: host.domain, ipv4: machine.ipv4, ipv6: machine.ipv6, ttl: config.ttl };
+const published = [addresses.ipv4, addresses.ipv6].filter((a): a is pulumi.Output<string> => a !== undefined);
+const dnsArgs = { domain: host.domain, ipv4: addresses.ipv4, ipv6: addresses.ipv6, ttl: config.ttl };
 const dns =
     config.dns === "cloudflare"
         ? new BlogDns("blog", { ...dnsArgs, zoneId: config.cloudflareZoneId, proxied: config.proxied })
@@ -81,13 +88,14 @@ const install = machine.install
           "blog",
           {
               machineId: machine.install.id,
-              targetHost: machine.address,
+              targetHost: addresses.ssh,
               targetPort: machine.sshPort,
               publishedAddresses: published,
               flake: config.flake,
               nixosConfiguration: config.nixosConfiguration,
               bootstrapPrivateKey: machine.install.bootstrapPrivateKey,
               sshPrivateKey: config.sshPrivateKey,
+              hideAddresses,
           },
           { dependsOn: dns ? [dns] : [] },
       )
@@ -108,7 +116,7 @@ const data =
                   serverId: machine.serverId!,
                   deleteOnDestroy: config.deleteDataOnDestroy,
                   labels: checkedLabels,
-                  target: { host: machine.address, port: machine.sshPort, hostKey: pinnedHostKey, sshPrivateKey: config.sshPrivateKey },
+                  target: { host: addresses.ssh, port: machine.sshPort, hostKey: pinnedHostKey, sshPrivateKey: config.sshPrivateKey, hideAddresses },
               },
               { dependsOn: install ? [install] : [] },
           )
@@ -120,9 +128,10 @@ const deploy = new NixosDeploy(
         systemClosure: closure,
         flakeAttribute:
             config.systemClosure === undefined ? toplevelAttribute(config.flake, config.nixosConfiguration) : undefined,
-        targetHost: machine.address,
+        targetHost: addresses.ssh,
         targetPort: machine.sshPort,
         publishedAddresses: published,
+        hideAddresses,
         origin: `pulumi ${pulumi.getProject()}/${pulumi.getStack()}`,
         hostKey: pinnedHostKey,
         domain: host.domain,
@@ -136,8 +145,8 @@ const deploy = new NixosDeploy(
 );
 
 // null, not undefined, where a kind of host has no such value: Pulumi warns about undefined outputs.
-export const ipv4 = machine.ipv4 ?? null;
-export const ipv6 = machine.ipv6 ?? null;
+export const ipv4 = addresses.ipv4 ?? null;
+export const ipv6 = addresses.ipv6 ?? null;
 export const url = `https://${host.domain}/`;
 export const serverId = machine.serverId ?? null;
 export const hostKey = pinnedHostKey;
@@ -151,5 +160,5 @@ export const dataVolume = data
     ? pulumi.output({ name: data.name, id: data.id, keptOnDestroy: config.dataVolumeId !== undefined || !config.deleteDataOnDestroy })
     : null;
 export const dnsRecords = pulumi
-    .output(addressRecords(host.domain, machine.ipv4, machine.ipv6))
+    .output(addressRecords(host.domain, addresses.ipv4, addresses.ipv6))
     .apply((records) => records.map((r) => ({ ...r, managedBy: config.dns === "none" ? "you" : config.dns })));

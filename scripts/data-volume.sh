@@ -424,6 +424,7 @@ main() {
   shift
   parse_args "${BASH_SOURCE[0]}" "$@"
   parse_inputs
+  hide_addresses
   install_exit_traps cleanup
   prepare_work_dir
   connect

@@ -1017,6 +1017,7 @@ commit() {
 main() {
   parse_args "${BASH_SOURCE[0]}" "$@"
   parse_inputs
+  hide_addresses
   install_exit_traps cleanup
   prepare_work_dir
   realise_closure

@@ -260,6 +260,7 @@ verify_addresses() {
 main() {
   parse_args "${BASH_SOURCE[0]}" "$@"
   parse_inputs
+  hide_addresses
   install_exit_traps cleanup
   prepare_work_dir
   wait_for_server

@@ -36,6 +36,8 @@ export interface NixosDeployArgs {
      * Cloudflare's addresses keeps everyone else out).
      */
     healthVia?: "direct" | "ssh";
+    /** Show the host's addresses as placeholders in the deploy's output (behind Cloudflare's proxy); defaults to false. */
+    hideAddresses?: boolean;
 }
 
 /**
@@ -71,6 +73,7 @@ export class NixosDeploy extends pulumi.ComponentResource {
         if (args.sshPrivateKey !== undefined) environment.SSH_PRIVATE_KEY = pulumi.secret(args.sshPrivateKey);
         if (args.healthPinnedKey !== undefined) environment.HEALTH_PINNED_KEY = args.healthPinnedKey;
         if (args.healthVia !== undefined) environment.HEALTH_VIA = args.healthVia;
+        if (args.hideAddresses) environment.HIDE_ADDRESSES = "1";
         // One variable per secret: a changed value is an update of that key alone (its old and
         // new values both shown as [secret]), and the names stay readable in the diff.
         const secrets = Object.entries(args.hostSecrets ?? {}).sort(([a], [b]) => a.localeCompare(b));

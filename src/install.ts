@@ -25,6 +25,8 @@ export interface NixosInstallArgs {
     bootstrapPrivateKey?: pulumi.Input<string>;
     /** Private key the installed system accepts, one of the admins' (secret); defaults to the operator's ssh-agent. */
     sshPrivateKey?: pulumi.Input<string>;
+    /** Show the host's addresses as placeholders in the install's output (behind Cloudflare's proxy); defaults to false. */
+    hideAddresses?: boolean;
 }
 
 /**
@@ -58,6 +60,7 @@ export class NixosInstall extends pulumi.ComponentResource {
             environment.BOOTSTRAP_SSH_PRIVATE_KEY = pulumi.secret(args.bootstrapPrivateKey);
         }
         if (args.sshPrivateKey !== undefined) environment.SSH_PRIVATE_KEY = pulumi.secret(args.sshPrivateKey);
+        if (args.hideAddresses) environment.HIDE_ADDRESSES = "1";
 
         this.command = new command.local.Command(
             `${name}-nixos-anywhere`,

@@ -20,6 +20,8 @@ export interface BlogServerArgs {
     backups?: pulumi.Input<boolean>;
     /** Where HTTP and HTTPS may come from (CIDRs); defaults to everywhere. Behind Cloudflare's proxy: its ranges. */
     webSourceIps?: pulumi.Input<pulumi.Input<string>[]>;
+    /** Keep the server's addresses secret (behind Cloudflare's proxy, which hides them); defaults to false. */
+    hideAddresses?: boolean;
 }
 
 const EVERYWHERE = ["0.0.0.0/0", "::/0"];
@@ -91,12 +93,16 @@ export class BlogServer extends pulumi.ComponentResource {
                 // Hetzner changes a server's type in place, but only within one architecture
                 // (hetznercloud/terraform-provider-hcloud#1000): a new architecture is a new server.
                 replacementTrigger: args.system,
+                // Behind the proxy its addresses are what the proxy hides: secret in state, and
+                // [secret] wherever the CLI would print them (pulumi up --diff shows outputs).
+                additionalSecretOutputs: args.hideAddresses ? ["ipv4Address", "ipv6Address", "ipv6Network"] : [],
             },
         );
 
+        const hidden = (a: pulumi.Output<string>) => (args.hideAddresses ? pulumi.secret(a) : a);
         this.id = this.server.id;
-        this.ipv4 = this.server.ipv4Address;
-        this.ipv6 = this.server.ipv6Address;
+        this.ipv4 = hidden(this.server.ipv4Address);
+        this.ipv6 = hidden(this.server.ipv6Address);
         this.registerOutputs({ id: this.id, ipv4: this.ipv4, ipv6: this.ipv6 });
     }
 }

@@ -169,6 +169,50 @@ parse_published_addresses() {
   done
 }
 
+# hide_addresses: with HIDE_ADDRESSES=1 (the stack sets it behind Cloudflare's
+# proxy, whose point is to hide the origin's address), everything this script
+# and the commands it runs print, stdout and stderr, goes through a filter
+# that shows TARGET_HOST and each of PUBLISHED_ADDRESSES as a placeholder:
+# [origin IPv4], [origin IPv6] or [origin host]. The output of pulumi up (and
+# so a CI log) then does not name the origin. Call after the input is parsed.
+hide_addresses() {
+  local address hidden=()
+  case ${HIDE_ADDRESSES:-0} in
+  0) return 0 ;;
+  1) ;;
+  *) abort "$EXIT_BAD_INPUT" "HIDE_ADDRESSES='$(shown "$HIDE_ADDRESSES")' is not valid; expected 1 (show the origin's addresses as placeholders) or 0" ;;
+  esac
+  for address in "${TARGET_HOST:-}" "${published_addresses[@]}"; do
+    address=${address#[}
+    address=${address%]}
+    [[ -n $address ]] && hidden+=("$address")
+  done
+  ((${#hidden[@]} > 0)) || return 0
+  exec > >(mask_stream "${hidden[@]}") 2> >(mask_stream "${hidden[@]}" >&2)
+}
+
+# mask_stream ADDRESS...: copies stdin to stdout line by line, each ADDRESS
+# (as plain text, the longest first) replaced by its placeholder.
+mask_stream() {
+  local line i addresses=() labels=()
+  mapfile -t addresses < <(printf '%s\n' "$@" | awk '{print length, $0}' | sort -rn | cut -d' ' -f2-)
+  for i in "${!addresses[@]}"; do
+    if [[ ${addresses[i]} == *:* ]]; then
+      labels[i]="[origin IPv6]"
+    elif [[ ${addresses[i]} =~ ^[0123456789.]+$ ]]; then
+      labels[i]="[origin IPv4]"
+    else
+      labels[i]="[origin host]"
+    fi
+  done
+  while IFS= read -r line || [[ -n $line ]]; do
+    for i in "${!addresses[@]}"; do
+      line=${line//"${addresses[i]}"/${labels[i]}}
+    done
+    printf '%s\n' "$line"
+  done
+}
+
 # family ADDRESS: how the operator knows it.
 family() {
   if [[ $1 == *:* ]]; then echo "IPv6, the AAAA record"; else echo "IPv4, the A record"; fi

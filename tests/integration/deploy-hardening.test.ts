@@ -294,3 +294,37 @@ describe("the pinned host key is one line of a type the deploy and the stack con
     expect(r.status).toBe(1);
   });
 });
+
+describe("HIDE_ADDRESSES=1 (behind Cloudflare's proxy): the origin's addresses stay out of the output", () => {
+  let dual: Target | undefined;
+  afterAll(() => stopTarget(dual));
+
+  test("a deploy to a dual-stack host names its addresses only as placeholders, the tools' messages included", () => {
+    dual = startTarget({ netns: true });
+    const env = { PUBLISHED_ADDRESSES: `${dual.addr4} ${dual.addr6}`, HEALTH_URL: "http://blog.test/health.txt", HIDE_ADDRESSES: "1" };
+    const ok = runScript("deploy.sh", scriptEnv(dual, { SYSTEM_CLOSURE: buildClosure({ name: `hidden-${++counter}` }), ...env }));
+    // A failure: ssh's own message names the address it could not reach.
+    const failed = runScript(
+      "deploy.sh",
+      scriptEnv(dual, { SYSTEM_CLOSURE: buildClosure({ name: `hidden-${++counter}` }), ...env, TARGET_PORT: "1", CONNECT_ATTEMPTS: "1", CONNECT_TIMEOUT: "3" }),
+    );
+
+    expect(ok.stderr).toContain("Deployed:");
+    expect(ok.status).toBe(0);
+    expect(ok.stderr).toContain("through [origin IPv4] [origin IPv6]");
+    expect(failed.status).toBe(2);
+    expect(failed.stderr).toMatch(/connect: timed out: root@\[origin IPv4\] port 1 .*last error: .*\[origin IPv4\]/);
+    for (const r of [ok, failed]) {
+      const output = r.stdout + r.stderr;
+      expect(output).not.toContain(dual.addr4);
+      expect(output).not.toContain(dual.addr6);
+    }
+  });
+
+  test("a value other than 0 or 1 is bad input", () => {
+    const r = deploy(buildClosure({ name: "hostkey-check" }), { HIDE_ADDRESSES: "yes" });
+
+    expect(r.stderr).toContain("HIDE_ADDRESSES='yes' is not valid; expected 1");
+    expect(r.status).toBe(1);
+  });
+});
