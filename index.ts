@@ -94,6 +94,7 @@ const install = machine.install
               flake: config.flake,
               nixosConfiguration: config.nixosConfiguration,
               bootstrapPrivateKey: machine.install.bootstrapPrivateKey,
+              bootstrapHostKey: machine.install.bootstrapHostKey,
               sshPrivateKey: config.sshPrivateKey,
               hideAddresses,
           },

@@ -298,10 +298,7 @@ open_connection() {
   wait_for_ssh "connect" "${ssh_opts[@]}" -o ControlMaster=yes -o ControlPersist=60 \
     -f -N "$(target_address)" || status=$?
   if ((status == 10)); then
-    local presented
-    presented=$(ssh-keyscan -T 10 -p "$TARGET_PORT" "$TARGET_HOST" 2>/dev/null | cut -d' ' -f2- | ssh-keygen -lf - 2>/dev/null |
-      awk '{printf "%s%s %s", sep, $2, $NF; sep = ", "}') || true
-    abort "$ssh_wait_exit" "host key mismatch: $(target_address) port $TARGET_PORT does not present the pinned HOST_KEY (expected $(fingerprint "$HOST_KEY"); it presents: $(shown "${presented:-unknown}")); nothing was copied"
+    abort "$ssh_wait_exit" "host key mismatch: $(target_address) port $TARGET_PORT does not present the pinned HOST_KEY (expected $(fingerprint "$HOST_KEY"); it presents: $(presented_keys "$TARGET_HOST" "$TARGET_PORT")); nothing was copied"
   fi
 }
 

@@ -2,19 +2,28 @@
 # Installs NixOS on a fresh server with the flake's pinned nixos-anywhere,
 # giving it the pinned SSH host key, then checks that the installed system
 # presents exactly that key. Run once per server; deploy.sh does the rest.
+# Every connection is strict against a key known before it: the server before
+# the install (the stock image, then nixos-anywhere's kexec installer, which
+# keeps the image's host keys) against BOOTSTRAP_HOST_KEY, nixos-anywhere's own
+# connections included (an ssh first on its PATH puts the checking options
+# before its StrictHostKeyChecking=no); the installed system against HOST_KEY.
+# A server that presents another key gets nothing, the host's private key
+# least of all.
 #
 # Input (environment; secrets only here, never arguments): TARGET_HOST,
-# TARGET_PORT, TARGET_USER, HOST_KEY, HOST_KEY_PRIVATE, FLAKE,
-# NIXOS_CONFIGURATION, SSH_PRIVATE_KEY, BOOTSTRAP_SSH_PRIVATE_KEY,
-# CONNECT_ATTEMPTS, CONNECT_TIMEOUT, NIXOS_ANYWHERE.
+# TARGET_PORT, TARGET_USER, HOST_KEY, HOST_KEY_PRIVATE, BOOTSTRAP_HOST_KEY,
+# FLAKE, NIXOS_CONFIGURATION, SSH_PRIVATE_KEY, BOOTSTRAP_SSH_PRIVATE_KEY,
+# CONNECT_ATTEMPTS, CONNECT_TIMEOUT, INSTALL_TIMEOUT (10800 s: nixos-anywhere
+# as a whole), NIXOS_ANYWHERE, SSH_PROXY_JUMP, HIDE_ADDRESSES.
 # BOOTSTRAP_SSH_PRIVATE_KEY is the key the stock image (and so the installer)
 # accepts; SSH_PRIVATE_KEY the one the installed system accepts (one of its
 # admin keys). Unset, either falls back to SSH_PRIVATE_KEY, then ssh-agent.
 # Exit codes: 0 installed and verified, 1 bad input, 2 refused before
-# changing the target (unreachable; the disk the install erases is an
-# attached Hetzner Volume, or a volume is attached and that disk cannot be
-# told), 4 installed but not verified (the system did not come back, or
-# presents another host key): an operator must look.
+# changing the target (unreachable, or it presents another host key than
+# BOOTSTRAP_HOST_KEY; the disk the install erases is an attached Hetzner
+# Volume, or a volume is attached and that disk cannot be told), 4
+# nixos-anywhere failed, or installed but not verified (the system did not come
+# back, or presents another host key): an operator must look.
 set -euo pipefail
 
 script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -22,6 +31,8 @@ script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$script_dir/lib/common.sh"
 
 work_dir=""
+# The name the bootstrap host key is filed under in its known_hosts file.
+readonly BOOTSTRAP_ALIAS=blog-bootstrap
 identity_opts=()
 bootstrap_identity_opts=()
 nixos_anywhere=()
@@ -30,17 +41,22 @@ parse_inputs() {
   require_set TARGET_HOST
   require_set HOST_KEY
   require_set HOST_KEY_PRIVATE
+  has_value BOOTSTRAP_HOST_KEY ||
+    abort "$EXIT_BAD_INPUT" "BOOTSTRAP_HOST_KEY is not set; it is required: the host key the server presents before the install (a Hetzner server's, from its user data; a machine of yours: its current key, read out of band), which every connection before the install checks"
   TARGET_PORT=${TARGET_PORT:-22}
   TARGET_USER=${TARGET_USER:-root}
   FLAKE=${FLAKE:-./nix}
   NIXOS_CONFIGURATION=${NIXOS_CONFIGURATION:-blog}
   CONNECT_ATTEMPTS=${CONNECT_ATTEMPTS:-30}
   CONNECT_TIMEOUT=${CONNECT_TIMEOUT:-600}
+  INSTALL_TIMEOUT=${INSTALL_TIMEOUT:-10800}
   BUILD_ON=${BUILD_ON:-auto}
   require_uint TARGET_PORT 1
   require_uint CONNECT_ATTEMPTS 1
   require_uint CONNECT_TIMEOUT 1
+  require_uint INSTALL_TIMEOUT 60
   require_host_key HOST_KEY
+  require_host_key BOOTSTRAP_HOST_KEY
   check_proxy_jump
   [[ $HOST_KEY == ssh-ed25519\ * ]] ||
     abort "$EXIT_BAD_INPUT" "HOST_KEY='$HOST_KEY' is not valid; expected an ed25519 key ('ssh-ed25519 AAAA...')"
@@ -81,25 +97,66 @@ prepare_work_dir() {
   identity_options identity_opts SSH_PRIVATE_KEY "$work_dir/id_admin"
   identity_options bootstrap_identity_opts BOOTSTRAP_SSH_PRIVATE_KEY "$work_dir/id_bootstrap"
   ((${#bootstrap_identity_opts[@]} > 0)) || bootstrap_identity_opts=("${identity_opts[@]}")
+  printf '%s %s\n' "$BOOTSTRAP_ALIAS" "$BOOTSTRAP_HOST_KEY" >"$work_dir/known_hosts.bootstrap"
+  write_ssh_wrapper "$work_dir/bin"
   prepare_extra_files
 }
 
-# First contact: the stock image's host key is unknown (and the installer's
-# kexec image presents yet another), so this phase trusts on first use into
-# a throwaway file, never ~/.ssh/known_hosts.
-first_contact_opts=()
-wait_for_server() {
-  step "Waiting for SSH on $(target_address) port $TARGET_PORT (stock image, first contact)"
-  first_contact_opts=(
+# bootstrap_ssh_options ARRAY: the options of every connection before the
+# install: the deploy's (no ssh_config), strict against BOOTSTRAP_HOST_KEY only.
+bootstrap_ssh_options() {
+  local -n bootstrap_ref=$1
+  deploy_ssh_options bootstrap_ref
+  # shellcheck disable=SC2034 # a nameref: this sets the caller's array
+  bootstrap_ref+=(
     -o BatchMode=yes
-    -o StrictHostKeyChecking=accept-new
-    -o UserKnownHostsFile="$work_dir/known_hosts.first-contact"
+    -o HostKeyAlias="$BOOTSTRAP_ALIAS"
+    -o StrictHostKeyChecking=yes
+    -o UserKnownHostsFile="$work_dir/known_hosts.bootstrap"
     -o GlobalKnownHostsFile=/dev/null
     -o LogLevel=ERROR
-    -p "$TARGET_PORT"
-    "${bootstrap_identity_opts[@]}"
   )
-  wait_for_ssh "waiting for the server" "${first_contact_opts[@]}" "$(target_address)" true
+}
+
+# write_ssh_wrapper DIR: DIR/ssh, the ssh nixos-anywhere runs (DIR goes first on
+# its PATH): the real ssh with bootstrap_ssh_options before whatever it is
+# given. nixos-anywhere 1.13.0 (src/nixos-anywhere.sh) starts every ssh,
+# ssh-copy-id and nix copy/build with sshArgs=(-o IdentitiesOnly=yes -i ...
+# -o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no); ssh takes an
+# option's first value, so ours win, and no --ssh-option could (they come
+# after its own). Its package puts its own openssh last on PATH
+# (src/default.nix: --suffix PATH), and Nix runs "ssh" from PATH too.
+write_ssh_wrapper() {
+  local dir=$1 real_ssh options=()
+  real_ssh=$(command -v ssh) || abort "$EXIT_BAD_INPUT" "ssh is not on PATH"
+  bootstrap_ssh_options options
+  mkdir -m 700 "$dir"
+  {
+    printf '#!%s\n' "$BASH"
+    printf '# ssh for nixos-anywhere (scripts/install.sh): strict against the bootstrap host key, whatever follows.\n'
+    printf 'exec %q' "$real_ssh"
+    printf ' %q' "${options[@]}"
+    printf ' "$@"\n'
+  } >"$dir/ssh"
+  chmod 700 "$dir/ssh"
+}
+
+# The server before the install presents BOOTSTRAP_HOST_KEY, nothing else
+# is accepted: a server that presents another key after CONNECT_ATTEMPTS /
+# CONNECT_TIMEOUT (cloud-init may still be writing it) is refused, with
+# nothing sent to it.
+first_contact_opts=()
+wait_for_server() {
+  step "Waiting for SSH on $(target_address) port $TARGET_PORT (before the install: pinned bootstrap host key $(fingerprint "$BOOTSTRAP_HOST_KEY"))"
+  bootstrap_ssh_options first_contact_opts
+  first_contact_opts+=(-p "$TARGET_PORT" "${bootstrap_identity_opts[@]}")
+  local status=0
+  ssh_wait_retry_mismatch=1
+  wait_for_ssh "waiting for the server" "${first_contact_opts[@]}" "$(target_address)" true || status=$?
+  ssh_wait_retry_mismatch=0
+  if ((status == 10)); then
+    abort "$EXIT_REFUSED" "host key mismatch before the install: $(target_address) port $TARGET_PORT does not present the pinned BOOTSTRAP_HOST_KEY (expected $(fingerprint "$BOOTSTRAP_HOST_KEY"); it presents: $(presented_keys "$TARGET_HOST" "$TARGET_PORT")); nothing was sent to it"
+  fi
 }
 
 # on_stock_image COMMAND: runs COMMAND (sh) on the server as it is before the
@@ -175,10 +232,17 @@ run_nixos_anywhere() {
   # The secrets are files by now; nixos-anywhere does not get them as variables.
   # Its own temporary directory (where it copies the login key: uploadSshKey in
   # src/nixos-anywhere.sh 1.13.0) goes into ours, on the tmpfs a later run sweeps.
+  # Its ssh is the wrapper (write_ssh_wrapper): strict against the bootstrap key.
+  # Bounded as a whole: it waits for the installer without a bound of its own.
   mkdir -m 700 "$work_dir/tmp"
-  env -u HOST_KEY_PRIVATE -u SSH_PRIVATE_KEY -u BOOTSTRAP_SSH_PRIVATE_KEY TMPDIR="$work_dir/tmp" \
-    "${nixos_anywhere[@]}" "${args[@]}" ||
-    abort "$EXIT_UNKNOWN" "nixos-anywhere failed (exit $?); the server may be partly installed; an operator must look"
+  local status=0
+  env -u HOST_KEY_PRIVATE -u SSH_PRIVATE_KEY -u BOOTSTRAP_SSH_PRIVATE_KEY TMPDIR="$work_dir/tmp" PATH="$work_dir/bin:$PATH" \
+    timeout --kill-after=30 "$INSTALL_TIMEOUT" "${nixos_anywhere[@]}" "${args[@]}" || status=$?
+  case $status in
+  0) ;;
+  124 | 137) abort "$EXIT_UNKNOWN" "nixos-anywhere did not finish within INSTALL_TIMEOUT=${INSTALL_TIMEOUT}s; the server may be partly installed; an operator must look" ;;
+  *) abort "$EXIT_UNKNOWN" "nixos-anywhere failed (exit $status); the server may be partly installed (a server that presented another host key than BOOTSTRAP_HOST_KEY got nothing: see 'Host key verification failed' above); an operator must look" ;;
+  esac
 }
 
 # Polls the presented ed25519 host key until it is the pinned one, within

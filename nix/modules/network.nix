@@ -86,6 +86,17 @@ in
     # A Hetzner Cloud server. A generic machine keeps the network configuration
     # its own hardware configuration gives it.
     (lib.mkIf (config.blog.host.platform == "hetzner-cloud") {
+      assertions = [
+        {
+          assertion =
+            let
+              settings = config.services.cloud-init.settings;
+              modules = (settings.cloud_init_modules or [ ]) ++ (settings.cloud_config_modules or [ ]) ++ (settings.cloud_final_modules or [ ]);
+            in
+            !(builtins.elem "ssh" modules);
+          message = "cloud-init's ssh module must stay off on a Hetzner host: the server's user data holds the stock image's bootstrap host key, which it would install over the host's own (nix/modules/network.nix).";
+        }
+      ];
       networking.useNetworkd = true;
       # Hetzner's metadata names the uplink eth0; keep the kernel's names.
       networking.usePredictableInterfaceNames = lib.mkDefault false;
@@ -132,8 +143,12 @@ in
           ssh_genkeytypes = [ ];
           # Leave out cloud-init's "ssh", "ssh-import-id" and "set-passwords"
           # modules: no host keys, no Hetzner project keys in root's
-          # authorized_keys, no password settings. (The two settings above
-          # still hold should someone add "ssh" back.)
+          # authorized_keys, no password settings. The server's user data
+          # carries the throwaway host key the stock image presented before the
+          # install (`ssh_keys`, src/server.ts): the ssh module would write it
+          # over the host's own key whatever the two settings above say
+          # (cc_ssh.py writes `ssh_keys` before it looks at them), so it must
+          # stay out; the assertion below keeps it out.
           cloud_config_modules = [
             "disk_setup"
             "mounts"

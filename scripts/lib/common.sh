@@ -393,6 +393,20 @@ target_address() {
 # The exit code of wait_for_ssh's failures: EXIT_REFUSED before the target
 # was changed; a caller sets EXIT_UNKNOWN once it has been.
 ssh_wait_exit=$EXIT_REFUSED
+# 1: a host key mismatch is retried within the bound like no answer (a server
+# whose cloud-init has not written its pinned key yet), and returns 10 only
+# when the bound is reached. Nothing is sent to a server whose key does not
+# match: ssh stops before authentication.
+ssh_wait_retry_mismatch=0
+
+# presented_keys HOST PORT: the host keys HOST presents, as "SHA256:... (TYPE)",
+# comma separated, printable ("unknown" if it presents none).
+presented_keys() {
+  local keys
+  keys=$(ssh-keyscan -T 10 -p "$2" "$1" 2>/dev/null | cut -d' ' -f2- | ssh-keygen -lf - 2>/dev/null |
+    awk '{printf "%s%s %s", sep, $2, $NF; sep = ", "}') || true
+  shown "${keys:-unknown}"
+}
 
 # wait_for_ssh <name> <ssh args...>: runs `ssh <args> true` until it succeeds,
 # at most CONNECT_ATTEMPTS times and CONNECT_TIMEOUT seconds in total.
@@ -411,7 +425,8 @@ wait_for_ssh() {
       return 0
     fi
     if grep -qiE 'host key verification failed|identification has changed' "$err_file"; then
-      return 10
+      ((ssh_wait_retry_mismatch == 1 && attempt < CONNECT_ATTEMPTS && SECONDS < deadline)) || return 10
+      echo "it presents another host key" >"$err_file"
     fi
     if grep -qi 'permission denied' "$err_file"; then
       abort "$ssh_wait_exit" "$what: $(target_address) port $TARGET_PORT refused our key: $(shown "$(tail -n 1 "$err_file")")"
