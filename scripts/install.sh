@@ -103,13 +103,21 @@ prepare_work_dir() {
 }
 
 # bootstrap_ssh_options ARRAY: the options of every connection before the
-# install: the deploy's (no ssh_config), strict against BOOTSTRAP_HOST_KEY only.
+# install: the deploy's (no ssh_config), strict against BOOTSTRAP_HOST_KEY only,
+# and only its algorithms offered: the installer may also present a key of
+# another type it made itself (NixOS' sshd makes an RSA key at boot).
 bootstrap_ssh_options() {
   local -n bootstrap_ref=$1
+  local algorithms
+  case ${BOOTSTRAP_HOST_KEY%% *} in
+  ssh-rsa) algorithms=rsa-sha2-512,rsa-sha2-256 ;;
+  *) algorithms=${BOOTSTRAP_HOST_KEY%% *} ;;
+  esac
   deploy_ssh_options bootstrap_ref
   # shellcheck disable=SC2034 # a nameref: this sets the caller's array
   bootstrap_ref+=(
     -o BatchMode=yes
+    -o HostKeyAlgorithms="$algorithms"
     -o HostKeyAlias="$BOOTSTRAP_ALIAS"
     -o StrictHostKeyChecking=yes
     -o UserKnownHostsFile="$work_dir/known_hosts.bootstrap"
