@@ -120,7 +120,11 @@ test("no secret value and no private key is in anything the engine printed or se
         ["hostSecrets.dbPassword (changed)", DB_PASSWORD_2],
     ]);
     for (const [name, value] of generatedKeys) secrets.set(name, value);
-    expect(generatedKeys.size).toBe(2); // the host key and the bootstrap key: the check is not empty
+    // The host key, the bootstrap login key and the bootstrap host key: the check is not empty.
+    expect([...generatedKeys.keys()].map((urn) => urn.split("::").pop()?.replace(/ .*/, "")).sort()).toEqual(
+        expect.arrayContaining([expect.stringMatching(/-host-key$/), expect.stringMatching(/-bootstrap-key$/), expect.stringMatching(/-bootstrap-host-key$/)]),
+    );
+    expect(generatedKeys.size).toBe(3);
     expect((exported.deployment.resources ?? []).filter((r) => !String(r.type).startsWith("pulumi:"))).toEqual([]);
     const leaks: string[] = [];
     for (const [name, value] of secrets) {
