@@ -1,4 +1,4 @@
-import { InputProblem, STACK_SECRETS, STORE_PATH, StackConfig, failOn } from "./config";
+import { BACKUP_SECRETS, InputProblem, ORIGIN_SECRETS, STACK_SECRETS, STORE_PATH, StackConfig, failOn } from "./config";
 import { publicKeyProblem } from "./keys";
 import { evalAttribute, evaluateFlake, toplevelAttribute } from "./nixEval";
 
@@ -180,12 +180,17 @@ function dataVolumeProblems(host: Record<string, unknown>, config: StackConfig, 
 /** Every secret the configuration's services read is in the stack config; the stack's own come with proxied mode. */
 function secretProblems(declared: string[], config: StackConfig, warnings: string[]): InputProblem[] {
     const provided = new Set(Object.keys(config.hostSecrets));
-    const fromStack = new Set<string>(config.proxied ? STACK_SECRETS : []);
+    const fromStack = new Set<string>([
+        ...(config.proxied ? ORIGIN_SECRETS : []),
+        ...(config.backup.target.kind !== "none" ? BACKUP_SECRETS : []),
+    ]);
     const problems = declared
         .filter((name) => !provided.has(name) && !fromStack.has(name))
         .map((name) =>
-            (STACK_SECRETS as readonly string[]).includes(name)
+            (ORIGIN_SECRETS as readonly string[]).includes(name)
                 ? new InputProblem(`blog.secrets.${name}`, null, `blog:proxied true: the stack delivers ${name} in proxied mode only`)
+                : (STACK_SECRETS as readonly string[]).includes(name)
+                ? new InputProblem(`blog.secrets.${name}`, null, `a blog:backupTarget other than none: the stack delivers ${name} with backups only`)
                 : new InputProblem(
                       `blog:hostSecrets.${name}`,
                       null,
