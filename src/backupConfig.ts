@@ -55,7 +55,7 @@ function redacted(value: string): string {
 
 /** Reads the `backup*` keys; the caller's problem list collects every bad one. */
 export function readBackupConfig(r: KeyReader): BackupConfig {
-    const target = r.raw("backupTarget") ?? "none";
+    const target = r.raw("backupTarget") ?? BACKUP_TARGETS[0];
     const password = readSecret(r, "backupPassword", (v) =>
         v.length >= 8 && !/[\n\0]/.test(v) ? undefined : "the repository password of an existing restic repository (at least 8 characters, one line)",
     );

@@ -81,6 +81,7 @@ export const configDefaults = {
     deleteDataOnDestroy: false,
     backups: false,
     ttl: 1,
+    backupTarget: "none",
 } as const;
 
 /** A host secret's name: a systemd credential name and a file name, and part of an environment variable's. */

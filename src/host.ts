@@ -27,6 +27,8 @@ export interface HostEvaluation {
     host: HostFacts;
     /** Names of the secrets the configuration's services read (`blog.secrets`), which the deploy must deliver. */
     secrets: string[];
+    /** What the host's backup job copies (`blog.backup.paths`: the data volume or the state directories, and extra paths). */
+    backupPaths: string[];
     /** Store path of `config.system.build.toplevel`. */
     toplevel: string;
     /** What the plan should say about the combination, without refusing it. */
@@ -107,6 +109,8 @@ export function checkEvaluation(raw: unknown, config: StackConfig): HostEvaluati
     problems.push(...dataVolumeProblems(host, config, option));
     const secrets = isRecord(raw) && Array.isArray(raw.secrets) ? raw.secrets.filter((s): s is string => typeof s === "string") : [];
     problems.push(...secretProblems(secrets, config, warnings));
+    const backupPaths = isRecord(raw) && Array.isArray(raw.backupPaths) ? raw.backupPaths.filter((s): s is string => typeof s === "string") : [];
+    problems.push(...backupProblems(backupPaths, host, config, where, warnings));
 
     if (typeof toplevel !== "string" || !STORE_PATH.test(toplevel)) {
         problems.push(
@@ -115,7 +119,7 @@ export function checkEvaluation(raw: unknown, config: StackConfig): HostEvaluati
     }
 
     failOn(problems, `The host facts in ${where} cannot be deployed:`);
-    return { host: host as unknown as HostFacts, secrets, toplevel: toplevel as string, warnings };
+    return { host: host as unknown as HostFacts, secrets, backupPaths, toplevel: toplevel as string, warnings };
 }
 
 type Option = (name: string) => string;
@@ -205,6 +209,32 @@ function secretProblems(declared: string[], config: StackConfig, warnings: strin
         );
     }
     return problems;
+}
+
+/**
+ * Backups need something to copy: the data volume, or without one the services' state directories
+ * on the root disk (`blog.data.directories`), and the paths the host file adds
+ * (`blog.backup.extraPaths`); nix/modules/backup.nix computes the list as `blog.backup.paths`.
+ */
+function backupProblems(paths: string[], host: Record<string, unknown>, config: StackConfig, where: string, warnings: string[]): InputProblem[] {
+    if (config.backup.target.kind === "none") return [];
+    if (paths.length === 0) {
+        return [
+            new InputProblem(
+                "blog:backupTarget",
+                config.backup.target.kind,
+                `none, as ${where}.config.blog.backup.paths is empty: the host has no data volume (blog.host.dataVolume), no state ` +
+                    "directories (blog.data.directories) and no blog.backup.extraPaths, so a backup would copy nothing",
+            ),
+        ];
+    }
+    if (host.dataVolume !== true) {
+        warnings.push(
+            `backups copy ${paths.join(", ")} from the server's own disk (no data volume): they cover a lost server too, ` +
+                "but a restore onto a new server needs its services' state directories at the same paths.",
+        );
+    }
+    return [];
 }
 
 /**

@@ -25,6 +25,7 @@ describe("host facts read from the flake", () => {
         expect(checkEvaluation(evaluation(), config)).toEqual({
             host: { ...host, tls: "acme", dataVolume: false },
             secrets: [],
+            backupPaths: ["/data"],
             toplevel,
             warnings: [],
         });
