@@ -56,6 +56,10 @@ script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$script_dir/lib/common.sh"
 # shellcheck source=scripts/lib/data-target.sh
 source "$script_dir/lib/data-target.sh"
+# backup_units_needing: the units that need the data volume, the rule the
+# host's backup job stops by too (one definition, sent to the target below).
+# shellcheck source=nix/modules/units/backup-lib.sh
+source "$script_dir/../nix/modules/units/backup-lib.sh"
 
 # The target's backup says so when the archive is complete but a unit did not
 # start again (the archive is kept; we exit EXIT_UNKNOWN).
@@ -221,28 +225,6 @@ on_target_check_data() {
   fi
 }
 
-# on_target_units_needing UNIT...: the service, socket, timer and path units
-# that need UNIT (Requires=, Requisite=, BindsTo=, through mount and service
-# units, transitively), and the units that trigger them; one a line.
-on_target_units_needing() {
-  local queue=("$@") seen=" " unit dep
-  while ((${#queue[@]} > 0)); do
-    unit=${queue[0]}
-    queue=("${queue[@]:1}")
-    for dep in $(systemctl show -p RequiredBy -p RequisiteOf -p BoundBy -p TriggeredBy --value "$unit"); do
-      [[ $seen != *" $dep "* ]] || continue
-      seen+="$dep "
-      case $dep in
-      *.service | *.socket | *.timer | *.path)
-        echo "$dep"
-        queue+=("$dep")
-        ;;
-      *.mount) queue+=("$dep") ;;
-      esac
-    done
-  done
-}
-
 # on_target_stop_data_users MOUNT WITH_BINDS: stops the units that need MOUNT
 # (and with WITH_BINDS=1 the other mounts of its device: bind mounts), and
 # records in `stopped` every unit that was active and is not any more. A unit
@@ -258,7 +240,7 @@ on_target_stop_data_users() {
   while IFS= read -r line; do
     [[ $line == "$mount_point" ]] || binds+=("$(systemd-escape --path --suffix=mount "$line")")
   done < <(on_target_mounts_of "$devnum")
-  mapfile -t units < <(on_target_units_needing "$mount_unit" "${binds[@]}" | sort -u)
+  mapfile -t units < <(backup_units_needing "$mount_unit" "${binds[@]}" | sort -u)
   ((with_binds == 0)) || units+=("${binds[@]}")
   if ((${#units[@]} == 0)); then
     info "no unit needs $mount_point: nothing to stop"
@@ -448,7 +430,7 @@ on_target_undo_restore() {
 
 # The functions sent to the target.
 readonly on_target_functions=(
-  "${data_target_functions[@]}" on_target_check_data on_target_units_needing on_target_stop_data_users
+  "${data_target_functions[@]}" on_target_check_data backup_units_needing on_target_stop_data_users
   on_target_start_stopped on_target_list_content on_target_exit on_target_backup on_target_restore
   on_target_move_back on_target_undo_restore
 )

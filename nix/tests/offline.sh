@@ -26,7 +26,7 @@ while IFS= read -r -d '' file; do
 done < <(find "$nix_dir" -name '*.nix' -print0)
 
 step "the host's shell scripts pass shellcheck"
-shellcheck --shell=bash "$nix_dir"/modules/*.sh "$nix_dir"/tests/*.sh
+shellcheck --shell=bash "$nix_dir"/modules/*.sh "$nix_dir"/modules/units/*.sh "$nix_dir"/tests/*.sh
 
 step "the host's shell scripts behave (stand-ins for what only NixOS has; needs root)"
 bash "$nix_dir/tests/host-scripts-test.sh"
