@@ -43,7 +43,7 @@ classify() {
     echo "the Storage Box presented another SSH host key than blog:backupStorageBoxHostKey"
   elif grep -qiE 'Permission denied|AccessDenied|InvalidAccessKeyId|SignatureDoesNotMatch|403' "$err"; then
     echo "the backup target refused the credentials"
-  elif grep -qiE 'timeout|timed out|connection refused|no route|could not resolve|no such host|network is unreachable|dial tcp|Connection closed' "$err"; then
+  elif grep -qiE 'timeout|timed out|connection refused|no route|could not resolve|no such host|network is unreachable|dial tcp|Connection closed|unable to start the sftp session' "$err"; then
     echo "the backup target could not be reached from here"
   else
     echo "restic failed ($(grep -v '^\s*$' "$err" | tail -n 1 | sed -E 's/[A-Za-z0-9+\/=_-]{24,}/[…]/g' | cut -c1-120))"

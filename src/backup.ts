@@ -197,7 +197,8 @@ export function parseStatus(stdout: string): RepositoryStatus {
     if (p.state === "empty") return { state: "empty" };
     if (p.state === "unknown" && typeof p.reason === "string") return { state: "unknown", reason: p.reason.slice(0, 300) };
     if (p.state === "snapshot" && typeof p.id === "string" && SNAPSHOT_ID.test(p.id) && typeof p.time === "string") {
-        const time = new Date(p.time);
+        // restic writes nanoseconds and the host's offset (2026-12-07T02:13:00.245620247+01:00).
+        const time = new Date(p.time.replace(/(\.\d{3})\d+/, "$1"));
         const paths = Array.isArray(p.paths) ? p.paths.filter((x): x is string => typeof x === "string").slice(0, 20) : [];
         if (!Number.isNaN(time.getTime())) return { state: "snapshot", id: p.id, time, paths };
     }

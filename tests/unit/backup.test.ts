@@ -183,6 +183,8 @@ describe("what the plan is told about the backups", () => {
             paths: ["/data"],
         });
         expect(parseStatus('{"state":"empty"}')).toEqual({ state: "empty" });
+        const restic = parseStatus(`{"state":"snapshot","id":"${SNAPSHOT}","time":"2026-12-07T13:17:52.245620247+01:00","paths":[]}`);
+        expect(restic.state === "snapshot" && restic.time.toISOString()).toBe("2026-12-07T12:17:52.245Z");
         expect(parseStatus('{"state":"unknown","reason":"restic is not installed here"}')).toEqual({ state: "unknown", reason: "restic is not installed here" });
         expect(parseStatus(`{"state":"snapshot","id":"$(reboot)","time":"2026-12-07T02:13:00Z"}`).state).toBe("unknown");
         expect(parseStatus("Fatal: wrong password").state).toBe("unknown");
