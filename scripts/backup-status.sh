@@ -19,6 +19,11 @@ script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=nix/modules/units/backup-lib.sh
 source "$script_dir/../nix/modules/units/backup-lib.sh"
 
+# restic, bounded: the preview waits for it.
+backup_restic() {
+  timeout "${BACKUP_STATUS_TIMEOUT:-60}" restic -o "sftp.command=$BLOG_BACKUP_SFTP_COMMAND" -o "s3.region=${BLOG_BACKUP_S3_REGION:-}" "$@"
+}
+
 work=""
 cleanup() {
   [[ -z $work ]] || rm -rf "$work"
@@ -41,7 +46,9 @@ classify() {
     echo "the repository did not accept the password (blog:backupPassword, or the stack's generated one)"
   elif grep -qiE 'Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED' "$err"; then
     echo "the Storage Box presented another SSH host key than blog:backupStorageBoxHostKey"
-  elif grep -qiE 'Permission denied|AccessDenied|InvalidAccessKeyId|SignatureDoesNotMatch|403' "$err"; then
+  elif grep -qiE 'bucket does not exist|NoSuchBucket' "$err"; then
+    echo "the bucket does not exist (blog:backupS3Bucket; create it first)"
+  elif grep -qiE 'Permission denied|AccessDenied|Access Denied|InvalidAccessKeyId|SignatureDoesNotMatch|signature we calculated does not match|403' "$err"; then
     echo "the backup target refused the credentials"
   elif grep -qiE 'timeout|timed out|connection refused|no route|could not resolve|no such host|network is unreachable|dial tcp|Connection closed|unable to start the sftp session' "$err"; then
     echo "the backup target could not be reached from here"
@@ -62,11 +69,7 @@ main() {
   trap cleanup EXIT
   export BLOG_BACKUP_SFTP_COMMAND=$script_dir/../nix/modules/units/backup-sftp.sh BLOG_BACKUP_KNOWN_HOSTS_DIR=$work
   export RESTIC_CACHE_DIR=$work/cache
-  local bound=${BACKUP_STATUS_TIMEOUT:-60}
-  state=$(
-    backup_restic() { timeout "$bound" restic -o "sftp.command=$BLOG_BACKUP_SFTP_COMMAND" -o "s3.region=${BLOG_BACKUP_S3_REGION:-}" "$@"; }
-    backup_repository_state 2>"$work/err"
-  ) || state="error: $(tail -n 1 "$work/err" 2>/dev/null)"
+  state=$(backup_repository_state 2>"$work/err") || state="error: $(tail -n 1 "$work/err" 2>/dev/null)"
   case $state in
   missing) say '{state: "empty"}' ;;
   ok) ;;
@@ -75,8 +78,7 @@ main() {
     unknown "$(classify "$work/err")"
     ;;
   esac
-  if ! out=$(timeout "$bound" restic -o "sftp.command=$BLOG_BACKUP_SFTP_COMMAND" -o "s3.region=${BLOG_BACKUP_S3_REGION:-}" \
-    snapshots --json --latest 1 --tag "${BLOG_BACKUP_TAG:-blog}" 2>"$work/err"); then
+  if ! out=$(backup_restic snapshots --json --latest 1 --tag "${BLOG_BACKUP_TAG:-blog}" 2>"$work/err"); then
     unknown "$(classify "$work/err")"
   fi
   jq -c 'if type == "array" and length > 0

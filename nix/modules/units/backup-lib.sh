@@ -46,10 +46,14 @@ backup_repository_state() {
   local err
   if err=$(backup_restic cat config 2>&1 >/dev/null); then
     echo ok
-  elif grep -qiE 'Is there a repository at the following location|repository does not exist|unable to open config file: .*(no such file|does not exist|not found|NoSuchKey|404)' <<<"$err"; then
+  elif grep -qiE 'unable to open config file: .*(specified key does not exist|NoSuchKey|no such file or directory|file does not exist)' <<<"$err" &&
+    ! grep -qiE 'bucket does not exist|NoSuchBucket' <<<"$err"; then
+    # Only the config object itself missing: a repository is made there. A missing
+    # bucket, refused credentials or a wrong password are errors, never an init.
     echo missing
   else
-    echo "error: $(grep -v '^\s*$' <<<"$err" | tail -n 1 | cut -c1-300)"
+    # restic's "Fatal: ..." line (the lines after it repeat the repository's location).
+    echo "error: $({ grep -m 1 'Fatal' <<<"$err" || grep -v '^\s*$' <<<"$err" | tail -n 1; } | cut -c1-300)"
   fi
 }
 
