@@ -42,7 +42,9 @@ unknown() {
 # classify ERRFILE: a fixed reason for what restic said (its text may echo the repository).
 classify() {
   local err=$1
-  if grep -qiE 'wrong password|no key found' "$err"; then
+  if ! grep -q '[^[:space:]]' "$err" 2>/dev/null; then
+    echo "the backup target did not answer within ${BACKUP_STATUS_TIMEOUT:-60}s"
+  elif grep -qiE 'wrong password|no key found' "$err"; then
     echo "the repository did not accept the password (blog:backupPassword, or the stack's generated one)"
   elif grep -qiE 'Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED' "$err"; then
     echo "the Storage Box presented another SSH host key than blog:backupStorageBoxHostKey"
@@ -68,15 +70,12 @@ main() {
   work=$(mktemp -d)
   trap cleanup EXIT
   export BLOG_BACKUP_SFTP_COMMAND=$script_dir/../nix/modules/units/backup-sftp.sh BLOG_BACKUP_KNOWN_HOSTS_DIR=$work
-  export RESTIC_CACHE_DIR=$work/cache
-  state=$(backup_repository_state 2>"$work/err") || state="error: $(tail -n 1 "$work/err" 2>/dev/null)"
+  export RESTIC_CACHE_DIR=$work/cache BLOG_BACKUP_SSH_LOG=$work/err
+  state=$(BACKUP_ERRORS=$work/err backup_repository_state 2>>"$work/err") || state="error"
   case $state in
   missing) say '{state: "empty"}' ;;
   ok) ;;
-  *)
-    printf '%s\n' "$state" >"$work/err"
-    unknown "$(classify "$work/err")"
-    ;;
+  *) unknown "$(classify "$work/err")" ;;
   esac
   if ! out=$(backup_restic snapshots --json --latest 1 --tag "${BLOG_BACKUP_TAG:-blog}" 2>"$work/err"); then
     unknown "$(classify "$work/err")"

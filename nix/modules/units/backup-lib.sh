@@ -39,17 +39,26 @@ backup_load_environment() {
   done <"$file"
 }
 
+# backup_missing_repository TEXT: whether restic's error TEXT says only that
+# the repository's config object is not there (so a repository may be made
+# there). A missing bucket, refused credentials, an unreachable target or a
+# wrong password are errors, never an init.
+backup_missing_repository() {
+  grep -qiE 'unable to open config file: .*(specified key does not exist|NoSuchKey|no such file or directory|file does not exist)' <<<"$1" &&
+    ! grep -qiE 'bucket does not exist|NoSuchBucket' <<<"$1"
+}
+
 # backup_repository_state: "ok", "missing" (no repository there yet) or
-# "error: <restic's last line>" (wrong password, unreachable, ...), from
-# `restic cat config`. Only "missing" may lead to an init.
+# "error: <restic's Fatal line>", from `restic cat config`; restic's and ssh's
+# messages in $BACKUP_ERRORS when set. Only "missing" may lead to an init.
 backup_repository_state() {
   local err
   if err=$(backup_restic cat config 2>&1 >/dev/null); then
     echo ok
-  elif grep -qiE 'unable to open config file: .*(specified key does not exist|NoSuchKey|no such file or directory|file does not exist)' <<<"$err" &&
-    ! grep -qiE 'bucket does not exist|NoSuchBucket' <<<"$err"; then
-    # Only the config object itself missing: a repository is made there. A missing
-    # bucket, refused credentials or a wrong password are errors, never an init.
+    return 0
+  fi
+  [[ -z ${BACKUP_ERRORS:-} ]] || printf '%s\n' "$err" >>"$BACKUP_ERRORS"
+  if backup_missing_repository "$err"; then
     echo missing
   else
     # restic's "Fatal: ..." line (the lines after it repeat the repository's location).

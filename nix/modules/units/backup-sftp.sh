@@ -14,7 +14,9 @@
 # BLOG_BACKUP_SFTP_USER, BLOG_BACKUP_SFTP_HOST, BLOG_BACKUP_SFTP_PORT,
 # BLOG_BACKUP_SFTP_HOST_KEY (the box's key line, pinned), BLOG_BACKUP_SFTP_PASSWORD;
 # BLOG_BACKUP_KNOWN_HOSTS_DIR: where the one-line known_hosts file is written
-# (default /run/blog-backup; it holds only the public key).
+# (default /run/blog-backup; it holds only the public key); BLOG_BACKUP_SSH_LOG:
+# a file for ssh's messages instead of stderr (restic may exit before it
+# relays them: scripts/backup-status.sh reads them there).
 set -euo pipefail
 
 if [[ ${BLOG_BACKUP_ASKPASS:-} == 1 ]]; then
@@ -43,10 +45,12 @@ known=$dir/storagebox-known-hosts
 printf 'storagebox %s\n' "$key" >"$known.$$"
 mv -f "$known.$$" "$known"
 
+log=()
+[[ -z ${BLOG_BACKUP_SSH_LOG:-} ]] || log=(-E "$BLOG_BACKUP_SSH_LOG")
 export BLOG_BACKUP_ASKPASS=1 SSH_ASKPASS_REQUIRE=force
 SSH_ASKPASS=$(readlink -f "${BASH_SOURCE[0]}")
 export SSH_ASKPASS
-exec ssh -F none \
+exec ssh -F none "${log[@]}" \
   -o HostKeyAlias=storagebox -o UserKnownHostsFile="$known" -o GlobalKnownHostsFile=/dev/null \
   -o StrictHostKeyChecking=yes -o UpdateHostKeys=no \
   -o PubkeyAuthentication=no -o PreferredAuthentications=password,keyboard-interactive \
