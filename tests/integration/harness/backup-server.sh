@@ -99,6 +99,7 @@ ForceCommand internal-sftp
 LogLevel VERBOSE
 EOF
   # sshd reads /etc/passwd and /etc/shadow: the box's own, in a mount namespace of its own.
+  # shellcheck disable=SC2016 # expanded by that bash
   ip netns exec "blogbk-$n" unshare --mount --propagation private bash -c '
     set -e
     for f in passwd shadow group; do mount --bind "$1/etc/$f" "/etc/$f"; done
