@@ -5,13 +5,16 @@
 #   backup-server.sh start DIR sftp    OpenSSH's sshd on port 23 with internal-sftp
 #                                      only, password logins of the users added
 #                                      (a Storage Box's sub-accounts: each starts
-#                                      in its own home directory under DIR/box/)
+#                                      in its own home directory under BOX_ROOT,
+#                                      /var/tmp/blog-backup-box-N: its parents must
+#                                      be open to the logins' own users, which a
+#                                      test's private temporary directory is not)
 #   backup-server.sh start DIR s3 ACCESS_KEY
 #                                      versitygw (Apache-2.0, a real S3 gateway,
 #                                      posix backend under DIR/s3/) on port 80;
 #                                      the secret key is read from stdin
 #   backup-server.sh add-user DIR USER HOME   (sftp) a login USER, its password
-#                                      read from stdin, starting in DIR/box/HOME
+#                                      read from stdin, starting in BOX_ROOT/HOME
 #                                      (created if missing, as Hetzner creates a
 #                                      sub-account's home directory)
 #   backup-server.sh del-user DIR USER        (sftp) the login goes; its directory stays
@@ -24,7 +27,7 @@
 #   backup-server.sh stop DIR                 stops the server, removes its namespace
 #
 # start prints BACKUP_ADDR=198.19.N.2 (and for sftp HOST_KEY=<its ed25519 key
-# line>) and writes them to DIR/server.env. Needs root, iproute2, openssh-server,
+# line> and BOX_ROOT) and writes them to DIR/server.env; stop removes BOX_ROOT. Needs root, iproute2, openssh-server,
 # openssl, util-linux; s3: versitygw ($VERSITYGW, else what scripts/setup.sh
 # installs: ~/.cache/blog-versitygw/<version>/versitygw).
 set -euo pipefail
@@ -71,9 +74,11 @@ network() {
 }
 
 start_sftp() {
-  local dir=$1 n=$2 addr=198.19.$2.2
-  mkdir -p "$dir/etc" "$dir/box"
-  chmod 755 "$dir" "$dir/box"
+  local dir=$1 n=$2 addr=198.19.$2.2 box=/var/tmp/blog-backup-box-$2
+  mkdir -p "$dir/etc"
+  rm -rf "$box"
+  install -d -m 755 "$box"
+  echo "BOX_ROOT=$box" >>"$dir/server.env"
   ssh-keygen -q -t ed25519 -N '' -C storagebox -f "$dir/ssh_host_ed25519_key"
   # This machine's accounts (root, sshd's privilege separation user) and the box's logins after them.
   cp /etc/passwd "$dir/etc/passwd"
@@ -171,7 +176,9 @@ cmd_start() {
 }
 
 cmd_add_user() {
-  local dir=$1 user=$2 home=$3 password hash uid
+  local dir=$1 user=$2 home=$3 password hash uid box
+  box=$(env_of "$dir" BOX_ROOT)
+  [[ -n $box ]] || abort "$dir holds no sftp server"
   [[ $user =~ ^[a-z][a-z0-9-]{0,31}$ ]] || abort "USER '$user' is not a login name"
   [[ $home =~ ^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$ && $home != *..* ]] || abort "HOME '$home' is not a relative path"
   IFS= read -r password || true
@@ -179,10 +186,10 @@ cmd_add_user() {
   hash=$(openssl passwd -6 -stdin <<<"$password")
   ! grep -q "^$user:" "$dir/etc/passwd" || cmd_del_user "$dir" "$user"
   uid=$((UID_BASE + $(grep -c "^[^:]*:[^:]*:6[1-9][0-9][0-9][0-9]:" "$dir/etc/passwd") + 1))
-  mkdir -p "$dir/box/$home"
-  chown "$uid:$uid" "$dir/box/$home"
+  mkdir -p "$box/$home"
+  chown "$uid:$uid" "$box/$home"
   # Written in place: the files are bind-mounted into the server's mount namespace.
-  printf '%s:x:%d:%d:storage box login:%s:/bin/sh\n' "$user" "$uid" "$uid" "$dir/box/$home" >>"$dir/etc/passwd"
+  printf '%s:x:%d:%d:storage box login:%s:/bin/sh\n' "$user" "$uid" "$uid" "$box/$home" >>"$dir/etc/passwd"
   printf '%s:x:%d:\n' "$user" "$uid" >>"$dir/etc/group"
   printf '%s:%s:20000:0:99999:7:::\n' "$user" "$hash" >>"$dir/etc/shadow"
 }
@@ -207,9 +214,10 @@ cmd_connect() {
 }
 
 cmd_stop() {
-  local dir=$1 pid n
+  local dir=$1 pid n box
   [[ -f $dir/server.env ]] || return 0
   pid=$(env_of "$dir" SERVER_PID)
+  box=$(env_of "$dir" BOX_ROOT)
   n=$(env_of "$dir" SLOT)
   if [[ -n $pid ]]; then
     pkill -TERM -P "$pid" 2>/dev/null || true
@@ -228,6 +236,7 @@ cmd_stop() {
       sleep 0.2
     done
   fi
+  [[ -z $box || $box != /var/tmp/blog-backup-box-* ]] || rm -rf "$box"
   mv -f "$dir/server.env" "$dir/server.env.stopped"
 }
 
