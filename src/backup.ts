@@ -173,7 +173,8 @@ export class BackupRepository extends pulumi.ComponentResource {
 
 /** What scripts/backup-status.sh found in the repository. */
 export type RepositoryStatus =
-    | { state: "snapshot"; id: string; time: Date; paths: string[] }
+    // `time`: ISO 8601, UTC (a plain value: Outputs turn a Date into an empty object).
+    | { state: "snapshot"; id: string; time: string; paths: string[] }
     | { state: "empty" }
     | { state: "unknown"; reason: string };
 
@@ -200,7 +201,7 @@ export function parseStatus(stdout: string): RepositoryStatus {
         // restic writes nanoseconds and the host's offset (2026-12-07T02:13:00.245620247+01:00).
         const time = new Date(p.time.replace(/(\.\d{3})\d+/, "$1"));
         const paths = Array.isArray(p.paths) ? p.paths.filter((x): x is string => typeof x === "string").slice(0, 20) : [];
-        if (!Number.isNaN(time.getTime())) return { state: "snapshot", id: p.id, time, paths };
+        if (!Number.isNaN(time.getTime())) return { state: "snapshot", id: p.id, time: time.toISOString(), paths };
     }
     return { state: "unknown", reason: "the status script printed an answer of another form" };
 }
@@ -227,10 +228,11 @@ export function statusMessages(status: RepositoryStatus, risks: string[], now: D
     const warnings: string[] = [];
     let newest: string;
     if (status.state === "snapshot") {
-        const old = age(status.time, now);
-        newest = `the newest backup is ${old} old (snapshot ${status.id.slice(0, 8)}, ${status.time.toISOString()})`;
+        const time = new Date(status.time);
+        const old = age(time, now);
+        newest = `the newest backup is ${old} old (snapshot ${status.id.slice(0, 8)}, ${status.time})`;
         info.push(`backup: ${newest}${status.paths.length > 0 ? `, of ${status.paths.join(", ")}` : ""}.`);
-        if (now.getTime() - status.time.getTime() > STALE_HOURS * 3600_000) {
+        if (now.getTime() - time.getTime() > STALE_HOURS * 3600_000) {
             warnings.push(
                 `backup: the last good backup is ${old} old: the nightly backup has failed since (on the host: ` +
                     "systemctl status restic-backups-blog; cat /var/lib/blog-backup/status.json).",
@@ -253,9 +255,16 @@ export function statusMessages(status: RepositoryStatus, risks: string[], now: D
  * tell. The credentials travel in the environment (never argv) and the script prints none of them.
  */
 export function repositoryStatus(env: Record<string, pulumi.Input<string>>): pulumi.Output<RepositoryStatus> {
-    return command.local
-        .runOutput({ command: BACKUP_STATUS_COMMAND, environment: env, logging: "none" })
-        .stdout.apply((out) => parseStatus(out));
+    return pulumi.output(env).apply((environment) =>
+        command.local.run({ command: BACKUP_STATUS_COMMAND, environment, logging: "none" }).then(
+            (r) => parseStatus(r.stdout),
+            // The script always exits 0; a failure here is the invoke's own (no bash, no script).
+            (err: Error): RepositoryStatus => ({
+                state: "unknown",
+                reason: `${BACKUP_STATUS_COMMAND} could not run (${String(err?.message ?? err).split("\n")[0].slice(0, 200)})`,
+            }),
+        ),
+    );
 }
 
 /** Refusals that need the Storage Box itself: it must exist in the project (`hcloud.getStorageBox`). */

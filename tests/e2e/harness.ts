@@ -141,7 +141,7 @@ export class E2eStack {
     async init(
         config: Record<string, string> = {},
         secretConfig: Record<string, string> = {},
-        opts: { providers?: boolean; host?: Partial<HostSpec> } = {},
+        opts: { providers?: boolean; host?: Partial<HostSpec>; env?: Record<string, string> } = {},
     ): Promise<void> {
         fs.mkdirSync(this.projectDir);
         for (const f of PROJECT_FILES) fs.cpSync(path.join(repoRoot, f), path.join(this.projectDir, f), { recursive: true });
@@ -150,6 +150,8 @@ export class E2eStack {
         fs.mkdirSync(nixDir);
         fs.copyFileSync(path.join(repoRoot, "tests/fixtures/e2e-flake/flake.nix"), path.join(nixDir, "flake.nix"));
         fs.copyFileSync(path.join(harnessDir, "closures.nix"), path.join(nixDir, "closures.nix"));
+        // What the stack's scripts use from the flake: the backup's shared scripts (scripts/backup-status.sh).
+        fs.cpSync(path.join(repoRoot, "nix/modules/units"), path.join(nixDir, "modules/units"), { recursive: true });
         this.setConfiguration("blog", { host: this.hostFacts(opts.host), closure: "v1" });
 
         standInsDir ??= buildStandIns(path.join(os.tmpdir(), `blog-e2e-providers-${process.pid}`));
@@ -177,6 +179,7 @@ export class E2eStack {
             NIXOS_ANYWHERE: path.join(repoRoot, "tests/e2e/fake-nixos-anywhere.sh"),
             HEALTH_TIMEOUT: "20",
             CONNECT_TIMEOUT: "60",
+            ...opts.env,
         };
         const ws = await LocalWorkspace.create({
             workDir: this.projectDir,

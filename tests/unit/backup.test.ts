@@ -147,6 +147,24 @@ describe("a Storage Box target", () => {
         });
         expect(JSON.stringify(status.inputs.command)).not.toContain(RANDOM_PASSWORD);
     });
+
+    test("the repository's answer reaches the plan: a stale newest snapshot is a warning naming its age", async () => {
+        const warn = jest.spyOn(console, "warn").mockImplementation(() => undefined);
+        try {
+            const old = new Date(Date.now() - 3 * 24 * 3600_000).toISOString();
+            await runProgram({
+                config: { ...STORAGE_BOX, "blog:volumeSize": "10" },
+                storageBoxes: BOXES,
+                evaluation: DATA_HOST,
+                backupStatus: `{"state":"snapshot","id":"${SNAPSHOT}","time":"${old}","paths":["/data"]}`,
+            });
+            await new Promise((resolve) => setTimeout(resolve, 100));
+            const warned = warn.mock.calls.map((c) => String(c[0]));
+            expect(warned).toEqual(expect.arrayContaining([expect.stringContaining("backup: the last good backup is 3 days 0 h old")]));
+        } finally {
+            warn.mockRestore();
+        }
+    });
 });
 
 describe("an S3 target", () => {
@@ -179,12 +197,12 @@ describe("what the plan is told about the backups", () => {
         expect(parseStatus(`{"state":"snapshot","id":"${SNAPSHOT}","time":"2026-12-07T02:13:00Z","paths":["/data"]}`)).toEqual({
             state: "snapshot",
             id: SNAPSHOT,
-            time: new Date("2026-12-07T02:13:00Z"),
+            time: "2026-12-07T02:13:00.000Z",
             paths: ["/data"],
         });
         expect(parseStatus('{"state":"empty"}')).toEqual({ state: "empty" });
         const restic = parseStatus(`{"state":"snapshot","id":"${SNAPSHOT}","time":"2026-12-07T13:17:52.245620247+01:00","paths":[]}`);
-        expect(restic.state === "snapshot" && restic.time.toISOString()).toBe("2026-12-07T12:17:52.245Z");
+        expect(restic.state === "snapshot" && restic.time).toBe("2026-12-07T12:17:52.245Z");
         expect(parseStatus('{"state":"unknown","reason":"restic is not installed here"}')).toEqual({ state: "unknown", reason: "restic is not installed here" });
         expect(parseStatus(`{"state":"snapshot","id":"$(reboot)","time":"2026-12-07T02:13:00Z"}`).state).toBe("unknown");
         expect(parseStatus("Fatal: wrong password").state).toBe("unknown");
@@ -192,7 +210,7 @@ describe("what the plan is told about the backups", () => {
 
     test("a plan that replaces the server or deletes the volume says how old the newest backup is, or that there is none", () => {
         const risk = "This plan replaces the server (cx23 in nbg1).";
-        const fresh = statusMessages({ state: "snapshot", id: SNAPSHOT, time: new Date("2026-12-07T02:00:00Z"), paths: ["/data"] }, [risk], now);
+        const fresh = statusMessages({ state: "snapshot", id: SNAPSHOT, time: "2026-12-07T02:00:00.000Z", paths: ["/data"] }, [risk], now);
         expect(fresh.warnings).toEqual([`${risk} Before it goes ahead: the newest backup is 10 h 0 min old (snapshot aaaaaaaa, 2026-12-07T02:00:00.000Z).`]);
         expect(fresh.info[0]).toContain("of /data");
         const none = statusMessages({ state: "empty" }, ["This plan deletes the data volume blog-volume-1."], now);
@@ -202,7 +220,7 @@ describe("what the plan is told about the backups", () => {
     });
 
     test("a backup older than a night and a half says the nightly job has failed since", () => {
-        const stale = statusMessages({ state: "snapshot", id: SNAPSHOT, time: new Date("2026-12-05T02:00:00Z"), paths: [] }, [], now);
+        const stale = statusMessages({ state: "snapshot", id: SNAPSHOT, time: "2026-12-05T02:00:00.000Z", paths: [] }, [], now);
         expect(stale.warnings).toEqual([expect.stringContaining("backup: the last good backup is 2 days 10 h old: the nightly backup has failed since")]);
         expect(age(new Date("2026-12-07T11:15:00Z"), now)).toBe("45 min");
     });
