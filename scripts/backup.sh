@@ -114,7 +114,8 @@ on_host() {
 # backup target or the input is refused, 1 when a restore or drill failed.
 # shellcheck disable=SC2016 # expanded by the host's shell
 readonly HOST_PREAMBLE='set -uo pipefail
-tool=$(command -v blog-backup) || { echo "error: this host has no blog-backup command: its system predates backups (pulumi up first)" >&2; exit 2; }
+tool=$(command -v blog-backup) || tool=/run/current-system/sw/bin/blog-backup
+[ -x "$tool" ] || { echo "error: this host has no blog-backup command: its system predates backups (pulumi up first)" >&2; exit 2; }
 status() { "$tool" status; }'
 
 run_verb() {

@@ -42,12 +42,11 @@
 let
   cfg = config.blog.backup;
   units = import ./units/backup.nix;
-  data = import ./units/data.nix;
 
   dataVolume = config.blog.host.dataVolume;
   directories = builtins.attrNames config.blog.data.directories;
   # Without a volume the state directories themselves, on the root disk.
-  paths = (if dataVolume then [ data.mountPoint ] else directories) ++ cfg.extraPaths;
+  paths = (if dataVolume then [ units.dataMount ] else directories) ++ cfg.extraPaths;
   stopUnits = lib.unique (
     lib.concatMap (dir: map (s: "${s}.service") config.blog.data.directories.${dir}.services) directories
   );
@@ -60,7 +59,7 @@ let
   path = map (name: pkgs.${name}) units.path;
   environment =
     units.environment {
-      dataMount = data.mountPoint;
+      dataMount = units.dataMount;
       inherit stopUnits;
       lib = "${libFile}";
       sftp = "${sftp}";
@@ -143,7 +142,7 @@ in
     services.restic.backups = {
       ${units.job} = common // {
         inherit paths;
-        exclude = units.excludes data.mountPoint ++ cfg.exclude;
+        exclude = units.excludes units.dataMount ++ cfg.exclude;
         extraBackupArgs = [ "--tag ${units.tag}" ];
         inherit (cfg) timerConfig;
         backupPrepareCommand = "${prepare}";

@@ -89,20 +89,24 @@ backup_units_needing() {
   done
 }
 
-# backup_data_units: what is stopped for a consistent copy: the units that
-# need DATA_MOUNT when it is a mount point (and its bind mounts' users), and
-# BLOG_BACKUP_STOP_UNITS; one a line, sorted, each once.
+# backup_data_units copy|restore: what is stopped for a consistent copy: the units
+# that need DATA_MOUNT when it is a mount point (and its bind mounts' users),
+# and BLOG_BACKUP_STOP_UNITS; for a restore, the bind mounts of DATA_MOUNT's
+# device too (a restore renames the directories they bind: started again, they
+# bind the restored ones). One a line, sorted, each once.
 backup_data_units() {
-  local mount_point=${DATA_MOUNT:-/data} devnum units=() line
+  local purpose=$1 mount_point=${DATA_MOUNT:-/data} devnum units=() binds=() line
   if mountpoint -q "$mount_point"; then
     units+=("$(systemd-escape --path --suffix=mount "$mount_point")")
     devnum=$(findmnt -n -o MAJ:MIN --mountpoint "$mount_point" | tail -n 1 | tr -d ' ')
     while IFS= read -r line; do
-      [[ $line == "$mount_point" ]] || units+=("$(systemd-escape --path --suffix=mount "$line")")
+      [[ $line == "$mount_point" ]] || binds+=("$(systemd-escape --path --suffix=mount "$line")")
     done < <(findmnt -l -n -o MAJ:MIN,TARGET | awk -v d="$devnum" '$1 == d {print $2}')
+    units+=("${binds[@]}")
   fi
   {
     ((${#units[@]} == 0)) || backup_units_needing "${units[@]}"
+    [[ $purpose != restore ]] || printf '%s\n' "${binds[@]}"
     # shellcheck disable=SC2086 # unit names hold no whitespace
     printf '%s\n' ${BLOG_BACKUP_STOP_UNITS:-}
   } | grep -v '^$' | sort -u || true

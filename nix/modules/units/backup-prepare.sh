@@ -34,7 +34,7 @@ ensure_repository() {
 
 stop_writers() {
   local units=()
-  mapfile -t units < <(backup_data_units)
+  mapfile -t units < <(backup_data_units copy)
   if ((${#units[@]} == 0)); then
     : >"$RUNTIME_DIRECTORY/stopped"
     echo "no unit writes the data: nothing to stop"

@@ -33,8 +33,10 @@ stamp=$(date -u +%Y%m%dT%H%M%SZ)
 work=""
 stopped_file=""
 drill_written=""
+last_error=""
 
 die() {
+  last_error=$*
   echo "error: $*" >&2
   exit "${exit_code:-1}"
 }
@@ -48,7 +50,7 @@ cleanup() {
     rm -f "$stopped_file"
   fi
   if [[ $drill_written == no ]]; then
-    drill_result failed "the drill stopped before its end (exit $status; the journal says why)" || true
+    drill_result failed "${last_error:-the drill stopped before its end (exit $status; the journal says why)}" || true
     ((status != 0)) || status=1
   fi
   [[ -z $work || ! -d $work ]] || rm -rf "$work"
@@ -88,14 +90,15 @@ scratch_for() {
   fi
 }
 
-# check_space DIR SNAPSHOT: the snapshot's restore size fits where DIR goes.
+# check_space DIR SNAPSHOT: the snapshot's restore size fits where DIR goes,
+# with a tenth more and 1 MiB to spare.
 check_space() {
   local dir=$1 id=$2 need avail
   need=$(backup_restic stats --json --mode restore-size "$id" | jq -r '.total_size // empty') || die "restic stats failed"
   [[ $need =~ ^[0-9]+$ ]] || die "restic stats gave no size for $id"
   avail=$(df --output=avail -B1 "$(dirname "$dir")" | tail -n 1 | tr -d ' ')
-  ((avail > need + 64 * 1024 * 1024)) ||
-    exit_code=2 die "$(dirname "$dir") has $avail bytes free and the snapshot needs $need bytes (and 64 MiB to spare): free space or grow the volume (volumeSize); nothing was changed"
+  ((avail > need + need / 10 + 1024 * 1024)) ||
+    exit_code=2 die "$(dirname "$dir") has $avail bytes free and the snapshot needs $need bytes (and a tenth more to spare): free space or grow the volume (volumeSize); nothing was changed"
 }
 
 cmd_status() {
@@ -144,7 +147,7 @@ cmd_restore() {
   # From here a failure leaves every piece where the message says: nothing is deleted.
   trap cleanup EXIT
   stopped_file=$(mktemp)
-  mapfile -t units < <(backup_data_units)
+  mapfile -t units < <(backup_data_units restore)
   ((${#units[@]} == 0)) || backup_stop_units "$stopped_file" "${units[@]}"
   for path in "${paths[@]}"; do
     staged=$staging$path
@@ -218,7 +221,8 @@ cmd_drill() {
   check_space "$work" "$id"
   install -d -m 700 "$work"
   echo "drill: restoring snapshot ${id:0:8} of $time (${paths[*]}) into $work"
-  if ! backup_restic restore "$id" --target "$work" --verify; then
+  # --no-cache: every tree and data pack comes from the repository, none from this host's cache.
+  if ! backup_restic --no-cache restore "$id" --target "$work" --verify; then
     drill_result failed "restoring snapshot ${id:0:8} failed: the repository did not give back its data (restic's message is above)"
     return 1
   fi

@@ -14,6 +14,8 @@ rec {
   pruneUnit = "restic-backups-${job}-prune";
   checkUnit = "restic-backups-${job}-check";
   drillUnit = "blog-backup-drill";
+  # Where the data volume is mounted (nix/modules/data.nix's mount point, the stack's contract).
+  dataMount = "/data";
   # Every snapshot carries it; retention and the status look at it only.
   tag = "blog";
   stateDirectory = "/var/lib/blog-backup";
