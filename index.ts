@@ -78,6 +78,7 @@ const machine =
               labels: checkedLabels,
               backups: config.backups,
               webSourceIps: config.httpFromCloudflareOnly ? origin!.ranges : undefined,
+              liveSystem: checked.apply((c) => c.liveSystem),
           })
         : existingMachine(config.existing!, checked);
 

@@ -17,13 +17,13 @@
     # it names the release the host's state was created with, not the one it runs.
     nixpkgs.url = "github:NixOS/nixpkgs/nixos-26.11";
 
-    # Tag v1.13.0.
+    # update: tag v1.13.0 within v1.*
     disko = {
       url = "github:nix-community/disko/de5708739256238fb912c62f03988815db89ec9a";
       inputs.nixpkgs.follows = "nixpkgs";
     };
 
-    # Tag 1.13.0.
+    # update: tag 1.13.0 within 1.*
     nixos-anywhere = {
       url = "github:nix-community/nixos-anywhere/bad98b0685cf47eaeadcaf6787da8b51cf025693";
       inputs.nixpkgs.follows = "nixpkgs";

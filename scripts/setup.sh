@@ -15,9 +15,10 @@ readonly REPO_DIR
 
 # Nix (offline builds, the target's store), OpenSSH (the real deploy target),
 # ShellCheck (script lint), iproute2 (network namespaces for test hosts),
-# openssl (the e2e suite's test CA), util-linux (unshare, nsenter, flock),
-# restic (the backups: the targets' and where pulumi runs).
-readonly APT_PACKAGES=(nix-bin openssh-server openssh-client shellcheck curl jq python3 iproute2 util-linux openssl e2fsprogs strace restic)
+# openssl (the e2e suite's test CA), util-linux (unshare, nsenter, flock), git (the flake
+# update's tests stand in for GitHub with local repositories), restic (the backups: the
+# targets' and where pulumi runs).
+readonly APT_PACKAGES=(nix-bin openssh-server openssh-client shellcheck curl jq python3 iproute2 util-linux openssl e2fsprogs strace git restic)
 
 # versitygw, the S3 server the backup tests use (Apache-2.0; a real S3 gateway
 # over a directory), built from the Go module proxy once per version.

@@ -316,6 +316,36 @@ export function readStackConfig(cfg: pulumi.Config = new pulumi.Config(NAMESPACE
             new InputProblem(key("httpFromCloudflareOnly"), "true", "false unless blog:proxied is true: visitors reach an unproxied host directly"),
         );
     }
+    // A proxied record's TTL is Cloudflare's ("Auto", which the API writes as 1): the provider refuses
+    // to create one with any other TTL, only after the server exists (terraform-provider-cloudflare
+    // v5 internal/services/dns_record/resource.go Create: "ttl must be set to 1 when `proxied` is
+    // true"; developers.cloudflare.com/dns/manage-dns-records/reference/ttl: "This value cannot be
+    // edited"). Refused here, before anything is created.
+    if (config.proxied && config.ttl !== 1 && ttlCheck(config.ttl) === undefined) {
+        problems.push(
+            new InputProblem(
+                key("ttl"),
+                raw("ttl"),
+                "1 (automatic) while blog:proxied is true: Cloudflare keeps the TTL of a proxied record itself and " +
+                    "refuses any other (`pulumi config set ttl 1`)",
+            ),
+        );
+    }
+    // Cloudflare stopped accepting Origin CA keys ("user service keys") on 2026-09-30: a provider
+    // configured with one fails on the Origin CA certificate, after the server exists. The token
+    // (cloudflare:apiToken, CLOUDFLARE_API_TOKEN) is the one credential; read without a secret warning.
+    const serviceKey = pulumi.runtime.getConfig("cloudflare:apiUserServiceKey") || process.env.CLOUDFLARE_API_USER_SERVICE_KEY;
+    if (dns === "cloudflare" && serviceKey) {
+        problems.push(
+            new InputProblem(
+                "cloudflare:apiUserServiceKey",
+                redacted(serviceKey),
+                "nothing: Cloudflare stopped accepting Origin CA keys (service keys) on 2026-09-30; remove it " +
+                    "(`pulumi config rm cloudflare:apiUserServiceKey`, or unset CLOUDFLARE_API_USER_SERVICE_KEY) and give " +
+                    "cloudflare:apiToken the permission Zone > SSL and Certificates > Edit instead",
+            ),
+        );
+    }
     if (config.manageSslMode && !config.proxied) {
         problems.push(new InputProblem(key("manageSslMode"), "true", "false unless blog:proxied is true: only proxied records use the zone's SSL mode"));
     }

@@ -94,7 +94,15 @@ export class HetznerDns extends pulumi.ComponentResource {
                         ttl: args.ttl === undefined || args.ttl === 1 ? undefined : args.ttl,
                         labels: args.labels,
                     },
-                    { parent: this },
+                    {
+                        parent: this,
+                        // A zone holds one RRSet per name and type: the API refuses a second (409
+                        // uniqueness_error), so a replacement that keeps them (`zone`, `name` and `type`
+                        // force one: terraform-provider-hcloud internal/zonerrset/resource.go
+                        // RequiresReplace; a forced `--replace`) must delete the old set first. The
+                        // records are missing for the moment between the two calls.
+                        deleteBeforeReplace: true,
+                    },
                 ),
         );
         this.registerOutputs({});

@@ -28,6 +28,31 @@ export type ServerTypeInfo = Pick<hcloud.types.output.GetServerTypesServerType, 
 /** The fields of the stack's existing server these checks read (`hcloud.getServers`). */
 export type CurrentServer = Pick<hcloud.types.output.GetServersServer, "serverType" | "location" | "primaryDiskSize"> & { id?: number };
 
+/** What names a server to a person (`hcloud.getServers`; Hetzner's list has no creation date). */
+export type ServerListing = Pick<hcloud.types.output.GetServersServer, "id" | "name" | "serverType" | "location" | "ipv4Address" | "status">;
+
+/**
+ * The stack's server is the one server with its labels. Two or more are what a replacement that
+ * failed half-way leaves (the new server is created first and the old one deleted only after
+ * everything else succeeded): every check against "the current server" would then judge one of them
+ * at random. Refused, naming them all and what to do.
+ */
+export function stackServersProblem(servers: ServerListing[], selector: string): InputProblem[] {
+    if (servers.length <= 1) return [];
+    const named = servers.map((s) => `#${s.id} ${s.name} (${s.serverType} at ${s.location}, ${s.ipv4Address || "no IPv4"}, ${s.status})`);
+    return [
+        new InputProblem(
+            `the Hetzner servers with the labels ${selector}`,
+            servers.length,
+            `one server, not ${named.join(" and ")}. A replacement that did not finish leaves the old server beside the new one; the stack's state ` +
+                'marks the old one for deletion (`pulumi stack export` lists it with "delete": true) and holds the other as ' +
+                "blog-server. Copy what you still need from the old one (README, Data and backups), delete it " +
+                "(`hcloud server delete <id>`), then `pulumi refresh` and `pulumi up`. A server that is not this stack's must " +
+                "not carry its labels: remove them (`hcloud server remove-label <id> stack`)",
+        ),
+    ];
+}
+
 /** The fields of the stack's existing data volume these checks read (`hcloud.getVolumes`). */
 export type CurrentVolume = Pick<hcloud.types.output.GetVolumesVolume, "name" | "id" | "size" | "location" | "serverId">;
 
@@ -313,6 +338,8 @@ export interface PreflightArgs {
 export interface Preflight {
     /** The Hetzner DNS zone of the domain, with dns `hetzner`. */
     hetznerZone?: string;
+    /** The system the stack's server runs now (its type's architecture at Hetzner), when there is one. */
+    liveSystem?: HostFacts["system"];
     /** The volume blog:dataVolumeId names, as Hetzner has it. */
     existingVolume?: { id: string; name: string; linuxDevice: string };
     /** What the plan does to the services' state that a backup should cover (a replaced server, a volume let go of). */
@@ -386,8 +413,11 @@ export function preflight(a: PreflightArgs): pulumi.Output<Preflight> {
     const existing =
         placement && a.data?.existingId !== undefined ? hcloud.getVolumeOutput({ id: Number(a.data.existingId) }) : pulumi.output(undefined);
     return pulumi.all([types, current, zoneName, hetznerZones, sslMode, volumes, existing]).apply(([t, servers, cfZone, hzZones, ssl, vols, own]) => {
+        if (placement) failOn(stackServersProblem(servers, placement.selector), "The stack cannot place the host (nothing was created or changed):");
         const problems = placement ? placementProblems({ ...placement, types: t, current: servers[0] }) : [];
         const result: Preflight = {};
+        const liveArchitecture = t.find((type) => type.name === servers[0]?.serverType)?.architecture;
+        result.liveSystem = (Object.keys(ARCHITECTURE) as HostFacts["system"][]).find((system) => ARCHITECTURE[system] === liveArchitecture);
         if (a.dns === "cloudflare") problems.push(...zoneProblems(a.domain, cfZone, a.cloudflareZoneId ?? ""));
         if (a.dns === "cloudflare" && a.requireStrictSsl) problems.push(...sslModeProblems(String(ssl), cfZone));
         if (placement && own) {

@@ -20,9 +20,45 @@ export interface BlogServerArgs {
     backups?: pulumi.Input<boolean>;
     /** Where HTTP and HTTPS may come from (CIDRs); defaults to everywhere. Behind Cloudflare's proxy: its ranges. */
     webSourceIps?: pulumi.Input<pulumi.Input<string>[]>;
+    /**
+     * The system of the stack's server as Hetzner has it now (the preflight checks), undefined when there
+     * is none: another than `system` replaces the server, whatever the state holds. Defaults to undefined.
+     */
+    liveSystem?: pulumi.Input<string | undefined>;
 }
 
 const EVERYWHERE = ["0.0.0.0/0", "::/0"];
+
+/**
+ * A resource transform (run by the engine at registration, after the preflight checks resolved)
+ * that makes a change of architecture replace the server whatever the state holds.
+ *
+ * `replacementTrigger` alone does not: it is stored in state, and the engine never replaces for a
+ * missing old trigger (pulumi/pulumi v3.276.0 pkg/resource/deploy/step_generator.go
+ * shouldTriggerReplace: "Nulls mean there is no replacement trigger"). A stack whose state was
+ * written before the server had its trigger would take its first architecture change as an
+ * in-place change of type, which Hetzner refuses across architectures after powering the server
+ * off. So when the server Hetzner has now (`liveSystem`, from the preflight checks) runs another
+ * system than the configuration, `serverType`, which always changes with the architecture, is
+ * made a replace-on-change property of this one registration.
+ *
+ * (@pulumi/pulumi 3.261's `stateMigrations`, which could write the missing trigger into the old
+ * state, cannot be used here: the 3.276.0 SDK checks the engine's support for it synchronously in
+ * registerResource, before it has asked the engine, so a resource declared at program start is
+ * always refused.)
+ */
+export function replaceAcrossArchitectures(system: Promise<string>, liveSystem: Promise<string | undefined>): pulumi.ResourceTransform {
+    return async ({ props, opts }) => {
+        const live = await liveSystem;
+        if (live === undefined || live === (await system)) return undefined;
+        return { props, opts: { ...opts, replaceOnChanges: [...(opts.replaceOnChanges ?? []), "serverType"] } };
+    };
+}
+
+/** An Output's value as a Promise (resolved once the Output is known; preflight answers are, in preview too). */
+function settled<T>(value: pulumi.Input<T>): Promise<T> {
+    return new Promise((resolve) => pulumi.output(value).apply((v) => resolve(v as T)));
+}
 
 /** Inbound traffic the host serves; everything else is dropped at Hetzner's edge. */
 export function firewallRules(webSourceIps: pulumi.Input<pulumi.Input<string>[]> = EVERYWHERE): hcloud.types.input.FirewallRule[] {
@@ -82,15 +118,20 @@ export class BlogServer extends pulumi.ComponentResource {
             },
             {
                 parent: this,
-                // nixos-anywhere replaces the stock image: a new `image` applies to the next new
-                // server and must not propose one. The engine also keeps the old image when the
-                // server is replaced for another reason; `pulumi up --replace` takes the new one.
-                // `sshKeys` is the bootstrap key, the same for the stack's life: ignoring it only
-                // keeps stacks made before the bootstrap key from replacing their server.
+                // nixos-anywhere replaces the stock image: a new `image` must not propose a new
+                // server by itself. Ignored only for the diff: when the server is replaced for another
+                // reason (location, architecture, `pulumi up --replace`), the engine checks the
+                // program's own values again and the new server boots the current `image` (pulumi/pulumi
+                // v3.276.0 pkg/resource/deploy/step_generator.go: a replacement calls the provider's
+                // Check with goal.Properties). `sshKeys` is the bootstrap key, the same for the stack's
+                // life: ignoring it only keeps stacks made before the bootstrap key from replacing their
+                // server (a replacement gets the bootstrap key, for the same reason).
                 ignoreChanges: ["image", "sshKeys"],
                 // Hetzner changes a server's type in place, but only within one architecture
                 // (hetznercloud/terraform-provider-hcloud#1000): a new architecture is a new server.
                 replacementTrigger: args.system,
+                // ...also for a state written before the trigger existed.
+                transforms: [replaceAcrossArchitectures(settled(args.system), settled(args.liveSystem))],
             },
         );
 

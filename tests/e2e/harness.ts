@@ -45,6 +45,8 @@ export interface Configuration {
     closure: string;
     /** Names of the secrets its services read (blog.secrets); defaults to none. */
     secrets?: string[];
+    /** Whether its activation makes the site answer; defaults to true (false: the deploy's health check fails). */
+    healthy?: boolean;
 }
 
 export interface OpResult {
@@ -84,8 +86,29 @@ export function newKeyPair(dir: string, name: string): KeyPair {
     return { publicKey: fs.readFileSync(`${file}.pub`, "utf8").trim(), privateKey: fs.readFileSync(file, "utf8") };
 }
 
+/** The version of @pulumi/pulumi that package-lock.json pins: the engine is built at this version. */
+export function lockedPulumiVersion(): string {
+    const lock = JSON.parse(fs.readFileSync(path.join(repoRoot, "package-lock.json"), "utf8"));
+    const version = lock.packages?.["node_modules/@pulumi/pulumi"]?.version;
+    if (typeof version !== "string") throw new Error("package-lock.json pins no version of @pulumi/pulumi");
+    return version;
+}
+
+/**
+ * The Automation API's handle on the engine (its minimum-version check on), checked to be exactly
+ * the version package-lock.json pins.
+ */
+export async function engineCommand(root = engineRoot()): Promise<PulumiCommand> {
+    const locked = lockedPulumiVersion();
+    const command = await PulumiCommand.get({ root });
+    if (command.version?.format() !== locked) {
+        throw new Error(`the engine in ${root} is pulumi ${command.version?.format()}, not ${locked} (package-lock.json): run \`bash scripts/build-engine.sh\``);
+    }
+    return command;
+}
+
 /** The engine's installation root (bin/pulumi), built by scripts/build-engine.sh. */
-function engineRoot(): string {
+export function engineRoot(): string {
     const r = spawnSync("bash", [path.join(repoRoot, "scripts/build-engine.sh"), "--print"], { encoding: "utf8" });
     if (r.status !== 0) {
         throw new Error("the Pulumi engine is not built: run `bash scripts/build-engine.sh` (the README's set-up does)");
@@ -167,7 +190,6 @@ export class E2eStack {
             PULUMI_CONFIG_PASSPHRASE: PASSPHRASE,
             PULUMI_SKIP_UPDATE_CHECK: "true",
             PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
-            PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK: "true",
             BLOG_E2E_REPO: repoRoot,
             BLOG_E2E_CLOUD_DIR: this.cloudDir,
             BLOG_E2E_TLS_CERT: certs.cert,
@@ -186,7 +208,7 @@ export class E2eStack {
             pulumiHome: this.pulumiHome,
             envVars: this.env,
             secretsProvider: "passphrase",
-            pulumiCommand: await PulumiCommand.get({ root: this.engine, skipVersionCheck: true }),
+            pulumiCommand: await engineCommand(this.engine),
         });
         this.stack = await Stack.create(this.name, ws);
         const providers = opts.providers ?? true;
@@ -283,16 +305,44 @@ export class E2eStack {
      */
     private static readonly LOGGING = { logVerbosity: 2, logToStdErr: true, color: "never" as const };
 
-    preview(): Promise<OpResult> {
-        return this.op((on) => this.stack.preview({ ...on, ...E2eStack.LOGGING, diff: true }));
+    /** What the CLI runs with by default: no -v, no log on stderr. */
+    private static readonly DEFAULT_LOGGING = { color: "never" as const };
+
+    private static logging(opts: { defaultVerbosity?: boolean }) {
+        return opts.defaultVerbosity ? E2eStack.DEFAULT_LOGGING : E2eStack.LOGGING;
     }
 
-    up(): Promise<OpResult> {
-        return this.op((on) => this.stack.up({ ...on, ...E2eStack.LOGGING, diff: true }));
+    /** `replace`: URNs to replace (`--replace`); `defaultVerbosity`: without the engine's log on stderr. */
+    preview(opts: { replace?: string[]; defaultVerbosity?: boolean } = {}): Promise<OpResult> {
+        return this.op((on) => this.stack.preview({ ...on, ...E2eStack.logging(opts), diff: true, replace: opts.replace }));
     }
 
-    destroy(): Promise<OpResult> {
-        return this.op((on) => this.stack.destroy({ ...on, ...E2eStack.LOGGING }));
+    /** `replace`: URNs to replace (`pulumi up --replace`); `defaultVerbosity`: without the engine's log on stderr. */
+    up(opts: { replace?: string[]; defaultVerbosity?: boolean } = {}): Promise<OpResult> {
+        return this.op((on) => this.stack.up({ ...on, ...E2eStack.logging(opts), diff: true, replace: opts.replace }));
+    }
+
+    /** The URN of the stack's one resource named `name` (the last part of its URN). */
+    async urn(name: string): Promise<string> {
+        const found = ((await this.stack.exportStack()).deployment.resources ?? []).filter(
+            (r: { urn: string; delete?: boolean }) => r.urn.endsWith(`::${name}`) && !r.delete,
+        );
+        if (found.length !== 1) throw new Error(`expected one resource named ${name} in the state, found ${found.length}`);
+        return found[0].urn;
+    }
+
+    /**
+     * Rewrites the stack's state (`pulumi stack export`, an edit, `pulumi stack import`), as a state
+     * written by an older program or engine would be.
+     */
+    async editState(edit: (resources: Array<Record<string, any>>) => void): Promise<void> {
+        const state = await this.stack.exportStack();
+        edit(state.deployment.resources ?? []);
+        await this.stack.importStack(state);
+    }
+
+    destroy(opts: { defaultVerbosity?: boolean } = {}): Promise<OpResult> {
+        return this.op((on) => this.stack.destroy({ ...on, ...E2eStack.logging(opts) }));
     }
 
     async outputs(): Promise<Record<string, unknown>> {

@@ -33,6 +33,23 @@ beforeAll(() => s.init({ "blog:proxied": "true" }), 600_000);
 
 afterAll(() => s.cleanup(), 120_000);
 
+test("proxied records with a TTL other than 1 fail preview naming blog:ttl, and up creates nothing", async () => {
+    // manageSslMode, so that nothing but the TTL stands in the way: Cloudflare would refuse the
+    // records only after the server exists (the stand-in does, as the provider does).
+    await s.setConfig({ "blog:ttl": "300", "blog:manageSslMode": "true" });
+    const p = await s.preview();
+    const u = await s.up();
+    await s.removeConfig("blog:ttl");
+    await s.removeConfig("blog:manageSslMode");
+    for (const r of [p, u]) {
+        expect(r.error).toBeDefined();
+        expect(r.log).toContain('blog:ttl: got "300"; expected 1 (automatic) while blog:proxied is true');
+    }
+    expect(s.targetDirs()).toEqual([]);
+    expect(s.cloud("hcloud").servers ?? {}).toEqual({});
+    expect(records()).toEqual([]);
+});
+
 test("proxied records in a zone that is not Full (strict) fail preview, saying what to do; nothing is created", async () => {
     const p = await s.preview();
     expect(p.error).toBeDefined();

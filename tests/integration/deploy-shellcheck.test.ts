@@ -9,6 +9,7 @@ const scripts = [
   "scripts/deploy.sh",
   "scripts/target-shim.sh",
   "scripts/lib/common.sh",
+  "scripts/flake-update.sh",
   "scripts/data-backup.sh",
   "scripts/backup.sh",
   "scripts/backup-status.sh",

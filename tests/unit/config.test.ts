@@ -64,6 +64,7 @@ describe("stack config", () => {
         }
         expect(read({ "blog:serverType": "cax11" }).serverType).toBe("cax11");
         expect(read({ "blog:ttl": "60" }).ttl).toBe(60);
+        expect(read({ "blog:proxied": "true", "blog:ttl": "1" })).toMatchObject({ proxied: true, ttl: 1 });
     });
 
     test.each([
@@ -76,6 +77,11 @@ describe("stack config", () => {
         [{ "blog:ttl": "86401" }, 'blog:ttl: got "86401"; expected 1 (automatic)', {}],
         [{ "blog:ttl": "five" }, 'blog:ttl: got "five"; expected 1 (automatic)', {}],
         [{ "blog:proxied": "yes" }, 'blog:proxied: got "yes"; expected true or false', {}],
+        [
+            { "blog:proxied": "true", "blog:ttl": "300" },
+            'blog:ttl: got "300"; expected 1 (automatic) while blog:proxied is true: Cloudflare keeps the TTL of a proxied record itself',
+            {},
+        ],
         [{ "blog:manageSslMode": "true" }, 'blog:manageSslMode: got "true"; expected false unless blog:proxied is true', {}],
         [{ "blog:httpFromCloudflareOnly": "true" }, 'blog:httpFromCloudflareOnly: got "true"; expected false unless blog:proxied is true', {}],
         [{ "blog:volumeSize": "5" }, 'blog:volumeSize: got "5"; expected 0 (no new data volume) or a size in GB from 10 to 10240', {}],
@@ -91,6 +97,16 @@ describe("stack config", () => {
         } else {
             expect(problem(config)).toContain(message);
         }
+    });
+
+    test("refuses a Cloudflare Origin CA key (service key), which Cloudflare no longer accepts, without printing it", () => {
+        const message = problem({ "cloudflare:apiUserServiceKey": "v1.0-0123456789abcdef-servicekey" }, ["cloudflare:apiUserServiceKey"]);
+        expect(message).toContain("cloudflare:apiUserServiceKey: got \"[secret, ");
+        expect(message).toContain("Cloudflare stopped accepting Origin CA keys (service keys) on 2026-09-30");
+        expect(message).toContain("SSL and Certificates > Edit");
+        expect(message).not.toContain("servicekey");
+        // Not the stack's business when Cloudflare is not used.
+        expect(read({ "blog:dns": "none", "cloudflare:apiUserServiceKey": "v1.0-x" }).dns).toBe("none");
     });
 
     test("lists every bad key at once, so one preview shows all there is to fix", () => {

@@ -77,6 +77,8 @@ describe("DNS at Hetzner, or nowhere", () => {
         ]);
         expect(run.all("cloudflare:index/dnsRecord:DnsRecord")).toEqual([]);
         expect(run.invokes.map((i) => i.token)).not.toContain("cloudflare:index/getZone:getZone");
+        // Hetzner holds one set per name and type: a replacement deletes the old one first.
+        expect(run.all("hcloud:index/zoneRrset:ZoneRrset").map((r) => r.opts.deleteBeforeReplace)).toEqual([true, true]);
     });
 
     test("none: no record anywhere; the dnsRecords output lists what to create", async () => {

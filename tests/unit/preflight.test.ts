@@ -1,4 +1,4 @@
-import { labelValue, placementProblems, zoneProblems } from "../../src/preflight";
+import { labelValue, placementProblems, stackServersProblem, zoneProblems } from "../../src/preflight";
 import { SERVER_TYPES } from "./program";
 
 // What the program concludes from Hetzner's and Cloudflare's answers; the stack tests show that
@@ -101,4 +101,24 @@ describe("labelValue", () => {
             expect(labelValue(`${value}x`)).not.toBe(label);
         },
     );
+});
+
+describe("stackServersProblem", () => {
+    const server = (id: number, name: string, ipv4Address: string) => ({ id, name, serverType: "cx23", location: "nbg1", ipv4Address, status: "running" });
+
+    test("one server, or none, is the stack's: no problem", () => {
+        expect(stackServersProblem([], "stack=prod")).toEqual([]);
+        expect(stackServersProblem([server(1, "blog-server-a", "203.0.113.1")], "stack=prod")).toEqual([]);
+    });
+
+    test("two servers with the stack's labels are refused, naming both and what to do", () => {
+        const [problem] = stackServersProblem([server(7, "blog-server-a", "203.0.113.1"), server(9, "blog-server-b", "203.0.113.2")], "managed-by=pulumi,stack=prod").map(String);
+        expect(problem).toContain("the Hetzner servers with the labels managed-by=pulumi,stack=prod: got 2; expected one server, not #7");
+        expect(problem).toContain("#7 blog-server-a (cx23 at nbg1, 203.0.113.1, running)");
+        expect(problem).toContain("#9 blog-server-b (cx23 at nbg1, 203.0.113.2, running)");
+        expect(problem).toContain("one server");
+        expect(problem).toContain('"delete": true');
+        expect(problem).toContain("hcloud server delete");
+        expect(problem).toContain("pulumi refresh");
+    });
 });

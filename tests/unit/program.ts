@@ -6,6 +6,7 @@
  */
 import { generateKeyPairSync } from "crypto";
 import type * as pulumiType from "@pulumi/pulumi";
+import * as rpc from "@pulumi/pulumi/runtime/rpc";
 
 export const ZONE_ID = "0123456789abcdef0123456789abcdef";
 export const ADMIN_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBmDpB1X1dWQ2y8BW9jL5SRiNFm4nHpq4Cn3ZTpTLzDd alice@laptop";
@@ -272,16 +273,13 @@ export async function runProgram(options: RunOptions = {}): Promise<ProgramRun> 
     return run!;
 }
 
-/** The marker Pulumi's wire format puts on a secret value: { [SIG]: SECRET_SIG, value }. */
-const SIG = "4dabf18193072939515e22adb298388d";
-const SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270";
-
+/** Inputs as the mock monitor received them, each secret unwrapped (the SDK's own isRpcSecret/unwrapRpcSecret) and its path noted. */
 function unwrapSecrets(value: any, path: string, secretPaths: string[]): any {
     if (Array.isArray(value)) return value.map((v, i) => unwrapSecrets(v, `${path}[${i}]`, secretPaths));
     if (value === null || typeof value !== "object") return value;
-    if (value[SIG] === SECRET_SIG) {
+    if (rpc.isRpcSecret(value)) {
         secretPaths.push(path);
-        return unwrapSecrets(value.value, path, secretPaths);
+        return unwrapSecrets(rpc.unwrapRpcSecret(value), path, secretPaths);
     }
     return Object.fromEntries(
         Object.entries(value).map(([k, v]) => [k, unwrapSecrets(v, path ? `${path}.${k}` : k, secretPaths)]),

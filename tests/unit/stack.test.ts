@@ -95,6 +95,27 @@ describe("pulumi up (update) with the default config", () => {
         expect(await valueOf(arm.one(SERVER).opts.replacementTrigger as any)).toBe("aarch64-linux");
     });
 
+    test("a server of the other architecture at Hetzner is replaced whatever the state holds: serverType becomes replace-on-change", async () => {
+        const armConfig = { "blog:serverType": "cax11", "blog:nixosConfiguration": "blog-arm" };
+        const transformOf = (r: typeof run) => {
+            const transforms = r.one(SERVER).opts.transforms ?? [];
+            expect(transforms).toHaveLength(1);
+            const server = r.one(SERVER);
+            return transforms[0]({ custom: true, type: SERVER, name: server.name, props: server.inputs, opts: { replaceOnChanges: [] } });
+        };
+        // The live server is x86, the configuration Arm: the serverType change must replace.
+        const across = await runProgram({
+            config: armConfig,
+            evaluation: evaluation({ system: "aarch64-linux" }),
+            currentServer: { serverType: "cx23", location: "nbg1", primaryDiskSize: 40 },
+        });
+        expect(await transformOf(across)).toMatchObject({ opts: { replaceOnChanges: ["serverType"] } });
+        // Same architecture (an in-place resize), or no server yet: nothing changes.
+        const same = await runProgram({ config: { "blog:serverType": "cx33" }, currentServer: { serverType: "cx23", location: "nbg1", primaryDiskSize: 40 } });
+        expect(await transformOf(same)).toBeUndefined();
+        expect(await transformOf(run)).toBeUndefined();
+    });
+
     test("A and AAAA records name the host's domain and point at the server's addresses", () => {
         const records = run.all(RECORD).map((r) => r.inputs);
         expect(records).toEqual(

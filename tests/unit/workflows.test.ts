@@ -31,7 +31,7 @@ type Workflow = {
   jobs: Record<string, Job>;
 };
 
-const files = ["ci.yml", "preview.yml", "deploy.yml"];
+const files = ["ci.yml", "preview.yml", "deploy.yml", "update.yml"];
 const text: Record<string, string> = {};
 const workflows: Record<string, Workflow> = {};
 for (const file of files) {
@@ -41,12 +41,14 @@ for (const file of files) {
 const ci = workflows["ci.yml"];
 const preview = workflows["preview.yml"];
 const deploy = workflows["deploy.yml"];
+const update = workflows["update.yml"];
 
 const allSteps = (wf: Workflow): Step[] => Object.values(wf.jobs).flatMap((job) => job.steps);
 const stepUsing = (job: Job, action: string): Step[] => job.steps.filter((s) => s.uses?.startsWith(`${action}@`));
 const previewJob = preview.jobs.preview;
 const forkJob = preview.jobs.fork;
 const deployJob = deploy.jobs.deploy;
+const updateJob = update.jobs.update;
 
 /** Every string in a YAML tree with its path, e.g. ["jobs.x.steps.2.env.TOKEN", "${{ secrets.TOKEN }}"]. */
 function strings(node: unknown, at = ""): [string, string][] {
@@ -57,7 +59,7 @@ function strings(node: unknown, at = ""): [string, string][] {
   return [];
 }
 
-test("the three workflows exist, and there are no others", () => {
+test("the four workflows exist, and there are no others", () => {
   expect(fs.readdirSync(dir).sort()).toEqual([...files].sort());
 });
 
@@ -245,12 +247,25 @@ describe("deploy.yml", () => {
   });
 });
 
-test("the Pulumi CLI the workflows install matches @pulumi/pulumi in package.json", () => {
+test("the Pulumi CLI the workflows install is @pulumi/pulumi's version in package-lock.json, read in one place", () => {
   const pkg = JSON.parse(fs.readFileSync(path.join(repo, "package.json"), "utf8"));
-  const sdk = pkg.dependencies["@pulumi/pulumi"];
-  for (const wf of [preview, deploy])
-    for (const step of allSteps(wf).filter((s) => s.uses?.startsWith("pulumi/actions@")))
-      expect(step.with?.["pulumi-version"]).toBe(sdk);
+  const locked = JSON.parse(fs.readFileSync(path.join(repo, "package-lock.json"), "utf8")).packages["node_modules/@pulumi/pulumi"].version;
+  expect(pkg.dependencies["@pulumi/pulumi"]).toBe(locked);
+  for (const job of [previewJob, deployJob]) {
+    const versionStep = job.steps.findIndex((s) => s.id === "pulumi-version");
+    const actions = job.steps.findIndex((s) => s.uses?.startsWith("pulumi/actions@"));
+    expect(versionStep).toBeGreaterThan(-1);
+    expect(versionStep).toBeLessThan(actions);
+    expect(job.steps[actions].with?.["pulumi-version"]).toBe("${{ steps.pulumi-version.outputs.version }}");
+    // The step's script, run on the project's own package-lock.json, gives that version.
+    const out = runScript(job.steps[versionStep].run!, {}, (d) => fs.copyFileSync(path.join(repo, "package-lock.json"), path.join(d, "package-lock.json")));
+    expect(out.code).toBe(0);
+    expect(out.output).toBe(`version=${locked}\n`);
+    // ...and stops on a lock file without it.
+    const none = runScript(job.steps[versionStep].run!, {}, (d) => fs.writeFileSync(path.join(d, "package-lock.json"), '{"packages": {}}'));
+    expect(none.code).toBe(1);
+    expect(none.stdout).toContain("::error file=package-lock.json::package-lock.json pins no version of @pulumi/pulumi");
+  }
 });
 
 test("the validator rejects a broken workflow (so the schema test can fail)", () => {
@@ -264,14 +279,15 @@ function runScript(script: string, env: Record<string, string>, setup: (dir: str
   try {
     setup(dir);
     const summary = path.join(dir, "summary.md");
+    const output = path.join(dir, "output");
     const result = spawnSync("bash", ["--noprofile", "--norc", "-eo", "pipefail", "-c", script], {
       cwd: dir,
       encoding: "utf8",
       timeout: 10_000,
-      env: { PATH: process.env.PATH, GITHUB_STEP_SUMMARY: summary, ...env },
+      env: { PATH: process.env.PATH, GITHUB_STEP_SUMMARY: summary, GITHUB_OUTPUT: output, RUNNER_TEMP: dir, ...env },
     });
-    const written = fs.existsSync(summary) ? fs.readFileSync(summary, "utf8") : "";
-    return { code: result.status, stdout: result.stdout, summary: written };
+    const read = (f: string) => (fs.existsSync(f) ? fs.readFileSync(f, "utf8") : "");
+    return { code: result.status, stdout: result.stdout, summary: read(summary), output: read(output), pullRequest: read(path.join(dir, "pull-request.md")) };
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
@@ -295,4 +311,87 @@ test("deploy's lock-file guard stops without nix/flake.lock and passes with it",
     fs.writeFileSync(path.join(dir, "nix/flake.lock"), "{}");
   });
   expect(withLock.code).toBe(0);
+});
+
+describe("update.yml", () => {
+  test("runs every week and by hand", () => {
+    expect(Object.keys(update.on).sort()).toEqual(["schedule", "workflow_dispatch"]);
+    expect(update.on.schedule).toEqual([{ cron: expect.stringMatching(/^\d+ \d+ \* \* [0-6]$/) }]);
+    expect(update.concurrency).toEqual({ group: "update-flake-inputs", "cancel-in-progress": false });
+  });
+
+  test("gives contents: write and pull-requests: write to its one job, nothing else", () => {
+    expect(Object.keys(update.jobs)).toEqual(["update"]);
+    expect(updateJob.permissions).toEqual({ contents: "write", "pull-requests": "write" });
+  });
+
+  test("moves the inputs with scripts/flake-update.sh, with Nix installed, the pull request's text in RUNNER_TEMP", () => {
+    const nix = updateJob.steps.findIndex((s) => s.uses?.startsWith("cachix/install-nix-action@"));
+    const run = updateJob.steps.findIndex((s) => s.id === "update");
+    expect(nix).toBeGreaterThan(-1);
+    expect(run).toBeGreaterThan(nix);
+    expect(updateJob.steps[run].run).toContain('bash scripts/flake-update.sh --flake nix --body "$RUNNER_TEMP/pull-request.md"');
+  });
+
+  test("opens or refreshes one pull request from one branch, with the flake's files only", () => {
+    const [pr] = stepUsing(updateJob, "peter-evans/create-pull-request");
+    expect(pr.with).toMatchObject({
+      branch: "update/flake-inputs",
+      "delete-branch": true,
+      "body-path": "${{ runner.temp }}/pull-request.md",
+      token: "${{ steps.app-token.outputs.token || github.token }}",
+    });
+    expect(String(pr.with?.["add-paths"]).trim().split("\n")).toEqual(["nix/flake.nix", "nix/flake.lock"]);
+    expect(updateJob.steps.indexOf(pr)).toBe(updateJob.steps.length - 1);
+  });
+
+  test("takes a GitHub App's token when one is configured (its pull requests start CI and the preview), limited to the job's needs", () => {
+    const [app] = stepUsing(updateJob, "actions/create-github-app-token");
+    expect(app.id).toBe("app-token");
+    expect(app.if).toBe("vars.UPDATES_APP_CLIENT_ID != ''");
+    expect(app.with).toEqual({
+      "client-id": "${{ vars.UPDATES_APP_CLIENT_ID }}",
+      "private-key": "${{ secrets.UPDATES_APP_PRIVATE_KEY }}",
+      "permission-contents": "write",
+      "permission-pull-requests": "write",
+    });
+    // The app's key is the only secret the workflow reads.
+    expect(strings(update).filter(([, v]) => /\bsecrets\./.test(v)).map(([, v]) => v)).toEqual(["${{ secrets.UPDATES_APP_PRIVATE_KEY }}"]);
+  });
+
+  test("without the app, the pull request says how to start its checks", () => {
+    const note = updateJob.steps.find((s) => s.if === "vars.UPDATES_APP_CLIENT_ID == ''")!;
+    const { code, pullRequest } = runScript(note.run!, {});
+    expect(code).toBe(0);
+    expect(pullRequest).toContain("**close and reopen it** to run CI and the preview");
+  });
+
+  test("warns in the run when the NixOS release nears or passed its end of support", () => {
+    const warn = updateJob.steps.find((s) => s.if?.includes("steps.update.outputs.end-of-support"))!;
+    expect(warn.if).toBe("steps.update.outputs.end-of-support == 'near' || steps.update.outputs.end-of-support == 'past'");
+    expect(runScript(warn.run!, {}).stdout).toMatch(/^::warning file=nix\/flake\.nix::/);
+  });
+});
+
+describe("dependabot.yml", () => {
+  const bot = parse(fs.readFileSync(path.join(repo, ".github/dependabot.yml"), "utf8")) as {
+    version: number;
+    updates: Array<{ "package-ecosystem": string; directory: string; schedule: { interval: string }; groups: Record<string, { patterns: string[] }> }>;
+  };
+
+  test("updates npm packages and the pinned actions weekly, grouped", () => {
+    expect(bot.version).toBe(2);
+    expect(bot.updates.map((u) => [u["package-ecosystem"], u.directory, u.schedule.interval])).toEqual([
+      ["npm", "/", "weekly"],
+      ["github-actions", "/", "weekly"],
+    ]);
+    for (const u of bot.updates) expect(Object.keys(u.groups).length).toBeGreaterThan(0);
+  });
+
+  test("moves every @pulumi package in one pull request, so the SDK, the providers and the CLI move together", () => {
+    const npm = bot.updates.find((u) => u["package-ecosystem"] === "npm")!;
+    expect(npm.groups.pulumi.patterns).toEqual(["@pulumi/*"]);
+    const pkg = JSON.parse(fs.readFileSync(path.join(repo, "package.json"), "utf8"));
+    expect(Object.keys(pkg.dependencies).every((d) => d.startsWith("@pulumi/"))).toBe(true);
+  });
 });

@@ -14,8 +14,9 @@
 //                                                 to false; computed created_on, modified_on,
 //                                                 proxiable, meta, comment_modified_on, tags...
 //   internal/services/dns_record/resource.go      Create refuses proxied with a TTL other than 1
-//                                                 (Update does not check); state is what the API
-//                                                 answers (the full name)
+//                                                 (Update does not check: the stand-in refuses there
+//                                                 too, see update); state is what the API answers
+//                                                 (the full name)
 //   internal/services/dns_record/custom.go (v5.19.1 resource.go ModifyPlan)   a name that names the
 //                                                 same record as the state's FQDN is no change;
 //                                                 normalizeSettings (settings only for CNAME)
@@ -186,12 +187,21 @@ function noRoute(method: string, urlPath: string): Error {
 }
 
 /**
- * No credentials at all: the API's answer to a request without any. The Origin CA endpoints also
- * take the Origin CA key (`apiUserServiceKey`, CLOUDFLARE_API_USER_SERVICE_KEY).
+ * No credentials at all: the API's answer to a request without any. An Origin CA key (a "user
+ * service key": the provider's `apiUserServiceKey`, CLOUDFLARE_API_USER_SERVICE_KEY, sent as
+ * X-Auth-User-Service-Key) is no credential any more: Cloudflare stopped accepting them on
+ * 2026-09-30 (../shared/REFERENCE.md, "Findings of the 2026-12 source reviews"); the Origin CA
+ * endpoints take an API token with Zone > SSL and Certificates > Edit
+ * (developers.cloudflare.com/fundamentals/api/get-started/ca-keys/). The refusal's code and words
+ * for a service key alone are the stand-in's own (no source at hand words the API's).
  */
-function requireCredentials(config: Props, method: string, urlPath: string, orEndpointKey = false): void {
+function requireCredentials(config: Props, method: string, urlPath: string): void {
     if (str(config.apiToken) || process.env.CLOUDFLARE_API_TOKEN || str(config.apiKey) || process.env.CLOUDFLARE_API_KEY) return;
-    if (orEndpointKey && (str(config.apiUserServiceKey) || process.env.CLOUDFLARE_API_USER_SERVICE_KEY)) return;
+    if (str(config.apiUserServiceKey) || process.env.CLOUDFLARE_API_USER_SERVICE_KEY) {
+        throw apiError(method, urlPath, 401, [
+            { code: 10000, message: "Origin CA keys (X-Auth-User-Service-Key) are no longer accepted: use an API token with SSL and Certificates: Edit" },
+        ]);
+    }
     throw apiError(method, urlPath, 400, [{ code: 9106, message: "Missing X-Auth-Key, X-Auth-Email or Authorization headers" }]);
 }
 
@@ -320,6 +330,10 @@ function recordProblem(type: string, content: string): Error | undefined {
     return undefined;
 }
 
+/** internal/services/dns_record/resource.go Create's diagnostic (summary: detail), as the bridge reports it. */
+const PROXIED_TTL =
+    "ttl must be set to 1 when `proxied` is true: When a DNS record is marked as `proxied` the TTL must be 1 as Cloudflare will control the TTL internally.";
+
 const dnsRecord: ResourceType = {
     check(ctx, _olds, news) {
         const failures: CheckFailure[] = [];
@@ -369,11 +383,7 @@ const dnsRecord: ResourceType = {
             return { id: "", outs };
         }
         const ttl = num(news.ttl) ?? 1;
-        if (proxied && ttl !== 1) {
-            throw new Error(
-                "ttl must be set to 1 when `proxied` is true: When a DNS record is marked as `proxied` the TTL must be 1 as Cloudflare will control the TTL internally.",
-            );
-        }
+        if (proxied && ttl !== 1) throw new Error(PROXIED_TTL);
         const zoneId = String(news.zoneId);
         const urlPath = `/zones/${zoneId}/dns_records`;
         requireCredentials(ctx.config, "POST", urlPath);
@@ -425,6 +435,14 @@ const dnsRecord: ResourceType = {
         }
         const zoneId = String(olds.zoneId);
         const urlPath = `/zones/${zoneId}/dns_records/${id}`;
+        // A proxied record keeps Cloudflare's TTL ("Auto, which is set to 300 seconds. This value
+        // cannot be edited": developers.cloudflare.com/dns/manage-dns-records/reference/ttl). The v5
+        // provider checks it at Create only; its v4 Update refused it too, in the same words
+        // (resource_cloudflare_record.go resourceCloudflareRecordUpdate). Whether today's API refuses
+        // such a PATCH or keeps Auto was not verifiable here: the stand-in refuses, so that no test
+        // passes on a record the real service would not hold.
+        const ttl = num(news.ttl) ?? num(olds.ttl) ?? 1;
+        if ((bool(news.proxied) ?? false) && ttl !== 1) throw new Error(PROXIED_TTL);
         requireCredentials(ctx.config, "PATCH", urlPath);
         const type = String(olds.type);
         const content = String(news.content ?? olds.content ?? "");
@@ -718,7 +736,7 @@ const originCaCertificate: ResourceType = {
         const planned = { csr: news.csr, requestType: news.requestType, hostnames: news.hostnames, requestedValidity };
         if (preview) return { id: "", outs: { ...planned, certificate: UNKNOWN, expiresOn: UNKNOWN } };
         const urlPath = "/certificates";
-        requireCredentials(ctx.config, "POST", urlPath, true);
+        requireCredentials(ctx.config, "POST", urlPath);
         const hostnames = (arr(news.hostnames) ?? []).map(String);
         const zoneNames = Object.values(await zones()).map((z) => z.name);
         const problems = hostnameProblems(hostnames, zoneNames);
@@ -775,7 +793,7 @@ const originCaCertificate: ResourceType = {
     // DELETE /certificates/<id> revokes it; the account keeps it, revoked.
     async delete(ctx, id) {
         const urlPath = `/certificates/${id}`;
-        requireCredentials(ctx.config, "DELETE", urlPath, true);
+        requireCredentials(ctx.config, "DELETE", urlPath);
         await account.update((a) => {
             const r = a.origin_ca_certificates?.[id];
             if (!r) throw apiError("DELETE", urlPath, 404, [{ code: 1003, message: "Certificate not found" }]);

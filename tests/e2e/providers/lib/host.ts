@@ -1,7 +1,8 @@
 // The gRPC side of a stand-in provider plugin: the engine's ResourceProvider service, served with
 // the message classes and service definition @pulumi/pulumi ships (proto/provider_grpc_pb).
 //
-// Why not `provider.main` from @pulumi/pulumi/provider (3.248.0, provider/server.js): it answers
+// Why not `provider.main` from @pulumi/pulumi/provider (provider/server.js, the same in 3.276.0 as in
+// 3.248.0; its `experimental` provider infers components only): it answers
 // CheckConfig and DiffConfig with UNIMPLEMENTED, ignores Configure's arguments, never sets
 // `supportsPreview`, and sends a Diff as changes/replaces/deleteBeforeReplace only (no diffs, no
 // stables, no detailed diff). The real providers do all of that: the bridge
