@@ -1,7 +1,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { BackupRepository, checkStorageBox, repositoryStatus, statusMessages } from "./src/backup";
 import { readStackConfig } from "./src/config";
-import { NixosDeploy } from "./src/deploy";
+import { NixosCheck, NixosDeploy } from "./src/deploy";
 import { BlogDns, HetznerDns, addressRecords } from "./src/dns";
 import { evaluateHost } from "./src/host";
 import { NixosInstall } from "./src/install";
@@ -82,23 +82,10 @@ const machine =
           })
         : existingMachine(config.existing!, checked);
 
-// Where its records live; the install and the deploy check the host through every address published.
+// The install and the deploy check the host through every address it will publish.
 const published = [machine.ipv4, machine.ipv6].filter((a): a is pulumi.Output<string> => a !== undefined);
-const dnsArgs = { domain: host.domain, ipv4: machine.ipv4, ipv6: machine.ipv6, ttl: config.ttl };
-const dns =
-    config.dns === "cloudflare"
-        ? new BlogDns("blog", { ...dnsArgs, zoneId: config.cloudflareZoneId, proxied: config.proxied })
-        : config.dns === "hetzner"
-          ? new HetznerDns("blog", {
-                ...dnsArgs,
-                zone: checked.apply((c) => c.hetznerZone!),
-                relativeName: checked.apply((c) => rrsetName(host.domain, c.hetznerZone!)),
-                labels: checkedLabels,
-            })
-          : undefined;
 
-// A machine the stack creates, or is told to install, gets NixOS from nixos-anywhere first
-// (after DNS: the host asks for its certificate by ACME HTTP-01 as soon as it boots).
+// A machine the stack creates, or is told to install, gets NixOS from nixos-anywhere first.
 const install = machine.install
     ? new NixosInstall(
           "blog",
@@ -112,7 +99,6 @@ const install = machine.install
               bootstrapPrivateKey: machine.install.bootstrapPrivateKey,
               sshPrivateKey: config.sshPrivateKey,
           },
-          { dependsOn: dns ? [dns] : [] },
       )
     : undefined;
 
@@ -137,26 +123,55 @@ const data =
           )
         : undefined;
 
+// The deploy puts the system on the host and checks its health before the records point at it
+// (an unhealthy new host never gets the site's name, and a replaced server is kept): a host that
+// never had its ACME certificate (HTTP-01 needs the records) passes with the ACME module's
+// self-signed placeholder here, and is checked again in full once the records moved.
+const deployArgs = {
+    systemClosure: closure,
+    flakeAttribute:
+        config.systemClosure === undefined ? toplevelAttribute(config.flake, config.nixosConfiguration) : undefined,
+    targetHost: machine.address,
+    targetPort: machine.sshPort,
+    publishedAddresses: published,
+    origin: `pulumi ${pulumi.getProject()}/${pulumi.getStack()}`,
+    hostKey: pinnedHostKey,
+    domain: host.domain,
+    sshPrivateKey: config.sshPrivateKey,
+    hostSecrets: { ...config.hostSecrets, ...origin?.hostSecrets, ...backups?.hostSecrets },
+    healthPinnedKey: host.tls === "cloudflare-origin" ? origin!.pin : undefined,
+    // The firewall admits HTTP(S) from Cloudflare only: check the site from the host itself.
+    healthVia: config.httpFromCloudflareOnly ? ("ssh" as const) : undefined,
+};
 const deploy = new NixosDeploy(
     "blog",
-    {
-        systemClosure: closure,
-        flakeAttribute:
-            config.systemClosure === undefined ? toplevelAttribute(config.flake, config.nixosConfiguration) : undefined,
-        targetHost: machine.address,
-        targetPort: machine.sshPort,
-        publishedAddresses: published,
-        origin: `pulumi ${pulumi.getProject()}/${pulumi.getStack()}`,
-        hostKey: pinnedHostKey,
-        domain: host.domain,
-        sshPrivateKey: config.sshPrivateKey,
-        hostSecrets: { ...config.hostSecrets, ...origin?.hostSecrets, ...backups?.hostSecrets },
-        healthPinnedKey: host.tls === "cloudflare-origin" ? origin!.pin : undefined,
-        // The firewall admits HTTP(S) from Cloudflare only: check the site from the host itself.
-        healthVia: config.httpFromCloudflareOnly ? "ssh" : undefined,
-    },
-    { dependsOn: data ? [data] : install ? [install] : dns ? [dns] : [] },
+    { ...deployArgs, healthAcme: host.tls === "acme" ? "placeholder" : undefined },
+    { dependsOn: data ? [data] : install ? [install] : [] },
 );
+
+// Where its records live: they move to the host only once the deploy has checked it.
+const dnsArgs = { domain: host.domain, ipv4: machine.ipv4, ipv6: machine.ipv6, ttl: config.ttl };
+const dns =
+    config.dns === "cloudflare"
+        ? new BlogDns("blog", { ...dnsArgs, zoneId: config.cloudflareZoneId, proxied: config.proxied }, { dependsOn: [deploy] })
+        : config.dns === "hetzner"
+          ? new HetznerDns(
+                "blog",
+                {
+                    ...dnsArgs,
+                    zone: checked.apply((c) => c.hetznerZone!),
+                    relativeName: checked.apply((c) => rrsetName(host.domain, c.hetznerZone!)),
+                    labels: checkedLabels,
+                },
+                { dependsOn: [deploy] },
+            )
+          : undefined;
+
+// Once the records point at the host, its ACME certificate can be ordered: the check again, in full.
+if (dns && host.tls === "acme") {
+    const { hostSecrets: _secrets, ...checkArgs } = deployArgs;
+    new NixosCheck("blog", checkArgs, { dependsOn: [dns] });
+}
 
 // null, not undefined, where a kind of host has no such value: Pulumi warns about undefined outputs.
 export const ipv4 = machine.ipv4 ?? null;

@@ -4,7 +4,15 @@
 // the real Pulumi engine (scripts/build-engine.sh) with stand-in providers whose
 // servers are real SSH targets.
 // Type checking is `npx tsc --noEmit`; jest only transpiles, which keeps the unit suite fast.
-const tsJest = { "^.+\\.ts$": "ts-jest" };
+// The key libraries (src/keys.ts) ship only ES modules. Node 22 loads them with require() by
+// itself (the Pulumi program does); Jest's own module loader does not, so they are transpiled
+// to CommonJS like the tests.
+const esmOnly = ["@noble/curves", "@noble/hashes", "@scure/base", "micro-packed"];
+const tsJest = {
+    "^.+\\.ts$": "ts-jest",
+    "^.+\\.js$": ["ts-jest", { tsconfig: { allowJs: true, module: "commonjs", target: "ES2022", isolatedModules: true } }],
+};
+const transformIgnorePatterns = [`/node_modules/(?!(${esmOnly.join("|")})/)`];
 
 module.exports = {
   projects: [
@@ -12,12 +20,14 @@ module.exports = {
       displayName: "unit",
       testEnvironment: "node",
       transform: tsJest,
+      transformIgnorePatterns,
       testMatch: ["<rootDir>/tests/unit/**/*.test.ts"],
     },
     {
       displayName: "integration",
       testEnvironment: "node",
       transform: tsJest,
+      transformIgnorePatterns,
       testMatch: ["<rootDir>/tests/integration/**/*.test.ts"],
       setupFiles: ["<rootDir>/tests/setupNix.ts"],
     },
@@ -25,6 +35,7 @@ module.exports = {
       displayName: "e2e",
       testEnvironment: "node",
       transform: tsJest,
+      transformIgnorePatterns,
       testMatch: ["<rootDir>/tests/e2e/**/*.test.ts"],
       setupFiles: ["<rootDir>/tests/setupNix.ts"],
     },

@@ -14,13 +14,19 @@
 # TARGET_PORT, TARGET_USER, HOST_KEY, SSH_PRIVATE_KEY, CONNECT_ATTEMPTS,
 # CONNECT_TIMEOUT, SYSTEM_CLOSURE, FLAKE_ATTR, BUILD_ON, HEALTH_URL, DOMAIN,
 # HEALTH_EXPECT, HEALTH_PINNED_KEY, HEALTH_VIA, PUBLISHED_ADDRESSES, HEALTH_RESOLVE,
-# HEALTH_TIMEOUT, ROLLBACK_DEADLINE, LOCK_WAIT, DEPLOY_ORIGIN, HOST_SECRETS
-# and one HOST_SECRET_<name> per name it lists (see the README's table).
-# Exit codes: 0 deployed (runs and boots SYSTEM_CLOSURE) or nothing to do,
-# 1 bad input, 2 refused before changing the target (another deploy holds
-# the lock, unreachable, no space, copy or build failed), 3 failed and rolled
-# back (the system that ran before runs and boots again, health re-checked),
-# 4 rollback failed / state unknown: an operator must look.
+# HEALTH_TIMEOUT, HEALTH_ACME, ACME_TIMEOUT, ROLLBACK_DEADLINE, LOCK_WAIT,
+# DEPLOY_ORIGIN, HOST_SECRETS and one HOST_SECRET_<name> per name it lists
+# (see the README's table).
+# Exit codes: 0 deployed (runs and boots SYSTEM_CLOSURE, healthy) or nothing
+# to change and healthy, 1 bad input, 2 refused before changing the target
+# (another deploy holds the lock, unreachable, no space, copy or build
+# failed), 3 failed and rolled back (the system that ran before runs and boots
+# again, health re-checked), 4 rollback failed / state unknown: an operator
+# must look, 5 the target already ran and booted SYSTEM_CLOSURE (nothing was
+# changed, nothing to roll back to) and it fails the health check.
+# On exit 0 the last line on stdout is BLOG_DEPLOYED_SYSTEM=<SYSTEM_CLOSURE>
+# (everything else goes to stderr): what the host runs, for the stack's
+# output systemClosure.
 #
 # Test hooks (integration tests only): DEPLOY_TEST_STOP_AFTER=activate stops
 # right after activation, as if the connection dropped there, so the target's
@@ -38,6 +44,7 @@ readonly copy_attempts=3
 readonly activate_timeout=600 # seconds one switch-to-configuration may take
 readonly build_timeout=7200   # seconds a build on the target may take
 readonly keepalive_every=20   # seconds between pings to the shim during a copy
+readonly EXIT_UNHEALTHY=5     # runs SYSTEM_CLOSURE already, unchanged, and fails the health check
 
 work_dir=""
 control_path=""
@@ -92,6 +99,10 @@ parse_inputs() {
   HEALTH_VIA=${HEALTH_VIA:-direct}
   [[ $HEALTH_VIA == direct || $HEALTH_VIA == ssh ]] ||
     abort "$EXIT_BAD_INPUT" "HEALTH_VIA='$HEALTH_VIA' is not valid; expected direct (through each published address) or ssh (through the SSH connection, to the host's own port)"
+  HEALTH_ACME=${HEALTH_ACME:-off}
+  [[ $HEALTH_ACME =~ ^(off|placeholder|issued)$ ]] ||
+    abort "$EXIT_BAD_INPUT" "HEALTH_ACME='$HEALTH_ACME' is not valid; expected off, placeholder (before the records point at the host: accept the ACME module's self-signed placeholder while the host has never had its certificate) or issued (after: order it now and wait for it)"
+  ACME_TIMEOUT=${ACME_TIMEOUT:-600}
   DEPLOY_ORIGIN=${DEPLOY_ORIGIN:-${USER:-$(id -un)}@$(uname -n) pid $$}
   DEPLOY_ORIGIN=${DEPLOY_ORIGIN//[^[:print:]]/?}
   if [[ -z ${HEALTH_URL:-} ]]; then
@@ -104,6 +115,7 @@ parse_inputs() {
   require_uint HEALTH_TIMEOUT 1
   require_uint ROLLBACK_DEADLINE 1
   require_uint LOCK_WAIT 0
+  require_uint ACME_TIMEOUT 1
   ((ROLLBACK_DEADLINE > HEALTH_TIMEOUT)) ||
     abort "$EXIT_BAD_INPUT" "ROLLBACK_DEADLINE='$ROLLBACK_DEADLINE' is not valid; expected more than HEALTH_TIMEOUT ($HEALTH_TIMEOUT)"
   require_host_key HOST_KEY
@@ -112,6 +124,10 @@ parse_inputs() {
   [[ $BUILD_ON =~ ^(auto|local|remote)$ ]] ||
     abort "$EXIT_BAD_INPUT" "BUILD_ON='$BUILD_ON' is not valid; expected auto, local or remote"
   parse_health_url
+  if [[ $HEALTH_ACME != off ]]; then
+    [[ $HEALTH_URL == https://* && $health_url_host =~ ^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$ ]] ||
+      abort "$EXIT_BAD_INPUT" "HEALTH_ACME=$HEALTH_ACME needs HEALTH_URL='$HEALTH_URL' to be https://<domain>/ (the certificate's name)"
+  fi
   parse_addresses
   parse_pinned_key
   parse_secrets
@@ -550,12 +566,39 @@ read_secrets() {
   info "secrets: $(secrets_summary)"
 }
 
+# report_deployed: the one line on stdout, for the stack (its output
+# systemClosure): the system the host accepted. Printed only on success.
+report_deployed() {
+  printf 'BLOG_DEPLOYED_SYSTEM=%s\n' "$SYSTEM_CLOSURE"
+}
+
+# check_unchanged: the target already runs and boots SYSTEM_CLOSURE (a first
+# install, a reinstall or a replacement ends here: nixos-anywhere put it
+# there), so there is nothing to change and nothing to roll back to; it must
+# pass the health check all the same, or the deploy fails with exit 5 and the
+# stack does not call the host done.
+check_unchanged() {
+  local status=0
+  await_acme_certificate || status=$?
+  if ((status == 0)); then
+    check_health || status=$?
+  fi
+  ((status != 255)) ||
+    abort "$EXIT_UNHEALTHY" "the target already runs and boots $SYSTEM_CLOSURE (nothing was changed), but the health check could not finish: $health_failure"
+  ((status == 0)) ||
+    abort "$EXIT_UNHEALTHY" "the target already runs and boots $SYSTEM_CLOSURE (nothing was changed, so there is nothing to roll back to), but it is not healthy: $health_failure"
+}
+
 # read_target_state: exits 0 if the target already runs and boots SYSTEM_CLOSURE
-# (and holds HOST_SECRETS' set, if given).
+# (and holds HOST_SECRETS' set, if given) and passes the health check, 5 if
+# it fails it.
 read_target_state() {
   if [[ $current == "$SYSTEM_CLOSURE" && $profile_path == "$SYSTEM_CLOSURE" ]]; then
     if ((secrets_differ == 0)); then
-      step "Nothing to do: the target already runs $SYSTEM_CLOSURE$( ((secrets_requested == 0)) || echo ' and holds these secrets')"
+      step "Nothing to change: the target already runs and boots $SYSTEM_CLOSURE$( ((secrets_requested == 0)) || echo ' and holds these secrets'); checking its health all the same"
+      check_unchanged
+      step "Deployed: the host runs generation $generation ($SYSTEM_CLOSURE), boots it, and passed the health check (nothing was changed)"
+      report_deployed
       exit 0
     fi
     closure_changed=0
@@ -718,8 +761,15 @@ open_health_tunnel() {
 
 check_health() {
   local deadline=$((SECONDS + HEALTH_TIMEOUT)) remaining i status units
-  local targets=() errors=() pending=() still=() failures=() pinned=""
+  local targets=() errors=() pending=() still=() failures=() pinned="" placeholder=()
   [[ -z $HEALTH_PINNED_KEY ]] || pinned=" (certificate accepted by its pinned public key only)"
+  if [[ $HEALTH_ACME == placeholder ]]; then
+    acme_state
+    if [[ $acme_now == pending ]]; then
+      placeholder=(--cacert "$work_dir/acme-placeholder-ca.pem")
+      pinned=" (certificate: the host has never had its ACME certificate for $health_url_host, as its records do not point at it yet; its self-signed placeholder is accepted, checked against the host's own minica CA)"
+    fi
+  fi
   if [[ $HEALTH_VIA == ssh ]]; then
     open_health_tunnel || {
       health_failure="health check: could not forward a socket to the host's port $health_url_port over the SSH connection"
@@ -752,6 +802,7 @@ check_health() {
       # A pinned key replaces the CA check (an origin certificate no public CA
       # signed); curl still refuses any other key, --insecure or not.
       [[ -z $HEALTH_PINNED_KEY ]] || args+=(--insecure --pinnedpubkey "$HEALTH_PINNED_KEY")
+      args+=("${placeholder[@]}")
       if curl "${args[@]}" "$HEALTH_URL" 2>"$work_dir/health.err"; then
         if [[ -z $HEALTH_EXPECT ]] || grep -qF -- "$HEALTH_EXPECT" "$work_dir/health.body"; then
           continue
@@ -796,6 +847,77 @@ check_health() {
     return 1
   fi
   info "healthy"
+}
+
+# --- The ACME certificate (HEALTH_ACME) -------------------------------------
+# nixpkgs nixos/modules/security/acme/default.nix (the module with
+# acme-order-renew-<cert>.service, read through the search tool): until the
+# first order succeeds, acme-<cert>.service writes a self-signed certificate
+# from minica into /var/lib/acme/<cert>/ (chain.pem is minica's own CA
+# certificate, made once per host in /var/lib/acme/.minica) and nginx serves
+# it; the first success leaves /var/lib/acme/<cert>/acme-success, and the
+# placeholder is never made again. With HTTP-01, a host gets its certificate
+# only once the records point at it, so a new host is checked before the
+# records move with its placeholder (HEALTH_ACME=placeholder), and again in
+# full after they moved (HEALTH_ACME=issued).
+acme_now=""
+readonly acme_reorder_every=240 # seconds; Let's Encrypt allows 5 failed validations per hour and name
+
+# acme_state: acme_now := none (no ACME certificate of that name on the target),
+# issued (it has had its certificate at least once), pending (it serves the
+# placeholder; its minica CA is then in $work_dir/acme-placeholder-ca.pem), or
+# unknown (no usable answer).
+acme_state() {
+  local status=0 chain
+  acme_now=unknown
+  request 30 acme-state "$health_url_host" || status=$?
+  ((status == 0)) || return 0
+  case $(reply_value acme) in
+  none | issued) acme_now=$(reply_value acme) ;;
+  pending)
+    chain=$(reply_value chain)
+    # The target's reply is data: base64 of one PEM certificate, bounded.
+    if ((${#chain} <= 65536)) && [[ $chain =~ ^[A-Za-z0-9+/]+={0,2}$ ]] &&
+      base64 -d <<<"$chain" >"$work_dir/acme-placeholder-ca.pem" 2>/dev/null &&
+      [[ $(head -n 1 "$work_dir/acme-placeholder-ca.pem") == "-----BEGIN CERTIFICATE-----" ]]; then
+      acme_now=pending
+    else
+      info "the target's placeholder CA certificate for $health_url_host is missing or not a PEM certificate; checking with the usual CAs"
+    fi
+    ;;
+  esac
+}
+
+# await_acme_certificate: HEALTH_ACME=issued, a target that has never had its
+# certificate: starts its order now (the records point at it by now), again
+# every acme_reorder_every seconds, and waits for it, up to ACME_TIMEOUT.
+await_acme_certificate() {
+  [[ $HEALTH_ACME == issued ]] || return 0
+  acme_state
+  [[ $acme_now == pending ]] || return 0
+  local deadline=$((SECONDS + ACME_TIMEOUT)) next_order=0
+  step "The target has never had its ACME certificate for $health_url_host (it serves the self-signed placeholder); ordering it now that the records point at it, waiting up to ${ACME_TIMEOUT}s"
+  while :; do
+    if ((SECONDS >= next_order)); then
+      request 30 acme-order "$health_url_host" || true
+      if [[ $(reply_value ordered) == 1 ]]; then
+        info "started acme-order-renew-$health_url_host.service on the target"
+      else
+        info "the target has no systemd: nothing to start; waiting"
+      fi
+      next_order=$((SECONDS + acme_reorder_every))
+    fi
+    sleep 5
+    acme_state
+    if [[ $acme_now == issued ]]; then
+      info "the certificate for $health_url_host is issued"
+      return 0
+    fi
+    if ((SECONDS >= deadline)); then
+      health_failure="its ACME certificate for $health_url_host was not issued within ${ACME_TIMEOUT}s (ACME_TIMEOUT); the site serves the self-signed placeholder. The host orders again every 15 minutes (acme-order-renew-$health_url_host.service; its journal says why an order failed)"
+      return 1
+    fi
+  done
 }
 
 # report_health_after PREFIX: health of the system that runs again (and, if
@@ -857,6 +979,7 @@ recover_after_loss() {
   fi
   if [[ $current == "$SYSTEM_CLOSURE" && $profile_path == "$SYSTEM_CLOSURE" && $secrets_now =~ ^(new)?$ ]]; then
     step "Deployed: the commit had completed before the connection dropped; the host runs generation $generation ($SYSTEM_CLOSURE) and boots it"
+    report_deployed
     exit 0
   fi
   if [[ -n $return_to && $current == "$return_to" && $secrets_now =~ ^(old)?$ ]]; then
@@ -922,6 +1045,7 @@ main() {
   ((status == 0)) || roll_back "$health_failure"
   commit
   step "Deployed: the host runs generation $generation ($SYSTEM_CLOSURE) and boots it$( ((secrets_delivered == 0)) || echo "; secrets: $(secrets_summary)")"
+  report_deployed
 }
 
 main "$@"

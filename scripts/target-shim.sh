@@ -496,6 +496,38 @@ cmd_failed_units() {
   fi
 }
 
+# acme-state CERT: the state of the NixOS acme module's certificate CERT
+# (nixpkgs nixos/modules/security/acme/default.nix): acme=none without
+# /var/lib/acme/CERT, acme=issued once an order succeeded (acme-success),
+# otherwise acme=pending and chain=<base64 of the placeholder's minica CA>.
+acme_cert_re='^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$'
+cmd_acme_state() {
+  local cert=$1 dir
+  [[ $cert =~ $acme_cert_re ]] || abort "acme-state: '$cert' is not a domain name"
+  dir=/var/lib/acme/$cert
+  if [[ ! -d $dir ]]; then
+    echo acme=none
+  elif [[ -e $dir/acme-success ]]; then
+    echo acme=issued
+  else
+    echo acme=pending
+    [[ ! -f $dir/chain.pem ]] || echo "chain=$(base64 -w 0 "$dir/chain.pem")"
+  fi
+}
+
+# acme-order CERT: starts the order of CERT now (its unit otherwise waits
+# RestartSec, 15 minutes, after a failed order); ordered=0 without systemd.
+cmd_acme_order() {
+  local cert=$1
+  [[ $cert =~ $acme_cert_re ]] || abort "acme-order: '$cert' is not a domain name"
+  if has_systemd; then
+    systemctl restart --no-block "acme-order-renew-$cert.service" || abort "could not start acme-order-renew-$cert.service"
+    echo ordered=1
+  else
+    echo ordered=0
+  fi
+}
+
 cmd_commit() {
   local seconds=$1 status=0
   locked "$seconds" /bin/sh "$deploy_dir/commit.sh"
@@ -663,6 +695,8 @@ dispatch() {
   prepare) cmd_prepare "$1" "$2" "$3" "$4" ;;
   activate) cmd_activate "$1" "$2" ;;
   failed-units) cmd_failed_units ;;
+  acme-state) cmd_acme_state "$1" ;;
+  acme-order) cmd_acme_order "$1" ;;
   commit) cmd_commit "$1" ;;
   rollback) cmd_rollback "$1" ;;
   status) cmd_status ;;

@@ -1,5 +1,5 @@
 import * as pulumi from "@pulumi/pulumi";
-import { publicKeyProblem } from "./keys";
+import { HOST_KEY_TYPES, publicKeyProblem } from "./keys";
 
 /**
  * The `backup*` keys: where restic keeps the host's backups. One problem per bad key, phrased
@@ -83,7 +83,7 @@ export function readBackupConfig(r: KeyReader): BackupConfig {
             /^[1-9][0-9]{0,18}$/.test(v) ? undefined : "a Hetzner Storage Box id: digits only (`hcloud storage-box list`, or the console)",
         );
         const hostKey = required(r, "backupStorageBoxHostKey", (v) => {
-            const why = publicKeyProblem(v);
+            const why = publicKeyProblem(v, HOST_KEY_TYPES);
             return why === undefined
                 ? undefined
                 : "the Storage Box's SSH host key line on port 23, as `ssh-keyscan -p 23 -t ed25519 <box>.your-storagebox.de` prints it " +

@@ -1,7 +1,7 @@
 import { isIPv4, isIPv6 } from "net";
 import * as pulumi from "@pulumi/pulumi";
 import { BackupConfig, readBackupConfig } from "./backupConfig";
-import { publicKeyProblem } from "./keys";
+import { HOST_KEY_TYPES, PublicKey, publicKeyOfPrivate, publicKeyProblem } from "./keys";
 
 /** A machine the stack does not create: its addresses, SSH port, and how the stack trusts it. */
 export interface ExistingHost {
@@ -59,6 +59,10 @@ export interface StackConfig {
     systemClosure?: string;
     /** Private key the commands log in with, instead of the operator's ssh-agent. */
     sshPrivateKey?: pulumi.Output<string>;
+    /** The public half of sshPrivateKey: the key the install and the deploy log in with. */
+    loginKey?: PublicKey;
+    /** The fingerprint of a login key the admin keys may leave out (you have another way in). */
+    allowRemovingLoginKey?: string;
     /** Where restic keeps the host's backups (`backup*` keys; src/backupConfig.ts). */
     backup: BackupConfig;
 }
@@ -166,7 +170,7 @@ const ipv6Check: Check<string> = (v) => (isIPv6(v) ? undefined : "an IPv6 addres
 const portCheck: Check<number> = (v) => (Number.isInteger(v) && v >= 1 && v <= 65535 ? undefined : "a TCP port from 1 to 65535");
 
 const hostKeyCheck: Check<string> = (v) => {
-    const why = publicKeyProblem(v);
+    const why = publicKeyProblem(v, HOST_KEY_TYPES);
     return why === undefined
         ? undefined
         : "the machine's SSH host key line as `ssh-keyscan -t ed25519 <address>` prints it without the address " +
@@ -363,7 +367,19 @@ export function readStackConfig(cfg: pulumi.Config = new pulumi.Config(NAMESPACE
             );
         }
         config.sshPrivateKey = pulumi.secret(sshKey);
+        if (!expected) {
+            try {
+                config.loginKey = publicKeyOfPrivate(sshKey);
+            } catch (e) {
+                problems.push(
+                    new InputProblem(key("sshPrivateKey"), redacted(sshKey), `a private key whose public half can be read (${(e as Error).message.split("\n")[0]})`),
+                );
+            }
+        }
     }
+    config.allowRemovingLoginKey = optional("allowRemovingLoginKey", (v) =>
+        /^SHA256:[A-Za-z0-9+/]{43}$/.test(v) ? undefined : "the fingerprint of the login key the admin keys may leave out, SHA256:<43 characters>",
+    );
 
     failOn(problems, "Invalid stack configuration (fix with `pulumi config set <key> <value>`):");
     return config;

@@ -1,5 +1,5 @@
 import { BACKUP_SECRETS, InputProblem, ORIGIN_SECRETS, STACK_SECRETS, STORE_PATH, StackConfig, failOn } from "./config";
-import { publicKeyProblem } from "./keys";
+import { ADMIN_KEY_TYPES, fingerprint, keyId, parsePublicKey, publicKeyProblem } from "./keys";
 import { evalAttribute, evaluateFlake, toplevelAttribute } from "./nixEval";
 
 /** The host's facts, declared by the flake's host-facts module (`blog.host`) and set in the host file. */
@@ -88,9 +88,10 @@ export function checkEvaluation(raw: unknown, config: StackConfig): HostEvaluati
         problems.push(new InputProblem(option("adminSshKeys"), keys, "a non-empty list of OpenSSH public keys"));
     } else {
         keys.forEach((key, i) => {
-            const why = typeof key === "string" ? publicKeyProblem(key) : "a string";
+            const why = typeof key === "string" ? publicKeyProblem(key, ADMIN_KEY_TYPES) : "a string";
             if (why) problems.push(new InputProblem(`${option("adminSshKeys")}[${i}]`, key, why));
         });
+        if (problems.length === 0) problems.push(...loginKeyProblems(keys as string[], config, option));
     }
 
     // Whether the server type runs this system is Hetzner's to say (preflight.ts).
@@ -123,6 +124,33 @@ export function checkEvaluation(raw: unknown, config: StackConfig): HostEvaluati
 }
 
 type Option = (name: string) => string;
+
+/**
+ * The deploy logs in as root with blog:sshPrivateKey, and root's keys are the admin keys: a list
+ * without its public half locks the deploy out after the next switch (and the owner too, if it
+ * was their only key). Refused, with the safe order, unless blog:allowRemovingLoginKey names that
+ * key (another way in). Without sshPrivateKey the deploy uses the operator's ssh-agent or default
+ * identity files, which the program cannot see: nothing is checked then.
+ */
+export function loginKeyProblems(keys: string[], config: StackConfig, option: Option): InputProblem[] {
+    const login = config.loginKey;
+    if (login === undefined) return [];
+    const id = keyId(login);
+    if (keys.some((k) => keyId(parsePublicKey(k, ADMIN_KEY_TYPES)) === id)) return [];
+    const print = fingerprint(login);
+    if (config.allowRemovingLoginKey === print) return [];
+    return [
+        new InputProblem(
+            option("adminSshKeys"),
+            keys,
+            `a list that keeps the key the deploy logs in with (blog:sshPrivateKey, ${login.type} ${print}): without it the ` +
+                "next deploy cannot log in. Rotate it in three steps, one `pulumi up` each: add the new public key to " +
+                "adminSshKeys; set sshPrivateKey to the new private key (`pulumi config set --secret sshPrivateKey < new_key`); " +
+                "then remove the old public key. If you have another way in and mean to drop it, confirm with " +
+                `\`pulumi config set allowRemovingLoginKey ${print}\``,
+        ),
+    ];
+}
 
 /**
  * The certificate the host serves must be one visitors trust: an Origin CA certificate only

@@ -2,6 +2,7 @@ import { createHash, createPublicKey } from "crypto";
 import * as cloudflare from "@pulumi/cloudflare";
 import * as pulumi from "@pulumi/pulumi";
 import * as tls from "@pulumi/tls";
+import { providerMessage } from "./preflight";
 
 /** Cloudflare's longest Origin CA validity, 15 years (Cloudflare's origin_ca_certificate `requested_validity`). */
 export const ORIGIN_CERT_DAYS = 5475;
@@ -68,8 +69,14 @@ export class CloudflareOrigin extends pulumi.ComponentResource {
             );
         }
 
-        const ranges = cloudflare.getIpRangesOutput({}, { parent: this });
-        this.ranges = pulumi.all([ranges.ipv4Cidrs, ranges.ipv6Cidrs]).apply(([v4, v6]) => [...v4, ...v6]);
+        // A lookup that cannot miss, but can fail (the API unreachable): the program's message, not a stack trace.
+        const ranges = cloudflare.getIpRanges({}, { parent: this }).then(
+            (r) => [...r.ipv4Cidrs, ...r.ipv6Cidrs],
+            (e) => {
+                throw new pulumi.RunError(`Cloudflare's address ranges (getIpRanges, for blog:proxied) could not be read: ${providerMessage(e)}`);
+            },
+        );
+        this.ranges = pulumi.output(ranges);
         this.pin = this.key.publicKeyPem.apply(publicKeyPin);
         this.hostSecrets = {
             cloudflareOriginCert: this.certificate.certificate,

@@ -393,28 +393,90 @@ export function sslModeProblems(mode: string, zoneName: string): InputProblem[] 
     ];
 }
 
+/** What a lookup answered, or the provider's message when it failed (a miss, a refused token...). */
+export type Answer<T> = { value: T; error?: undefined } | { value?: undefined; error: string };
+
+/**
+ * The provider's own words from a failed invoke: the SDK reports "Invoke of '<token>' failed:
+ * <message> (<details>)" or a gRPC status text; the first line after "failed:" is the provider's.
+ */
+export function providerMessage(e: unknown): string {
+    const text = e instanceof Error ? e.message : String(e);
+    // @pulumi/pulumi 3.276: "invocation of <token> returned an error: <message>"; older: "Invoke of '<token>' failed: <message>".
+    const provider = /(?:returned an error|failed): ([\s\S]*)$/.exec(text);
+    return (provider ? provider[1] : text).replace(/^rpc error: code = \w+ desc = /, "").split("\n")[0].trim();
+}
+
+/** An invoke whose failure is an answer, never an unhandled exception that ends the program. */
+function ask<T>(call: () => Promise<T>): pulumi.Output<Answer<T>> {
+    const answer = call().then(
+        (value): Answer<T> => ({ value }),
+        (e): Answer<T> => ({ error: providerMessage(e) }),
+    );
+    // Plain data: nothing in an answer is an Output for pulumi.output to unwrap.
+    return pulumi.output(answer) as unknown as pulumi.Output<Answer<T>>;
+}
+
+/**
+ * The problem a failed lookup is: the key whose value it asked about, that value, and what the
+ * provider answered. Every lookup that can miss (a zone, a volume) names its own key.
+ */
+export function lookupProblem(key: string, value: unknown, what: string, error: string): InputProblem {
+    return new InputProblem(key, value, `${what} (the lookup failed: ${error})`);
+}
+
 /**
  * Asks Hetzner and Cloudflare what these checks need, then fails with every problem at once;
- * resolves when all is well. Whatever is created must wait for it.
+ * resolves when all is well. Whatever is created must wait for it. A lookup that fails (the
+ * volume or the zone does not exist, the token is refused) is one of those problems.
  */
 export function preflight(a: PreflightArgs): pulumi.Output<Preflight> {
     const placement = a.placement;
-    const types = placement ? hcloud.getServerTypesOutput({}).serverTypes : pulumi.output([]);
-    const current = placement ? hcloud.getServersOutput({ withSelector: placement.selector }).servers : pulumi.output([]);
-    const zoneName =
-        a.dns === "cloudflare" ? cloudflare.getZoneOutput({ zoneId: a.cloudflareZoneId ?? "" }).name : pulumi.output("");
-    const hetznerZones =
-        a.dns === "hetzner" ? hcloud.getZonesOutput({}).zones.apply((zones) => zones.map((z) => z.name)) : pulumi.output([]);
+    const none = <T>(value: T) => pulumi.output({ value }) as unknown as pulumi.Output<Answer<T>>;
+    const types = placement ? ask(() => hcloud.getServerTypes({}).then((r) => r.serverTypes)) : none([]);
+    const current = placement ? ask(() => hcloud.getServers({ withSelector: placement.selector }).then((r) => r.servers)) : none([]);
+    const zoneId = a.cloudflareZoneId ?? "";
+    const zoneName = a.dns === "cloudflare" ? ask(() => cloudflare.getZone({ zoneId }).then((z) => z.name)) : none("");
+    const hetznerZones = a.dns === "hetzner" ? ask(() => hcloud.getZones({}).then((r) => r.zones.map((z) => z.name))) : none<string[]>([]);
     const sslMode =
         a.dns === "cloudflare" && a.requireStrictSsl
-            ? cloudflare.getZoneSettingOutput({ zoneId: a.cloudflareZoneId ?? "", settingId: "ssl" }).value
-            : pulumi.output("strict");
-    const volumes = placement ? hcloud.getVolumesOutput({ withSelector: placement.selector }).volumes : pulumi.output([]);
+            ? ask(() => cloudflare.getZoneSetting({ zoneId, settingId: "ssl" }).then((r) => String(r.value)))
+            : none("strict");
+    const volumes = placement ? ask(() => hcloud.getVolumes({ withSelector: placement.selector }).then((r) => r.volumes)) : none([]);
+    const existingId = a.data?.existingId;
     const existing =
-        placement && a.data?.existingId !== undefined ? hcloud.getVolumeOutput({ id: Number(a.data.existingId) }) : pulumi.output(undefined);
-    return pulumi.all([types, current, zoneName, hetznerZones, sslMode, volumes, existing]).apply(([t, servers, cfZone, hzZones, ssl, vols, own]) => {
+        placement && existingId !== undefined ? ask(() => hcloud.getVolume({ id: Number(existingId) })) : none(undefined);
+    const asked = [types, current, zoneName, hetznerZones, sslMode, volumes, existing] as pulumi.Output<Answer<unknown>>[];
+    return pulumi.all(asked).apply((answers) => {
+        const typesA = answers[0] as Answer<hcloud.GetServerTypesResult["serverTypes"]>;
+        const serversA = answers[1] as Answer<hcloud.GetServersResult["servers"]>;
+        const cfZoneA = answers[2] as Answer<string>;
+        const hzZonesA = answers[3] as Answer<string[]>;
+        const sslA = answers[4] as Answer<string>;
+        const volsA = answers[5] as Answer<hcloud.GetVolumesResult["volumes"]>;
+        const ownA = answers[6] as Answer<hcloud.GetVolumeResult | undefined>;
+        const problems: InputProblem[] = [];
+        // Lookups of lists miss nothing; they fail only when the provider refuses (token, network).
+        const hetzner = (answer: Answer<unknown>, what: string) => {
+            if (answer.error !== undefined) problems.push(lookupProblem("hcloud:token", "[secret]", `a token with which Hetzner answers ${what}`, answer.error));
+        };
+        hetzner(typesA, "its server types");
+        hetzner(serversA, "the stack's servers");
+        hetzner(volsA, "the stack's volumes");
+        hetzner(hzZonesA, "the project's DNS zones");
+        if (cfZoneA.error !== undefined) {
+            problems.push(lookupProblem(`${NAMESPACE}:cloudflareZoneId`, zoneId, "the id of a zone your Cloudflare token can read", cfZoneA.error));
+        } else if (sslA.error !== undefined) {
+            problems.push(lookupProblem(`${NAMESPACE}:cloudflareZoneId`, zoneId, "a zone whose SSL mode your Cloudflare token can read (Zone Settings: Read)", sslA.error));
+        }
+        // Without these answers nothing else can be checked.
+        failOn(problems, "The stack cannot place the host (nothing was created or changed):");
+        if (ownA.error !== undefined) {
+            problems.push(lookupProblem(`${NAMESPACE}:dataVolumeId`, existingId, "the id of a volume in the Hetzner project of hcloud:token", ownA.error));
+        }
+        const [t, servers, cfZone, hzZones, ssl, vols, own] = [typesA.value!, serversA.value!, cfZoneA.value!, hzZonesA.value!, sslA.value!, volsA.value!, ownA.value];
         if (placement) failOn(stackServersProblem(servers, placement.selector), "The stack cannot place the host (nothing was created or changed):");
-        const problems = placement ? placementProblems({ ...placement, types: t, current: servers[0] }) : [];
+        problems.push(...(placement ? placementProblems({ ...placement, types: t, current: servers[0] }) : []));
         const result: Preflight = {};
         const liveArchitecture = t.find((type) => type.name === servers[0]?.serverType)?.architecture;
         result.liveSystem = (Object.keys(ARCHITECTURE) as HostFacts["system"][]).find((system) => ARCHITECTURE[system] === liveArchitecture);

@@ -55,6 +55,7 @@ test("preview of a new stack lists every resource, runs no command and opens no 
             "create blog",
             "create blog",
             "create blog",
+            "create blog",
             "create blog-a",
             "create blog-aaaa",
             "create blog-bootstrap",
@@ -64,6 +65,7 @@ test("preview of a new stack lists every resource, runs no command and opens no 
             "create blog-nixos-anywhere",
             "create blog-server",
             "create blog-switch",
+            "create blog-check",
         ].sort(),
     );
     expect(s.installs()).toEqual([]);
@@ -71,13 +73,14 @@ test("preview of a new stack lists every resource, runs no command and opens no 
     expect(s.sshLogins()).toBe(0);
 });
 
-test("up creates the server, then DNS, then the install, then the deploy; sets every output; the host runs the evaluated system", async () => {
+test("up creates the server, installs it, deploys and checks it, then DNS, then the check again; sets every output; the host runs the evaluated system", async () => {
     const r = ok(await record("up (new stack)", s.up()));
-    expect(finishedAt(r, "blog-server")).toBeLessThan(startedAt(r, "blog-a"));
-    for (const record of ["blog-a", "blog-aaaa"]) {
-        expect(finishedAt(r, record)).toBeLessThan(startedAt(r, "blog-nixos-anywhere"));
-    }
+    expect(finishedAt(r, "blog-server")).toBeLessThan(startedAt(r, "blog-nixos-anywhere"));
     expect(finishedAt(r, "blog-nixos-anywhere")).toBeLessThan(startedAt(r, "blog-switch"));
+    for (const record of ["blog-a", "blog-aaaa"]) {
+        expect(finishedAt(r, "blog-switch")).toBeLessThan(startedAt(r, record));
+        expect(finishedAt(r, record)).toBeLessThan(startedAt(r, "blog-check"));
+    }
 
     const out = await s.outputs();
     expect(out).toEqual({
@@ -121,30 +124,30 @@ test("a new system: preview shows the deploy as an in-place update with the old 
     expect(after).not.toBe(before);
 
     const p = ok(await record("preview (new system)", s.preview()));
-    expect(changes(p)).toEqual(["update blog-switch"]);
+    expect(changes(p)).toEqual(["update blog-switch", "update blog-check"]);
     const deploy = steps(p).find((x) => x.name === "blog-switch")!;
     expect(deploy.diffs).toEqual(["environment"]);
     // The diff names the store paths, although the environment also holds a secret.
     expect(p.log).toMatch(new RegExp(`SYSTEM_CLOSURE\\s*:\\s*"${before}"\\s*=>\\s*"${after}"`));
 
     const u = ok(await record("up (new system)", s.up()));
-    expect(changes(u)).toEqual(["update blog-switch"]);
+    expect(changes(u)).toEqual(["update blog-switch", "update blog-check"]);
     const out = await s.outputs();
     expect(out.systemClosure).toBe(after);
     expect(currentSystem(out.ipv4 as string)).toBe(after);
 });
 
-test("admin keys added, then one removed from the middle: each is one up that only deploys; Hetzner is not touched", async () => {
+test("admin keys added, then one removed from the middle: each is one up that only deploys (and checks); Hetzner is not touched", async () => {
     const k1 = newKeyPair(s.dir, "k1").publicKey;
     const k2 = newKeyPair(s.dir, "k2").publicKey;
     const hetznerBefore = JSON.stringify(s.cloud("hcloud"));
     s.setConfiguration("blog", { ...s.configuration(), host: s.hostFacts({ adminSshKeys: [s.admin.publicKey, k1, k2] }) });
     const added = ok(await record("up (keys added)", s.up()));
-    expect(changes(added)).toEqual(["update blog-switch"]);
+    expect(changes(added)).toEqual(["update blog-switch", "update blog-check"]);
 
     s.setConfiguration("blog", { ...s.configuration(), host: s.hostFacts({ adminSshKeys: [s.admin.publicKey, k2] }) });
     const removed = ok(await record("up (middle key removed)", s.up()));
-    expect(changes(removed)).toEqual(["update blog-switch"]);
+    expect(changes(removed)).toEqual(["update blog-switch", "update blog-check"]);
     expect(currentSystem((await s.outputs()).ipv4 as string)).toBe(s.toplevel());
     expect(JSON.stringify(s.cloud("hcloud"))).toBe(hetznerBefore);
 });
@@ -165,7 +168,7 @@ test("a bigger server type resizes the server in place; a smaller disk than it n
     await s.setConfig({ "blog:serverType": "cx33" });
 });
 
-test("a new location replaces the server: the new one is created, pointed at, installed and deployed before the old one goes", async () => {
+test("a new location replaces the server: the new one is created, installed, deployed, pointed at and checked before the old one goes", async () => {
     const before = await s.outputs();
     await s.setConfig({ "blog:location": "fsn1" });
     const p = ok(await record("preview (new location)", s.preview()));
@@ -184,7 +187,8 @@ test("a new location replaces the server: the new one is created, pointed at, in
     );
     expect(createdNew).toBeGreaterThanOrEqual(0);
     expect(finishedAt(r, "blog-a")).toBeGreaterThan(createdNew);
-    expect(finishedAt(r, "blog-switch")).toBeLessThan(deletedOld);
+    expect(finishedAt(r, "blog-switch")).toBeLessThan(startedAt(r, "blog-a"));
+    expect(finishedAt(r, "blog-check")).toBeLessThan(deletedOld);
     expect(s.installs()).toHaveLength(2);
     expect(currentSystem(after.ipv4 as string)).toBe(s.toplevel());
     expect(s.targetDirs().filter((d) => s.targetEnv(d).TARGET_ADDR4 === before.ipv4)).toEqual([]);

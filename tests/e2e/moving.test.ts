@@ -1,6 +1,6 @@
 // Moving is a `pulumi up`: DNS from Hetzner's DNS to Cloudflare, then the host from a Hetzner
 // server to a machine of your own, with the real engine deciding the order.
-import { DOMAIN, E2eStack, changes, finishedAt, keyLine, ok } from "./harness";
+import { DOMAIN, E2eStack, changes, finishedAt, keyLine, ok, startedAt } from "./harness";
 
 // Each operation runs the real CLI, which compiles the program and starts the providers.
 jest.setTimeout(600_000);
@@ -45,7 +45,7 @@ test("to Cloudflare: the new records are created, the Hetzner ones deleted, the 
     expect((await s.outputs()).serverId).toBe(before.serverId);
 });
 
-test("to a machine of your own: records point at it and it runs the system before the Hetzner server is deleted", async () => {
+test("to a machine of your own: it runs the system, then the records point at it, then it is checked, and only then the Hetzner server is deleted", async () => {
     const before = await s.outputs();
     const machine = s.startMachine();
     s.setConfiguration("blog", { ...s.configuration(), host: s.hostFacts({ platform: "generic" }) });
@@ -62,6 +62,8 @@ test("to a machine of your own: records point at it and it runs the system befor
         (e) => e.resOutputsEvent?.metadata.op === "delete" && e.resOutputsEvent.metadata.urn.endsWith("::blog-server"),
     );
     expect(serverDeleted).toBeGreaterThan(finishedAt(r, "blog-switch"));
+    expect(finishedAt(r, "blog-switch")).toBeLessThan(startedAt(r, "blog-a"));
+    expect(serverDeleted).toBeGreaterThan(finishedAt(r, "blog-check"));
     expect(s.targetDirs().map((d) => s.targetEnv(d).TARGET_ADDR4)).not.toContain(before.ipv4);
     expect(Object.keys(s.cloud("hcloud").servers ?? {})).toEqual([]);
 });

@@ -293,7 +293,7 @@ test("the same closure with the same secrets is still nothing to do, over one co
   const r = deployTo(t, closures.next, secretsEnv(v1));
 
   expect(r.status).toBe(0);
-  expect(r.stderr).toContain("Nothing to do");
+  expect(r.stderr).toContain("Nothing to change");
   expect(r.stderr).not.toContain("Delivering");
   expect(sshConnections(t) - before).toBe(1);
   expectSecrets(t, v1);

@@ -100,7 +100,7 @@ test("deploying the running closure again copies nothing, adds no generation and
   const r = deploy(closures.first);
 
   expect(r.status).toBe(0);
-  expect(r.stderr).toContain("Nothing to do");
+  expect(r.stderr).toContain("Nothing to change");
   expect(r.stderr).not.toMatch(/copying|Activating/);
   expect(generation(t())).toBe(1);
   expect(sshConnections(t()) - connectionsBefore).toBe(1);

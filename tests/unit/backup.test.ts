@@ -35,6 +35,9 @@ async function deployEnvironment(run: Awaited<ReturnType<typeof runProgram>>) {
     return deploy;
 }
 
+// A program's last outputs settle after runProgram returns; the next run's mocks must not see them.
+afterEach(() => new Promise((resolve) => setTimeout(resolve, 500)));
+
 describe("backup config", () => {
     test("none is the default: no repository, no secret, null outputs", async () => {
         const run = await runProgram();
@@ -92,8 +95,12 @@ describe("backup config", () => {
 });
 
 describe("a Storage Box target", () => {
+    let run: Awaited<ReturnType<typeof runProgram>>;
+    beforeAll(async () => {
+        run = await runProgram({ config: { ...STORAGE_BOX, "blog:volumeSize": "10" }, storageBoxes: BOXES, evaluation: DATA_HOST });
+    });
+
     test("a sub-account of its own: a home directory named by the domain, SSH only, a policy-conform generated password", async () => {
-        const run = await runProgram({ config: { ...STORAGE_BOX, "blog:volumeSize": "10" }, storageBoxes: BOXES, evaluation: DATA_HOST });
         const sub = run.one("hcloud:index/storageBoxSubaccount:StorageBoxSubaccount");
         expect(sub.inputs).toMatchObject({
             storageBoxId: 4711,
@@ -115,7 +122,6 @@ describe("a Storage Box target", () => {
     });
 
     test("the host gets the repository, its password and the login as host secrets of the deploy, each secret", async () => {
-        const run = await runProgram({ config: { ...STORAGE_BOX, "blog:volumeSize": "10" }, storageBoxes: BOXES, evaluation: DATA_HOST });
         const deploy = await deployEnvironment(run);
         const env = deploy.inputs.environment;
         expect(env.HOST_SECRETS).toBe("backupEnvironment backupPassword backupRepository");
@@ -136,7 +142,6 @@ describe("a Storage Box target", () => {
     });
 
     test("the repository is asked at every run, its credentials in the environment, never on the command line", async () => {
-        const run = await runProgram({ config: { ...STORAGE_BOX, "blog:volumeSize": "10" }, storageBoxes: BOXES, evaluation: DATA_HOST });
         const status = run.invokes.find((i) => i.token === "command:local:run")!;
         expect(status.inputs.command).toBe(BACKUP_STATUS_COMMAND);
         expect(status.inputs.logging).toBe("none");
@@ -148,23 +153,6 @@ describe("a Storage Box target", () => {
         expect(JSON.stringify(status.inputs.command)).not.toContain(RANDOM_PASSWORD);
     });
 
-    test("the repository's answer reaches the plan: a stale newest snapshot is a warning naming its age", async () => {
-        const warn = jest.spyOn(console, "warn").mockImplementation(() => undefined);
-        try {
-            const old = new Date(Date.now() - 3 * 24 * 3600_000).toISOString();
-            await runProgram({
-                config: { ...STORAGE_BOX, "blog:volumeSize": "10" },
-                storageBoxes: BOXES,
-                evaluation: DATA_HOST,
-                backupStatus: `{"state":"snapshot","id":"${SNAPSHOT}","time":"${old}","paths":["/data"]}`,
-            });
-            await new Promise((resolve) => setTimeout(resolve, 100));
-            const warned = warn.mock.calls.map((c) => String(c[0]));
-            expect(warned).toEqual(expect.arrayContaining([expect.stringContaining("backup: the last good backup is 3 days 0 h old")]));
-        } finally {
-            warn.mockRestore();
-        }
-    });
 });
 
 describe("an S3 target", () => {
@@ -245,5 +233,25 @@ describe("what the plan is told about the backups", () => {
             types: SERVER_TYPES,
         });
         expect(deleted.risks).toEqual(["This plan deletes the data volume blog-volume-1."]);
+    });
+});
+
+describe("the program and the repository's answer", () => {
+    test("the repository's answer reaches the plan: a stale newest snapshot is a warning naming its age", async () => {
+        const warn = jest.spyOn(console, "warn").mockImplementation(() => undefined);
+        try {
+            const old = new Date(Date.now() - 3 * 24 * 3600_000).toISOString();
+            await runProgram({
+                config: { ...STORAGE_BOX, "blog:volumeSize": "10" },
+                storageBoxes: BOXES,
+                evaluation: DATA_HOST,
+                backupStatus: `{"state":"snapshot","id":"${SNAPSHOT}","time":"${old}","paths":["/data"]}`,
+            });
+            await new Promise((resolve) => setTimeout(resolve, 100));
+            const warned = warn.mock.calls.map((c) => String(c[0]));
+            expect(warned).toEqual(expect.arrayContaining([expect.stringContaining("backup: the last good backup is 3 days 0 h old")]));
+        } finally {
+            warn.mockRestore();
+        }
     });
 });

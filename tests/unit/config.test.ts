@@ -2,9 +2,10 @@ import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import { configDefaults, readStackConfig } from "../../src/config";
-import { ZONE_ID, runProgram } from "./program";
+import { SSH_PRIVATE_KEY, ZONE_ID, runProgram } from "./program";
 
-const KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmU=\n-----END OPENSSH PRIVATE KEY-----\n";
+// A real key (its public half is read at preview): the fixture of the program tests.
+const KEY = SSH_PRIVATE_KEY;
 
 function read(config: Record<string, string>, secretKeys: string[] = []) {
     pulumi.runtime.setAllConfig({ "blog:cloudflareZoneId": ZONE_ID, ...config }, secretKeys);

@@ -6,7 +6,7 @@ import { checkEvaluation } from "../../src/host";
 import { ADMIN_KEY, SSH_PRIVATE_KEY, ZONE_ID, evaluation, runProgram, valueOf } from "./program";
 
 const COMMAND = "command:local:Command";
-const EXISTING_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKw7tZrOCG8wtGZUg9YyvxlQ+O1+k8D1LN3OGxmYlT1c root@box";
+const EXISTING_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIP+Fc01H7ObcW+wOLAslS6VbRK2g3hgLgwNdImAFHu45 root@box";
 const existing = { "blog:host": "existing", "blog:hostIpv4": "203.0.113.7", "blog:hostIpv6": "2001:db8::7" };
 const secret = { config: { "blog:sshPrivateKey": SSH_PRIVATE_KEY }, secretKeys: ["blog:sshPrivateKey"] };
 
@@ -23,9 +23,9 @@ describe("an existing machine with its host key", () => {
         });
     });
 
-    test("creates nothing at Hetzner and installs nothing: DNS and the deploy only", () => {
+    test("creates nothing at Hetzner and installs nothing: the deploy, DNS and the check after it only", () => {
         expect(types(run)).toEqual(
-            ["blog:cloudflare:Dns", "blog:nixos:Deploy", COMMAND, "cloudflare:index/dnsRecord:DnsRecord", "cloudflare:index/dnsRecord:DnsRecord"].sort(),
+            ["blog:cloudflare:Dns", "blog:nixos:Check", "blog:nixos:Deploy", COMMAND, COMMAND, "cloudflare:index/dnsRecord:DnsRecord", "cloudflare:index/dnsRecord:DnsRecord"].sort(),
         );
         expect(run.invokes.map((i) => i.token)).toEqual(["cloudflare:index/getZone:getZone"]);
     });

@@ -9,14 +9,16 @@ import type * as pulumiType from "@pulumi/pulumi";
 import * as rpc from "@pulumi/pulumi/runtime/rpc";
 
 export const ZONE_ID = "0123456789abcdef0123456789abcdef";
-export const ADMIN_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBmDpB1X1dWQ2y8BW9jL5SRiNFm4nHpq4Cn3ZTpTLzDd alice@laptop";
+// A real ed25519 pair made for these tests only (ssh-keygen): the program parses keys per type and
+// derives the login key from sshPrivateKey, so the fixtures must be keys, not look-alikes.
+export const ADMIN_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIICHu+RFwisljRGryygsE2BxWiEx6F4RW0vCN8o66ePk alice@laptop";
 export const CLOSURE_1 = "/nix/store/0a1b2c3d4f5g6h7i8j9k0l1m2n3p4q5r-nixos-system-blog-25.11";
 export const CLOSURE_2 = "/nix/store/9z8y7x6w5v4s3r2q1p0n9m8l7k6j5i4h-nixos-system-blog-25.11";
 export const SERVER_IPV4 = "203.0.113.10";
 export const SERVER_IPV6 = "2001:db8:1:2::1";
-export const HOST_PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHostKeyFromTheTlsProviderMockxxxxxxxxxxxxx";
+export const HOST_PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICU6gPssRs3CeMG9MUDzBgpk27fV/8wLIWC4U6soxrf5";
 export const HOST_PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nHOST-KEY-PRIVATE-MATERIAL\n-----END OPENSSH PRIVATE KEY-----\n";
-export const BOOTSTRAP_PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBootstrapKeyFromTheTlsProviderMockxxxxxxxx";
+export const BOOTSTRAP_PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINbuc+KAuR30zRZoZiutk17oms2Y/xCYxEkQ/NzChNum";
 export const BOOTSTRAP_PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nBOOTSTRAP-KEY-PRIVATE-MATERIAL\n-----END OPENSSH PRIVATE KEY-----\n";
 /** The origin key the tls mock hands out: a real P-256 key, so the program can compute its pin. */
 export const ORIGIN_KEY = generateKeyPairSync("ec", {
@@ -26,7 +28,8 @@ export const ORIGIN_KEY = generateKeyPairSync("ec", {
 });
 export const ORIGIN_CERT = "-----BEGIN CERTIFICATE-----\nORIGIN-CA-CERTIFICATE\n-----END CERTIFICATE-----\n";
 export const CLOUDFLARE_RANGES = { ipv4Cidrs: ["173.245.48.0/20", "103.21.244.0/22"], ipv6Cidrs: ["2400:cb00::/32"] };
-export const SSH_PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nOPERATOR-KEY-PRIVATE-MATERIAL\n-----END OPENSSH PRIVATE KEY-----\n";
+/** The private half of ADMIN_KEY (a test key, nothing else uses it). */
+export const SSH_PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\nQyNTUxOQAAACCAh7vkRcIrJY0Rq8soLBNgcVohMeheEVtLwjfKOunj5AAAAJCRuDyukbg8\nrgAAAAtzc2gtZWQyNTUxOQAAACCAh7vkRcIrJY0Rq8soLBNgcVohMeheEVtLwjfKOunj5A\nAAAEDh9pC8pCxVUGhBo4Rgptgcwo60bjNjoaZtlawppX15uoCHu+RFwisljRGryygsE2Bx\nWiEx6F4RW0vCN8o66ePkAAAADGFsaWNlQGxhcHRvcAE=\n-----END OPENSSH PRIVATE KEY-----\n";
 
 export interface Evaluation {
     host: {
@@ -171,6 +174,10 @@ export async function runProgram(options: RunOptions = {}): Promise<ProgramRun> 
                     } else if (args.type === "hcloud:index/storageBoxSubaccount:StorageBoxSubaccount") {
                         state.username = "u1234-sub1";
                         state.server = "u1234-sub1.your-storagebox.de";
+                    } else if (args.type === "command:local:Command" && args.inputs.create === "bash scripts/deploy.sh") {
+                        // What scripts/deploy.sh prints last on stdout when it succeeds.
+                        const closure = unwrapSecrets(args.inputs.environment, "", []).SYSTEM_CLOSURE;
+                        state.stdout = `BLOG_DEPLOYED_SYSTEM=${closure}`;
                     }
                     const entry = byName.get(`${args.type}::${args.name}`);
                     if (entry) {

@@ -101,6 +101,18 @@ describe("the host's age recipient (sops-nix, agenix)", () => {
         expect(ageRecipient("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA2ybKMXrRWb8pXvSeIf+3Ob86Fsq8Xvha7IP8YcgRqi t")).toBe(
             "age12wg398hmcu8d6m729mkz258dnf98mzqv48u8m0z2nvx2c4t7la4snkatcz",
         );
-        expect(() => ageRecipient("ssh-rsa AAAAB3NzaC1yc2E")).toThrow("an ssh-ed25519 key line is needed");
+        expect(() => ageRecipient("ssh-rsa AAAAB3NzaC1yc2E")).toThrow("with type one of ssh-ed25519");
+    });
+
+    test("matches ssh-to-age's own published pair", () => {
+        // Mic92/ssh-to-age at 2643a7f: cmd/ssh-to-age/test-assets/keyscan.txt holds eve's and eva's
+        // ed25519 host keys, and README.md shows `ssh-keyscan eve.thalheim.io eva.thalheim.io | ssh-to-age`
+        // printing these two recipients.
+        expect(ageRecipient("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIF/KPU3Z5LSjbBI6hrq25wCcseq2UpqSzUFZRr+ux6LM")).toBe(
+            "age1hjm3aujg9e79f5yth8a2cejzdjg5n9vnu96l05p70uvfpeltnpms7yy3pp",
+        );
+        expect(ageRecipient("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIL2vjdqpppuCn7yPdF2muINriAG7zBWrsELKpPWkhn5")).toBe(
+            "age1v8zjc47jmlqwefyu66s0d4ke98qr4vnuj3cpvs4z9npfdw833dxqwjrhzv",
+        );
     });
 });

@@ -33,8 +33,10 @@ describe("pulumi up (update) with the default config", () => {
             [
                 "blog:cloudflare:Dns",
                 "blog:hetzner:Server",
+                "blog:nixos:Check",
                 "blog:nixos:Deploy",
                 "blog:nixos:Install",
+                COMMAND,
                 COMMAND,
                 COMMAND,
                 FIREWALL,
@@ -147,9 +149,19 @@ describe("pulumi up (update) with the default config", () => {
         });
     });
 
-    test("the install waits for DNS, so the host's first ACME request can pass", () => {
-        const install = run.one("blog:nixos:Install");
-        expect(install.opts.dependsOn).toEqual([expect.objectContaining({ __pulumiType: "blog:cloudflare:Dns" })]);
+    test("the records wait for the deploy's health check, and the check runs again in full after them", () => {
+        expect(run.one("blog:nixos:Install").opts.dependsOn ?? []).toEqual([]);
+        expect(run.one("blog:cloudflare:Dns").opts.dependsOn).toEqual([expect.objectContaining({ __pulumiType: "blog:nixos:Deploy" })]);
+        expect(run.one("blog:nixos:Check").opts.dependsOn).toEqual([expect.objectContaining({ __pulumiType: "blog:cloudflare:Dns" })]);
+        const deploy = run.all(COMMAND).find((c) => c.name.endsWith("switch"))!;
+        const check = run.all(COMMAND).find((c) => c.name.endsWith("check"))!;
+        expect(deploy.inputs.environment.HEALTH_ACME).toBe("placeholder");
+        expect(check.inputs.environment.HEALTH_ACME).toBe("issued");
+        // The check carries no secrets of the host's: it changes nothing on it.
+        expect(Object.keys(check.inputs.environment).filter((k) => k.startsWith("HOST_SECRET"))).toEqual([]);
+        const { HEALTH_ACME: _a, HOST_SECRETS: _s, ...deployRest } = deploy.inputs.environment;
+        const { HEALTH_ACME: _b, ...checkRest } = check.inputs.environment;
+        expect(checkRest).toEqual(deployRest);
     });
 
     test("the deploy pushes the evaluated closure with the pinned host key, after the install", () => {

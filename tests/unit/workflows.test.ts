@@ -391,7 +391,15 @@ describe("dependabot.yml", () => {
   test("moves every @pulumi package in one pull request, so the SDK, the providers and the CLI move together", () => {
     const npm = bot.updates.find((u) => u["package-ecosystem"] === "npm")!;
     expect(npm.groups.pulumi.patterns).toEqual(["@pulumi/*"]);
+  });
+
+  test("puts every runtime dependency in a group, so none arrives as a pull request of its own", () => {
+    const npm = bot.updates.find((u) => u["package-ecosystem"] === "npm")!;
     const pkg = JSON.parse(fs.readFileSync(path.join(repo, "package.json"), "utf8"));
-    expect(Object.keys(pkg.dependencies).every((d) => d.startsWith("@pulumi/"))).toBe(true);
+    const grouped = (name: string) =>
+      Object.values(npm.groups).some((g) =>
+        g.patterns.some((p) => (p.endsWith("*") ? name.startsWith(p.slice(0, -1)) : name === p) && p !== "*"),
+      );
+    expect(Object.keys(pkg.dependencies).filter((d) => !grouped(d))).toEqual([]);
   });
 });
