@@ -1,5 +1,5 @@
-# The backup's units for a test system (closures.nix, `backup = true`), rendered from the same data
-# and scripts as nix/modules/backup.nix (nix/modules/units/backup.nix, units/backup-*.sh), the
+# The backup's units for a test system (closures.nix's `units`), rendered from the same data and
+# scripts as nix/modules/backup.nix (nix/modules/units/backup.nix, units/backup-*.sh), the
 # way nixpkgs' restic module renders a job (nixos/modules/services/backup/restic.nix, nixos-26.x):
 #   restic-backups-<job>.service  Type=oneshot; Environment= RESTIC_CACHE_DIR, RESTIC_PASSWORD_FILE,
 #                                 RESTIC_REPOSITORY_FILE (and the module's own); EnvironmentFile=;
@@ -18,8 +18,11 @@
 # (the order of the ExecStart= lines, the preStart/postStop order, the `-o` options' quoting).
 {
   modules,
-  # Where the closure keeps these scripts (closures.nix substitutes @out@).
-  dir ? "@out@/share/blog-test/backup",
+  # Where the scripts are: a store path of their own by default (`scripts` below), which the
+  # units' text refers to, so a closure made with these units holds it; or a directory a closure
+  # writes `files` into itself (closures.nix substituting @out@).
+  dir ? null,
+  system ? builtins.currentSystem,
   dataVolume ? true,
   # The state directories without a volume, and their owners.
   directories ? [ "/var/lib/private/blog-backend" ],
@@ -29,6 +32,9 @@
 }:
 let
   u = import (modules + "/units/backup.nix");
+  # Where the unit files find the scripts, and where the scripts find each other.
+  dir' = if dir == null then "${scripts}" else dir;
+  fileDir = if dir == null then "@dir@" else dir;
   concat = builtins.concatStringsSep "";
   restic = "/usr/bin/restic";
   paths = (if dataVolume then [ u.dataMount ] else directories) ++ extraPaths;
@@ -36,18 +42,18 @@ let
     u.environment {
       dataMount = u.dataMount;
       inherit stopUnits;
-      lib = "${dir}/backup-lib.sh";
-      sftp = "${dir}/backup-sftp.sh";
+      lib = "${dir'}/backup-lib.sh";
+      sftp = "${dir'}/backup-sftp.sh";
     }
     // {
-      BLOG_BACKUP_DUMP = "${dir}/dump";
+      BLOG_BACKUP_DUMP = "${dir'}/dump";
     };
   resticEnv = {
     RESTIC_CACHE_DIR = "/var/cache/restic-backups-${u.job}";
     RESTIC_PASSWORD_FILE = u.restic.passwordFile;
     RESTIC_REPOSITORY_FILE = u.restic.repositoryFile;
   };
-  options = concat (map (o: " -o ${o}") (u.restic.extraOptions "${dir}/backup-sftp.sh"));
+  options = concat (map (o: " -o ${o}") (u.restic.extraOptions "${dir'}/backup-sftp.sh"));
   resticCmd = "${restic}${options}";
   includes = "/run/${u.unit}/includes";
   environmentLines = e: concat (map (n: "Environment=\"${n}=${e.${n}}\"\n") (builtins.attrNames e));
@@ -83,19 +89,10 @@ let
       CacheDirectoryMode=0700
       PrivateTmp=true
     ''
-    + (if preStart == null then "" else "ExecStartPre=${dir}/${name}-pre-start\n")
+    + (if preStart == null then "" else "ExecStartPre=${dir'}/${name}-pre-start\n")
     + concat (map (c: "ExecStart=${c}\n") execStart)
-    + (if postStop == null then "" else "ExecStopPost=${dir}/${name}-post-stop\n");
+    + (if postStop == null then "" else "ExecStopPost=${dir'}/${name}-post-stop\n");
 
-  timer = description: timerConfig: ''
-    [Unit]
-    Description=${description}
-
-    [Timer]
-  '' + concat (map (k: "${k}=${let v = timerConfig.${k}; in if builtins.isBool v then (if v then "true" else "false") else toString v}\n") (builtins.attrNames timerConfig));
-in
-{
-  inherit paths env;
   # Files the closure writes into `dir`: name -> text (`script`: a unit script, bash -e first).
   files = {
     "backup-lib.sh" = builtins.readFile u.scripts.lib;
@@ -107,18 +104,18 @@ in
     "static-paths" = builtins.concatStringsSep "\n" paths + "\n";
     "${u.job}-pre-start" = ''
       #!/bin/bash -e
-      /bin/bash ${dir}/backup-prepare.sh
-      cat ${dir}/static-paths >> ${includes}
+      /bin/bash ${fileDir}/backup-prepare.sh
+      cat ${fileDir}/static-paths >> ${includes}
     '';
     "${u.job}-post-stop" = ''
       #!/bin/bash -e
-      /bin/bash ${dir}/backup-cleanup.sh
+      /bin/bash ${fileDir}/backup-cleanup.sh
       rm -f ${includes}
     '';
     # blog-backup, as nix/modules/backup.nix writes it: the environment, then the tool.
     "blog-backup" =
       "#!/bin/bash\n"
-      + concat (map (n: "export ${n}='${env.${n}}'\n") (builtins.attrNames env))
+      + concat (map (n: "export ${n}='${fileEnv.${n}}'\n") (builtins.attrNames fileEnv))
       + builtins.readFile u.scripts.tool;
   };
   executables = [
@@ -129,6 +126,50 @@ in
     "blog-backup"
   ];
 
+  # The scripts' own view of the environment (paths inside the scripts' store path).
+  fileEnv =
+    u.environment {
+      dataMount = u.dataMount;
+      inherit stopUnits;
+      lib = "${fileDir}/backup-lib.sh";
+      sftp = "${fileDir}/backup-sftp.sh";
+    }
+    // {
+      BLOG_BACKUP_DUMP = "${fileDir}/dump";
+    };
+
+  # The scripts as a store path (builder /bin/sh, no nixpkgs), with bin/blog-backup.
+  scripts = derivation {
+    inherit system;
+    name = "blog-backup-scripts";
+    builder = "/bin/sh";
+    PATH = "/usr/bin:/bin";
+    # "name source" lines: each file's text as a store file of its own (builtins.toFile).
+    sources = concat (map (n: "${n} ${builtins.toFile "blog-backup-${n}" files.${n}}\n") (builtins.attrNames files));
+    executables = builtins.concatStringsSep " " executables;
+    args = [
+      "-c"
+      ''
+        set -e
+        mkdir -p $out/bin
+        printf '%s' "$sources" | while read -r name src; do
+          sed "s|@dir@|$out|g" "$src" > "$out/$name"
+        done
+        for name in $executables; do chmod +x "$out/$name"; done
+        ln -s ../blog-backup $out/bin/blog-backup
+      ''
+    ];
+  };
+
+  timer = description: timerConfig: ''
+    [Unit]
+    Description=${description}
+
+    [Timer]
+  '' + concat (map (k: "${k}=${let v = timerConfig.${k}; in if builtins.isBool v then (if v then "true" else "false") else toString v}\n") (builtins.attrNames timerConfig));
+in
+{
+  inherit paths env files executables scripts;
   # name -> { text; wantedBy; }, as closures.nix's `units` takes them.
   units =
     {
@@ -140,7 +181,7 @@ in
           postStop = true;
           unitLines = "OnSuccess=${u.pruneUnit}.service";
           after = if dataVolume then [ "data.mount" ] else [ ];
-          execStart = [ "${resticCmd} backup --tag ${u.tag} --exclude-file=${dir}/exclude-patterns --files-from=${includes}" ];
+          execStart = [ "${resticCmd} backup --tag ${u.tag} --exclude-file=${dir'}/exclude-patterns --files-from=${includes}" ];
         };
         wantedBy = [ ];
       };
@@ -193,7 +234,7 @@ in
             Type=oneshot
             CacheDirectory=${u.drillService.serviceConfig.CacheDirectory}
             CacheDirectoryMode=${u.drillService.serviceConfig.CacheDirectoryMode}
-            ExecStart=${dir}/blog-backup drill
+            ExecStart=${dir'}/blog-backup drill
           '';
         wantedBy = [ ];
       };
