@@ -149,6 +149,8 @@ const serverScript = path.resolve(__dirname, "../integration/harness/backup-serv
 /** The files written into the services' state on /data, by name, and their sha256. */
 const written: Record<string, string> = {};
 const STATE = "/data/var/lib/private/blog-backend";
+/** The snapshot of the host's last good backup. */
+let lastGood = "";
 
 /** backup.sh against a stack's host, from its outputs, as an operator runs it. */
 async function backupSh(stack: E2eStack, ...args: string[]) {
@@ -160,10 +162,17 @@ async function backupSh(stack: E2eStack, ...args: string[]) {
     });
 }
 
-/** Routes every running server of a stack to the box (the test network has no default route). */
+/**
+ * Routes a stack's server to the box (the test network has no default route), and puts
+ * blog-backup on root's PATH, as NixOS's system profile (sw/bin) does; returns its directory.
+ */
 function connectServers(stack: E2eStack): string {
     const [dir] = stack.targetDirs();
     connect(box, stack.targetEnv(dir).NETNS);
+    stack.onTarget(
+        dir,
+        `ln -sf "$(dirname "$(sed -n 's/^ExecStart=\\(.*\\) drill$/\\1/p' /etc/systemd/system.attached/blog-backup-drill.service)")/bin/blog-backup" /usr/local/bin/blog-backup`,
+    );
     return dir;
 }
 
@@ -179,6 +188,7 @@ hostTest("the host's nightly job backs up the volume: the services stop for the 
     expect([r.status, r.stderr.slice(-1500)]).toEqual([0, expect.any(String)]);
     const status = JSON.parse(s.onTarget(dir, "cat /var/lib/blog-backup/status.json"));
     expect(status).toMatchObject({ unit: "restic-backups-blog", result: "success" });
+    lastGood = status.lastSnapshot;
     expect(s.onTarget(dir, "journalctl -u restic-backups-blog -o cat --no-pager")).toMatch(/stopped for the copy: .*blog-backend\.service[\s\S]*started again: /);
     const p = ok(record(await s.preview()));
     expect(p.log).toMatch(new RegExp(`backup: the newest backup is \\d+ min old \\(snapshot ${status.lastSnapshot.slice(0, 8)}, `));
@@ -233,9 +243,11 @@ hostTest("destroy everything, the volume too; a NEW stack adopts the repository 
         { "blog:backupPassword": password },
         { host: { dataVolume: true }, backup: true, env: { BLOG_E2E_STORAGE_BOXES: JSON.stringify({ [BOX_ID]: { name: "backups", location: "fsn1", dir: box.dir } }) } },
     );
-    const p = ok(record(await fresh.preview()));
-    expect(p.log).toMatch(/backup: the newest backup is \d+ min old \(snapshot [0-9a-f]{8}, /);
+    const lastSnapshot = lastGood.slice(0, 8);
     ok(record(await fresh.up()));
+    // The new sub-account exists now: the next preview reads the old repository with the old password.
+    const p = ok(record(await fresh.preview()));
+    expect(p.log).toMatch(new RegExp(`backup: the newest backup is \\d+ min old \\(snapshot ${lastSnapshot}`));
     const dir = connectServers(fresh);
     const r = await backupSh(fresh, "restore");
     expect([r.status, r.stderr.slice(-1500)]).toEqual([0, expect.any(String)]);
