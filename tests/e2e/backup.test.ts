@@ -65,9 +65,10 @@ beforeAll(async () => {
 }, 600_000);
 
 afterAll(() => {
+    // The box first: its directory is inside the stack's, which cleanup() removes.
+    if (box) stopServer(box);
     fresh.cleanup();
     s.cleanup();
-    if (box) stopServer(box);
 }, 180_000);
 
 test("a Storage Box that is not in the project fails preview with the key and Hetzner's answer; nothing is created", async () => {
