@@ -79,27 +79,33 @@ const machine =
               backups: config.backups,
               webSourceIps: config.httpFromCloudflareOnly ? origin!.ranges : undefined,
               liveSystem: checked.apply((c) => c.liveSystem),
+              hideAddresses: config.proxied,
           })
         : existingMachine(config.existing!, checked);
 
+// Behind Cloudflare's proxy the origin's addresses are what the proxy hides: secret wherever the
+// engine would show them (a preview's diff, the outputs), and placeholders in what the commands print.
+const hideAddresses = config.proxied;
+const hidden = (a: pulumi.Output<string> | undefined) => (a !== undefined && hideAddresses ? pulumi.secret(a) : a);
+const addresses = { ipv4: hidden(machine.ipv4), ipv6: hidden(machine.ipv6), ssh: hidden(machine.address)! };
+
 // The install and the deploy check the host through every address it will publish.
-const published = [machine.ipv4, machine.ipv6].filter((a): a is pulumi.Output<string> => a !== undefined);
+const published = [addresses.ipv4, addresses.ipv6].filter((a): a is pulumi.Output<string> => a !== undefined);
 
 // A machine the stack creates, or is told to install, gets NixOS from nixos-anywhere first.
 const install = machine.install
-    ? new NixosInstall(
-          "blog",
-          {
-              machineId: machine.install.id,
-              targetHost: machine.address,
-              targetPort: machine.sshPort,
-              publishedAddresses: published,
-              flake: config.flake,
-              nixosConfiguration: config.nixosConfiguration,
-              bootstrapPrivateKey: machine.install.bootstrapPrivateKey,
-              sshPrivateKey: config.sshPrivateKey,
-          },
-      )
+    ? new NixosInstall("blog", {
+          machineId: machine.install.id,
+          targetHost: addresses.ssh,
+          targetPort: machine.sshPort,
+          publishedAddresses: published,
+          flake: config.flake,
+          nixosConfiguration: config.nixosConfiguration,
+          bootstrapPrivateKey: machine.install.bootstrapPrivateKey,
+          bootstrapHostKey: machine.install.bootstrapHostKey,
+          sshPrivateKey: config.sshPrivateKey,
+          hideAddresses,
+      })
     : undefined;
 
 // The key every later connection pins: the one the install placed, or the machine's own.
@@ -117,7 +123,7 @@ const data =
                   serverId: machine.serverId!,
                   deleteOnDestroy: config.deleteDataOnDestroy,
                   labels: checkedLabels,
-                  target: { host: machine.address, port: machine.sshPort, hostKey: pinnedHostKey, sshPrivateKey: config.sshPrivateKey },
+                  target: { host: addresses.ssh, port: machine.sshPort, hostKey: pinnedHostKey, sshPrivateKey: config.sshPrivateKey, hideAddresses },
               },
               { dependsOn: install ? [install] : [] },
           )
@@ -131,9 +137,10 @@ const deployArgs = {
     systemClosure: closure,
     flakeAttribute:
         config.systemClosure === undefined ? toplevelAttribute(config.flake, config.nixosConfiguration) : undefined,
-    targetHost: machine.address,
+    targetHost: addresses.ssh,
     targetPort: machine.sshPort,
     publishedAddresses: published,
+    hideAddresses,
     origin: `pulumi ${pulumi.getProject()}/${pulumi.getStack()}`,
     hostKey: pinnedHostKey,
     domain: host.domain,
@@ -150,7 +157,7 @@ const deploy = new NixosDeploy(
 );
 
 // Where its records live: they move to the host only once the deploy has checked it.
-const dnsArgs = { domain: host.domain, ipv4: machine.ipv4, ipv6: machine.ipv6, ttl: config.ttl };
+const dnsArgs = { domain: host.domain, ipv4: addresses.ipv4, ipv6: addresses.ipv6, ttl: config.ttl };
 const dns =
     config.dns === "cloudflare"
         ? new BlogDns("blog", { ...dnsArgs, zoneId: config.cloudflareZoneId, proxied: config.proxied }, { dependsOn: [deploy] })
@@ -174,8 +181,8 @@ if (dns && host.tls === "acme") {
 }
 
 // null, not undefined, where a kind of host has no such value: Pulumi warns about undefined outputs.
-export const ipv4 = machine.ipv4 ?? null;
-export const ipv6 = machine.ipv6 ?? null;
+export const ipv4 = addresses.ipv4 ?? null;
+export const ipv6 = addresses.ipv6 ?? null;
 export const url = `https://${host.domain}/`;
 export const serverId = machine.serverId ?? null;
 export const hostKey = pinnedHostKey;
@@ -183,7 +190,6 @@ export const hostKey = pinnedHostKey;
 export const hostAgeKey = pulumi.output(pinnedHostKey).apply((k) => (k.startsWith("ssh-ed25519 ") ? ageRecipient(k) : null));
 export const systemClosure = deploy.systemClosure;
 export const nixosConfiguration = config.nixosConfiguration;
-/** The site's address records and where they live (`dns: none`: you create them at your DNS provider). */
 /** The data volume (Hetzner) that `pulumi destroy` leaves in place unless blog:deleteDataOnDestroy: null without one. */
 export const dataVolume = data
     ? pulumi.output({ name: data.name, id: data.id, keptOnDestroy: config.dataVolumeId !== undefined || !config.deleteDataOnDestroy })
@@ -192,6 +198,7 @@ export const dataVolume = data
 export const backup = backupTarget.kind !== "none" ? pulumi.output({ target: backupTarget.kind, repository: backups!.repository }) : null;
 /** The repository password (secret; `pulumi stack output --show-secrets backupPassword`): without it the backups cannot be read. */
 export const backupPassword = backups ? backups.password : null;
+/** The site's address records and where they live (`dns: none`: you create them at your DNS provider). */
 export const dnsRecords = pulumi
-    .output(addressRecords(host.domain, machine.ipv4, machine.ipv6))
+    .output(addressRecords(host.domain, addresses.ipv4, addresses.ipv6))
     .apply((records) => records.map((r) => ({ ...r, managedBy: config.dns === "none" ? "you" : config.dns })));

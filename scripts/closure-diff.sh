@@ -10,10 +10,18 @@
 #
 # Options:
 #   --stack NAME        Pulumi stack for --stack-output (default: the selected stack)
+#   --base-flake-attr ATTR
+#                       when OLD is not in the local store, build ATTR (the
+#                       system the pull request's base commit builds): if that
+#                       is OLD, OLD is here; if not (the base is not what is
+#                       deployed), the section compares with ATTR's system and
+#                       says so. No key and no connection to the server: what
+#                       the pull request workflow uses.
 #   --from STORE_URL    where to fetch OLD when it is not in the local store,
 #                       e.g. ssh-ng://root@203.0.113.10 (ssh options via NIX_SSHOPTS);
 #                       paths the configured caches have are substituted first.
-#                       Without it OLD is realised from the configured substituters.
+#                       Without it (and --base-flake-attr) OLD is realised from
+#                       the configured substituters.
 #   --heading TEXT      Markdown heading (default: "NixOS closure diff")
 #   -h, --help
 #
@@ -27,11 +35,18 @@ new=""
 stack=""
 stack_output=""
 flake_attr=""
+base_flake_attr=""
 from=""
+# What OLD is, in the section: the deployed system, or what the base commit builds instead.
+old_label="deployed"
+old_note=""
 nothing_deployed=""
 
 workdir=""
 nix=(nix --extra-experimental-features "nix-command flakes")
+# store_path_re, uint_re: the forms the deploy checks too.
+# shellcheck source=scripts/lib/patterns.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/patterns.sh"
 
 # Counts and Markdown table rows, filled by parseDiff.
 added=0
@@ -59,6 +74,7 @@ parseArgs() {
       --stack-output) stack_output="${2:?--stack-output needs a value}"; shift 2 ;;
       --flake-attr) flake_attr="${2:?--flake-attr needs a value}"; shift 2 ;;
       --from) from="${2:?--from needs a value}"; shift 2 ;;
+      --base-flake-attr) base_flake_attr="${2:?--base-flake-attr needs a value}"; shift 2 ;;
       --heading) heading="${2:?--heading needs a value}"; shift 2 ;;
       -h | --help) usage; exit 0 ;;
       --) shift; positional+=("$@"); break ;;
@@ -99,21 +115,40 @@ resolveDeployed() {
   fi
 }
 
-# NEW from the flake: build it (a NixOS system must be built to be diffed).
-# --json, not --print-out-paths: Nix 2.8 (Debian 12) lacks the latter.
-# The lock file is the committed one: nothing here rewrites it.
-buildProposed() {
-  step "building $flake_attr"
-  local built
-  built="$("${nix[@]}" build --no-link --no-write-lock-file --json "$flake_attr")" ||
-    abort 2 "nix build $flake_attr failed"
-  new="$(grep -o '"out":"[^"]*"' <<<"$built" | head -n 1 | cut -d '"' -f 4)"
-  [[ -n "$new" ]] || abort 2 "nix build $flake_attr printed no out path: $built"
+# buildAttr ATTR: builds a flake attribute (a NixOS system must be built to be
+# diffed) and prints its out path. --json, not --print-out-paths: Nix 2.8
+# (Debian 12) lacks the latter. The lock file is the committed one: nothing
+# here rewrites it.
+buildAttr() {
+  local attr="$1" built out
+  step "building $attr"
+  built="$("${nix[@]}" build --no-link --no-write-lock-file --json "$attr")" ||
+    abort 2 "nix build $attr failed"
+  out="$(grep -o '"out":"[^"]*"' <<<"$built" | head -n 1 | cut -d '"' -f 4)"
+  [[ -n "$out" ]] || abort 2 "nix build $attr printed no out path"
+  checkStorePath "the out path of $attr" "$out"
+  echo "$out"
 }
 
+# NEW from the flake.
+buildProposed() {
+  new="$(buildAttr "$flake_attr")"
+}
+
+# printable TEXT: TEXT holds printable ASCII only (nothing a log would interpret).
+printable() {
+  local LC_ALL=C
+  [[ $1 =~ ^[[:print:]]*$ ]]
+}
+
+# OLD and NEW (from the stack's output, from nix build, or given) go onto
+# command lines and into the comment: exactly a store path, nothing else.
 checkStorePath() {
   local what="$1" path="$2"
-  [[ "$path" == /nix/store/* ]] || abort 1 "$what is not a store path: '$path'"
+  if [[ ! "$path" =~ $store_path_re ]]; then
+    printable "$path" || path="(not printable)"
+    abort 1 "$what is not a store path: '${path:0:200}'"
+  fi
 }
 
 # diff-closures needs both closures in the local store. Paths copied from the
@@ -135,10 +170,32 @@ realise() {
   fi
 }
 
+# realiseOld: OLD in the local store. From the base commit's build when it is
+# OLD (--base-flake-attr); when that build is another system, OLD becomes it,
+# and the section says so.
+realiseOld() {
+  local base
+  if nix-store --check-validity "$old" 2>/dev/null || [[ -z "$base_flake_attr" ]]; then
+    realise "$old"
+    return 0
+  fi
+  base="$(buildAttr "$base_flake_attr")"
+  if [[ "$base" == "$old" ]]; then
+    step "the base commit builds the deployed system: $old"
+    return 0
+  fi
+  step "the base commit builds $base, not the deployed $old"
+  # Backticks are Markdown code spans.
+  # shellcheck disable=SC2016
+  old_note="$(printf 'The deployed system (`%s`) is not what the base commit builds: its deploy has not run yet, or failed, or the stack deploys another system. This compares with the base commit'"'"'s system.' "$old")"
+  old_label="base commit"
+  old="$base"
+}
+
 closureSize() {
   local size
   size="$("${nix[@]}" path-info --closure-size "$1" | awk '{ print $2 }')"
-  [[ "$size" =~ ^[0-9]+$ ]] || abort 2 "nix path-info gave no closure size for $1"
+  [[ "$size" =~ $uint_re ]] || abort 2 "nix path-info gave no closure size for $1"
   echo "$size"
 }
 
@@ -205,6 +262,10 @@ parseDiff() {
 
 plural() { if [[ "$1" -eq 1 ]]; then echo "$1 $2"; else echo "$1 $2s"; fi; }
 
+printOldNote() {
+  [[ -z "$old_note" ]] || printf '%s\n\n' "$old_note"
+}
+
 # Backticks in the printf formats below are Markdown code spans.
 # shellcheck disable=SC2016
 printNothingDeployed() {
@@ -220,7 +281,8 @@ printNothingDeployed() {
 printUnchanged() {
   printf '### %s\n\n' "$heading"
   printf 'The NixOS system closure does not change.\n\n'
-  printf '<sub>deployed: `%s` · this change: `%s`</sub>\n' "$old" "$new"
+  printOldNote
+  printf '<sub>%s: `%s` · this change: `%s`</sub>\n' "$old_label" "$old" "$new"
 }
 
 # The system path changes although no package does: configuration only
@@ -229,7 +291,8 @@ printUnchanged() {
 printConfigurationOnly() {
   printf '### %s\n\n' "$heading"
   printf 'No package changes version or size; the system itself changes (configuration only), so the deploy will run.\n\n'
-  printf '<sub>deployed: `%s` · this change: `%s`</sub>\n' "$old" "$new"
+  printOldNote
+  printf '<sub>%s: `%s` · this change: `%s`</sub>\n' "$old_label" "$old" "$new"
 }
 
 # shellcheck disable=SC2016
@@ -252,7 +315,8 @@ printChanges() {
   printf '| Package | Deployed | This change | Size |\n| --- | --- | --- | --- |\n'
   printf '%s\n' "${rows[@]}"
   printf '\n</details>\n\n'
-  printf '<sub>deployed: `%s` · this change: `%s`</sub>\n' "$old" "$new"
+  printOldNote
+  printf '<sub>%s: `%s` · this change: `%s`</sub>\n' "$old_label" "$old" "$new"
 }
 
 main() {
@@ -275,7 +339,11 @@ main() {
     printUnchanged
     return 0
   fi
-  realise "$old"
+  realiseOld
+  if [[ "$old" == "$new" ]]; then
+    printUnchanged
+    return 0
+  fi
 
   local diff
   diff="$(diffClosures)" || abort 2 "nix store diff-closures failed"

@@ -153,6 +153,7 @@ parse_inputs() {
   require_uint START_TIMEOUT 1
   require_uint COPY_TIMEOUT 1
   require_host_key HOST_KEY
+  check_proxy_jump
   [[ $TARGET_HOST =~ ^[A-Za-z0-9._:%]([A-Za-z0-9._:%-]*)$ ]] ||
     abort "$EXIT_BAD_INPUT" "TARGET_HOST='$TARGET_HOST' is not valid; expected an address or host name"
   [[ $TARGET_USER =~ ^[A-Za-z0-9._][A-Za-z0-9._-]*$ ]] ||
@@ -430,8 +431,9 @@ remote_command() {
 run_session() {
   local input=$1 output=$2 status=0 session_timeout=$((COPY_TIMEOUT + START_TIMEOUT * 2 + 60))
   shift 2
+  # The host's messages reach our stderr as printable text only.
   timeout "$session_timeout" ssh "${ssh_opts[@]}" -o ConnectTimeout=10 -o ServerAliveInterval=15 -o ServerAliveCountMax=4 \
-    "$(target_address)" "$(remote_command "$@")" <"$input" >"$output" &
+    "$(target_address)" "$(remote_command "$@")" <"$input" >"$output" 2> >(sanitize_stream >&2) &
   session_pid=$!
   wait "$session_pid" || status=$?
   session_pid=""

@@ -70,6 +70,7 @@ parse_inputs() {
   require_uint DEVICE_TIMEOUT 1
   require_uint START_TIMEOUT 1
   require_host_key HOST_KEY
+  check_proxy_jump
   # Plain characters only: the values travel to the target in a script.
   [[ $DATA_DEVICE =~ ^/dev/[A-Za-z0-9._:+@/-]+$ && $DATA_DEVICE != */../* ]] ||
     abort "$EXIT_BAD_INPUT" "DATA_DEVICE='$DATA_DEVICE' is not valid; expected a device path like /dev/disk/by-id/scsi-0HC_Volume_123"
@@ -401,8 +402,13 @@ run_on_target() {
     declare -f info "${on_target_functions[@]}"
     printf 'on_target_%s %q %q %q %q %q\n' "$verb" "$DATA_DEVICE" "$DATA_LABEL" "$DATA_MOUNT" "$DEVICE_TIMEOUT" "$START_TIMEOUT"
   } >"$work_dir/on-target.sh"
-  timeout "$session_timeout" ssh "${ssh_opts[@]}" -o ConnectTimeout=10 -o ServerAliveInterval=15 -o ServerAliveCountMax=4 \
-    "$(target_address)" 'bash -s' <"$work_dir/on-target.sh" || status=$?
+  # The host's messages reach our stderr as printable text only, all of them
+  # before ours (the wait for the filter, a process substitution: $!).
+  {
+    timeout "$session_timeout" ssh "${ssh_opts[@]}" -o ConnectTimeout=10 -o ServerAliveInterval=15 -o ServerAliveCountMax=4 \
+      "$(target_address)" 'bash -s' <"$work_dir/on-target.sh"
+  } 2> >(sanitize_stream >&2) || status=$?
+  [[ -z ${!-} ]] || wait "$!" 2>/dev/null || true
   case $status in
   0) step "$verb: done" ;;
   "$EXIT_REFUSED") exit "$EXIT_REFUSED" ;; # the target said why
@@ -418,6 +424,7 @@ main() {
   shift
   parse_args "${BASH_SOURCE[0]}" "$@"
   parse_inputs
+  hide_addresses
   install_exit_traps cleanup
   prepare_work_dir
   connect

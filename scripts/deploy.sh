@@ -119,8 +119,9 @@ parse_inputs() {
   ((ROLLBACK_DEADLINE > HEALTH_TIMEOUT)) ||
     abort "$EXIT_BAD_INPUT" "ROLLBACK_DEADLINE='$ROLLBACK_DEADLINE' is not valid; expected more than HEALTH_TIMEOUT ($HEALTH_TIMEOUT)"
   require_host_key HOST_KEY
-  [[ $SYSTEM_CLOSURE =~ ^/nix/store/[a-z0-9]{32}-[^/[:space:]]+$ ]] ||
-    abort "$EXIT_BAD_INPUT" "SYSTEM_CLOSURE='$SYSTEM_CLOSURE' is not valid; expected a store path /nix/store/<hash>-<name>"
+  check_proxy_jump
+  [[ $SYSTEM_CLOSURE =~ $store_path_re ]] ||
+    abort "$EXIT_BAD_INPUT" "SYSTEM_CLOSURE='$(shown "$SYSTEM_CLOSURE")' is not valid; expected a store path /nix/store/<32 characters of Nix's base32>-<name>"
   [[ $BUILD_ON =~ ^(auto|local|remote)$ ]] ||
     abort "$EXIT_BAD_INPUT" "BUILD_ON='$BUILD_ON' is not valid; expected auto, local or remote"
   parse_health_url
@@ -185,6 +186,7 @@ parse_addresses() {
 
 cleanup() {
   local status=$?
+  in_cleanup=1
   if [[ -n $shim_in ]] && ((shim_abandon == 0)); then
     request 5 end || true
   fi
@@ -210,7 +212,7 @@ wait_gone() {
 close_master() {
   local master_pid
   [[ -n $control_path && -S $control_path ]] || return 0
-  master_pid=$(ssh -o ControlPath="$control_path" -O check "$(target_address)" 2>&1 | sed -n 's/.*(pid=\([0-9]*\)).*/\1/p')
+  master_pid=$(ssh -F /dev/null -o ControlPath="$control_path" -O check "$(target_address)" 2>&1 | sed -n 's/.*(pid=\([0-9]*\)).*/\1/p')
   if [[ -n $master_pid ]]; then
     kill -TERM "$master_pid" 2>/dev/null || true
     wait_gone "$master_pid" || true
@@ -282,8 +284,14 @@ realise_closure() {
   drv_path=$(jq -r .drv <<<"$facts")
   out=$(jq -r .out <<<"$facts")
   system=$(jq -r .system <<<"$facts")
+  # What the evaluation says is data too: the system goes into a Nix expression
+  # (can_build_here), the derivation onto command lines.
   [[ $out == "$SYSTEM_CLOSURE" ]] ||
-    abort "$EXIT_BAD_INPUT" "FLAKE_ATTR='$FLAKE_ATTR' builds $out; expected SYSTEM_CLOSURE=$SYSTEM_CLOSURE"
+    abort "$EXIT_BAD_INPUT" "FLAKE_ATTR='$FLAKE_ATTR' builds $(shown "$out"); expected SYSTEM_CLOSURE=$SYSTEM_CLOSURE"
+  [[ $drv_path =~ $store_path_re && $drv_path == *.drv ]] ||
+    abort "$EXIT_BAD_INPUT" "FLAKE_ATTR='$FLAKE_ATTR' gave the derivation '$(shown "$drv_path")'; expected a store path ending in .drv"
+  [[ $system =~ ^[abcdefghijklmnopqrstuvwxyz0123456789_]{1,32}-[abcdefghijklmnopqrstuvwxyz0123456789_]{1,32}$ ]] ||
+    abort "$EXIT_BAD_INPUT" "FLAKE_ATTR='$FLAKE_ATTR' builds for the system '$(shown "$system")'; expected a Nix system such as x86_64-linux"
   build_where=$BUILD_ON
   if [[ $build_where == auto ]]; then
     build_where=remote
@@ -306,24 +314,23 @@ open_connection() {
   wait_for_ssh "connect" "${ssh_opts[@]}" -o ControlMaster=yes -o ControlPersist=60 \
     -f -N "$(target_address)" || status=$?
   if ((status == 10)); then
-    local presented
-    presented=$(ssh-keyscan -T 10 -p "$TARGET_PORT" "$TARGET_HOST" 2>/dev/null | cut -d' ' -f2- | ssh-keygen -lf - 2>/dev/null |
-      awk '{printf "%s%s %s", sep, $2, $NF; sep = ", "}') || true
-    abort "$ssh_wait_exit" "host key mismatch: $(target_address) port $TARGET_PORT does not present the pinned HOST_KEY (expected $(fingerprint "$HOST_KEY"); it presents: ${presented:-unknown}); nothing was copied"
+    abort "$ssh_wait_exit" "host key mismatch: $(target_address) port $TARGET_PORT does not present the pinned HOST_KEY (expected $(fingerprint "$HOST_KEY"); it presents: $(presented_keys "$TARGET_HOST" "$TARGET_PORT")); nothing was copied"
   fi
 }
 
 # start_shim: one SSH session (over the control connection) that runs
-# target-shim.sh, sent once as the session's command; requests go to its
-# stdin through a FIFO, replies come back through another.
+# target-shim.sh, sent once as the session's command (after lib/patterns.sh,
+# the forms both sides check); requests go to its stdin through a FIFO,
+# replies come back through another. Its messages reach our stderr as
+# printable text only (sanitize_stream).
 start_shim() {
   local text quoted
-  text=$(<"$shim")
+  text=$(<"$script_dir/lib/patterns.sh")$'\n'$(<"$shim")
   quoted="'${text//\'/\'\\\'\'}'"
   rm -f "$work_dir/to-shim" "$work_dir/from-shim"
   mkfifo -m 600 "$work_dir/to-shim" "$work_dir/from-shim"
   ssh "${ssh_opts[@]}" -o ControlMaster=no "$(target_address)" "bash -c $quoted blog-deploy-shim serve" \
-    <"$work_dir/to-shim" >"$work_dir/from-shim" &
+    <"$work_dir/to-shim" >"$work_dir/from-shim" 2> >(sanitize_stream >&2) &
   shim_pid=$!
   exec {shim_in}>"$work_dir/to-shim" {shim_out}<"$work_dir/from-shim"
 }
@@ -339,11 +346,103 @@ close_shim() {
   fi
 }
 
-# request SECONDS VERB ARGS...: one request; its reply lines in `reply`, its
-# status as ours; 255 when the session is gone or gave no answer within
-# SECONDS. request_payload, if set, follows the request line.
+# --- The target's replies: data, checked before any use ------------------
+# Every key a reply may carry, and the form its value must have. request()
+# checks each line of a reply against this table before it returns: a line
+# with another key, or a value of another form, is refused before anything
+# reads it (no arithmetic, pattern, command line or message sees it
+# unchecked). A new reply field needs its entry here, or every reply that
+# carries it is refused.
+declare -rA reply_kinds=(
+  [current]=store_path_or_empty [profile]=store_path_or_empty [generation]=uint
+  [holder]=text [takeover]=text [recovered]=store_path_or_dash [unconfirmed]=store_path
+  [secrets]=outcome [restarted]=unit [left]=unit_state
+  [missing]=store_path [nix_free]=uint [boot_free]=uint_or_empty [boot_needed]=uint
+  [out]=store_path [armed]=uint [repaired]=uint [activated]=store_path
+  [unit]=unit [secret]=secret_hash [set]=set_name [decided]=decision
+  [acme]=acme_state [chain]=base64 [ordered]=bit
+)
+readonly reply_max_lines=1000000 reply_max_length=4096
+target_changed=0 # 1 once a request may have changed the target (a refused reply then exits 4)
+in_cleanup=0     # 1 in the exit trap: a refused reply there ends nothing
+
+# reply_form_ok KIND VALUE: VALUE has the form KIND names.
+reply_form_ok() {
+  local value=$2
+  case $1 in
+  uint) [[ $value =~ $uint_re ]] ;;
+  uint_or_empty) [[ -z $value || $value =~ $uint_re ]] ;;
+  store_path) [[ $value =~ $store_path_re ]] ;;
+  store_path_or_empty) [[ -z $value || $value =~ $store_path_re ]] ;;
+  store_path_or_dash) [[ $value == - || $value =~ $store_path_re ]] ;;
+  # systemd's own root mount and slice are the only unit names that start with '-'.
+  unit) [[ $value =~ $unit_name_re || $value == -.mount || $value == -.slice ]] ;;
+  unit_state) [[ $value == *' '* && ${value% *} =~ $unit_name_re && ${value##* } =~ ^[abcdefghijklmnopqrstuvwxyz-]{1,32}$ ]] ;;
+  secret_hash) [[ $value == *' '* && ${value%% *} =~ $secret_name_re && ${value#* } =~ ^[0123456789abcdef]{64}$ ]] ;;
+  set_name) [[ $value =~ ^set-[ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-]{1,100}$ ]] ;;
+  outcome) [[ $value == kept || $value == restored ]] ;;
+  decision) [[ -z $value || $value == commit || $value == rollback ]] ;;
+  acme_state) [[ $value == none || $value == pending || $value == issued ]] ;;
+  base64) [[ $value =~ ^[ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/]+={0,2}$ ]] ;;
+  bit) [[ $value == 0 || $value == 1 ]] ;;
+  text) ((${#value} <= 1000)) && printable "$value" ;;
+  *) return 1 ;;
+  esac
+}
+
+# reply_kind_expected KIND: what a message says was expected.
+reply_kind_expected() {
+  case $1 in
+  uint | uint_or_empty) echo "a whole number (digits, no leading zero, at most 18)" ;;
+  store_path*) echo "a store path /nix/store/<hash>-<name>" ;;
+  unit) echo "a systemd unit name" ;;
+  unit_state) echo "a systemd unit name and its state" ;;
+  secret_hash) echo "a secret's name and the sha256 of its value (64 hex digits)" ;;
+  set_name) echo "a secret set's name, set-<letters, digits, . _ ->" ;;
+  outcome) echo "kept or restored" ;;
+  decision) echo "commit or rollback" ;;
+  acme_state) echo "none, pending or issued" ;;
+  base64) echo "base64 text" ;;
+  bit) echo "0 or 1" ;;
+  text) echo "printable text of at most 1000 characters" ;;
+  esac
+}
+
+# refuse_reply VERB WHAT: the target's reply to VERB is not what the shim
+# sends. Exits: 2 before the target was changed, 4 after; in the exit trap
+# it only forgets the reply (status 254), so the cleanup goes on.
+refuse_reply() {
+  reply=()
+  if ((in_cleanup == 1)); then
+    printf 'error: %s\n' "the target's reply to '$1' is not valid: $2; ignored" >&2
+    return 254
+  fi
+  if ((target_changed == 0)); then
+    abort "$EXIT_REFUSED" "the target's reply to '$1' is not valid: $2; the deploy trusts nothing else it says; nothing was changed"
+  fi
+  abort "$EXIT_UNKNOWN" "the target's reply to '$1' is not valid: $2; the deploy trusts nothing else it says; the target's rollback timer returns it to ${return_to:-the system it ran} unless it is committed; an operator must look"
+}
+
+# check_reply VERB: every line of `reply` is KEY=VALUE with a KEY of
+# reply_kinds and a VALUE of its form; refuses the reply otherwise.
+check_reply() {
+  local line key
+  for line in "${reply[@]}"; do
+    key=${line%%=*}
+    if [[ $line != *=* || ! -v reply_kinds[$key] ]]; then
+      refuse_reply "$1" "the line '$(shown "$line")' is not one of its KEY=VALUE lines" || return
+    elif ! reply_form_ok "${reply_kinds[$key]}" "${line#*=}"; then
+      refuse_reply "$1" "$key='$(shown "${line#*=}")' is not $(reply_kind_expected "${reply_kinds[$key]}")" || return
+    fi
+  done
+}
+
+# request SECONDS VERB ARGS...: one request; its reply lines in `reply` (each
+# checked against reply_kinds), its status as ours; 255 when the session is
+# gone or gave no answer within SECONDS. request_payload, if set, follows the
+# request line.
 request() {
-  local seconds=$1 line sent=0
+  local seconds=$1 verb=$2 line sent=0 status
   shift
   reply=()
   if [[ -n $shim_in ]]; then
@@ -355,7 +454,16 @@ request() {
   ((payload_status == 0)) || return 255
   while IFS= read -r -t "$seconds" -u "$shim_out" line; do
     if [[ $line == '@@ '* ]]; then
-      return "${line#@@ }"
+      status=${line#@@ }
+      # The status goes to `return`: digits, 0 to 255, nothing else.
+      if [[ ! $status =~ ^(0|[123456789][0123456789]{0,2})$ ]] || ((status > 255)); then
+        refuse_reply "$verb" "its status line '$(shown "$line")' is not '@@ <0 to 255>'" || return
+      fi
+      check_reply "$verb" || return
+      return "$status"
+    fi
+    if ((${#line} > reply_max_length || ${#reply[@]} >= reply_max_lines)); then
+      refuse_reply "$verb" "it is longer than any reply the shim sends (a line of ${#line} characters, or more than $reply_max_lines lines)" || return
     fi
     reply+=("$line")
   done
@@ -374,9 +482,11 @@ send_payload() {
   request_payload=""
 }
 
-# reply_value KEY: the value of the first KEY= line of the last reply.
+# reply_value KEY: the value of the first KEY= line of the last reply (checked
+# by request(); KEY must be one of reply_kinds).
 reply_value() {
   local line
+  [[ -v reply_kinds[$1] ]] || abort "$EXIT_UNKNOWN" "internal: the reply key '$1' is not in reply_kinds"
   for line in "${reply[@]}"; do
     if [[ $line == "$1="* ]]; then
       printf '%s\n' "${line#*=}"
@@ -389,6 +499,7 @@ reply_value() {
 # reply_values KEY: every KEY= value of the last reply, one a line.
 reply_values() {
   local line
+  [[ -v reply_kinds[$1] ]] || abort "$EXIT_UNKNOWN" "internal: the reply key '$1' is not in reply_kinds"
   for line in "${reply[@]}"; do
     [[ $line != "$1="* ]] || printf '%s\n' "${line#*=}"
   done
@@ -469,12 +580,12 @@ target_secrets() {
   hashes_ref=()
   payload_status=0
   request 60 secrets-hashes || payload_status=$?
-  for line in "${reply[@]}"; do
-    [[ $line == secret=* ]] || continue
-    line=${line#secret=}
+  # Each line checked by request(): "<secret name> <64 hex digits>".
+  while IFS= read -r line; do
+    [[ -n $line ]] || continue
     # shellcheck disable=SC2034 # a nameref: this sets the caller's array
     hashes_ref[${line%% *}]=${line#* }
-  done
+  done < <(reply_values secret)
 }
 
 # secret_hash NAME: the sha256 of HOST_SECRET_NAME's value (fed through a pipe).
@@ -625,14 +736,15 @@ build_on_target() {
   request "$((build_timeout + 60))" realise "$what" "$build_timeout" || status=$?
   ((status == 0)) ||
     abort "$EXIT_REFUSED" "the target could not build or substitute $what (status $status; its log is above); the target's system was not changed"
-  [[ $(reply_value out) == *"$SYSTEM_CLOSURE"* ]] ||
-    abort "$EXIT_REFUSED" "building $what on the target gave '$(reply_value out)'; expected $SYSTEM_CLOSURE"
+  [[ $'\n'$(reply_values out)$'\n' == *$'\n'"$SYSTEM_CLOSURE"$'\n'* ]] ||
+    abort "$EXIT_REFUSED" "building $what on the target gave '$(reply_values out | paste -sd' ' -)'; expected $SYSTEM_CLOSURE"
   info "built on the target: $SYSTEM_CLOSURE"
 }
 
 check_space() {
   step "Checking free space on the target"
-  local closure_paths=() missing=() needed=0 nix_free boot_free boot_needed=0 file status=0
+  local closure_paths=() missing=() needed=0 nix_free boot_free boot_needed=0 file status=0 path size
+  local -A in_closure=()
   if [[ -n $build_where ]]; then
     request 60 boot-needed "$SYSTEM_CLOSURE" || status=$?
     boot_needed=$(reply_value boot_needed)
@@ -640,21 +752,36 @@ check_space() {
   else
     [[ -s $work_dir/closure.paths ]] || nix-store --query --requisites "$SYSTEM_CLOSURE" >"$work_dir/closure.paths"
     mapfile -t closure_paths <"$work_dir/closure.paths"
+    for path in "${closure_paths[@]}"; do
+      [[ $path =~ $store_path_re ]] ||
+        abort "$EXIT_REFUSED" "nix-store --query --requisites $SYSTEM_CLOSURE listed '$(shown "$path")', which is not a store path; nothing was copied"
+      in_closure[$path]=1
+    done
     request_payload=$(printf '%s\n' "${closure_paths[@]}")
     request 120 survey "$((${#request_payload} + 1))" || status=$?
     mapfile -t missing < <(reply_values missing)
+    # The target may only name paths it was asked about.
+    for path in "${missing[@]}"; do
+      [[ -v in_closure[$path] ]] ||
+        refuse_reply survey "it lists $path as missing, a path it was not asked about"
+    done
     for file in kernel initrd; do
       if [[ -e $SYSTEM_CLOSURE/$file ]]; then
-        boot_needed=$((boot_needed + $(du -bL "$SYSTEM_CLOSURE/$file" | cut -f1)))
+        size=$(du -bL "$SYSTEM_CLOSURE/$file" | cut -f1)
+        [[ $size =~ $uint_re ]] || abort "$EXIT_REFUSED" "du gave '$(shown "$size")' for $SYSTEM_CLOSURE/$file; expected a size in bytes"
+        boot_needed=$((boot_needed + size))
       fi
     done
   fi
   ((status == 0)) || abort "$EXIT_REFUSED" "could not ask the target which store paths it lacks and how much space it has"
   nix_free=$(reply_value nix_free)
   boot_free=$(reply_value boot_free)
+  [[ -n $nix_free ]] || refuse_reply survey "it gives no nix_free= (the free space of the target's /nix)"
   if [[ -z $build_where ]]; then
     if ((${#missing[@]} > 0)); then
-      needed=$(nix-store --query --size "${missing[@]}" | awk '{sum += $1} END {print sum + 0}')
+      # printf, not print: mawk prints a sum above 2^31 as 3e+09.
+      needed=$(nix-store --query --size "${missing[@]}" | awk '{sum += $1} END {printf "%.0f\n", sum}')
+      [[ $needed =~ $uint_re ]] || abort "$EXIT_REFUSED" "nix-store --query --size gave a total of '$(shown "$needed")' bytes; expected a whole number"
     fi
     info "/nix: ${#missing[@]} of ${#closure_paths[@]} paths missing, $needed bytes needed, $nix_free bytes available"
     ((needed <= nix_free)) ||
@@ -692,6 +819,7 @@ copy_closure() {
 # not the running system, makes the running system the boot default again.
 prepare_target() {
   local status=0
+  target_changed=1 # from here on a refused reply leaves the target changed
   if [[ -z $return_to ]]; then
     step "Nothing runs on the target yet: no system to return to, no rollback timer"
   else
@@ -755,7 +883,7 @@ health_failure=""
 # reconnect has a new connection).
 open_health_tunnel() {
   rm -f "$work_dir/health.sock"
-  ssh -o ControlPath="$control_path" -O forward -L "$work_dir/health.sock:127.0.0.1:$health_url_port" "$(target_address)" 2>"$work_dir/forward.err" ||
+  ssh -F /dev/null -o ControlPath="$control_path" -O forward -L "$work_dir/health.sock:127.0.0.1:$health_url_port" "$(target_address)" 2>"$work_dir/forward.err" ||
     { info "ssh -O forward failed: $(tail -n 1 "$work_dir/forward.err")"; return 1; }
 }
 
@@ -1016,6 +1144,7 @@ commit() {
 main() {
   parse_args "${BASH_SOURCE[0]}" "$@"
   parse_inputs
+  hide_addresses
   install_exit_traps cleanup
   prepare_work_dir
   realise_closure

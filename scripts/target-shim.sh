@@ -8,6 +8,9 @@
 # "@@ <status>". Progress and errors go to stderr (the operator sees them).
 # "ping" gets no reply (the deployer's keepalive during long local steps).
 # `target-shim.sh <verb> <args...>` runs one request by hand, without the lock.
+# deploy.sh sends lib/patterns.sh (the store path, unit name and secret name
+# patterns it shares with this file) ahead of this text; by hand, it is read
+# from next to this file.
 #
 # With systemd (/run/systemd/system exists: the real NixOS host), activation,
 # commit, rollback and the rollback timer are transient systemd units. Without
@@ -79,8 +82,10 @@ readonly rollback_unit=blog-deploy-rollback
 readonly secrets_link=/var/lib/blog-secrets
 readonly secrets_root=/var/lib/blog-secrets.d
 readonly secrets_pending=$secrets_root/pending
-readonly secret_name_re='^[A-Za-z][A-Za-z0-9_]{0,63}$'
-readonly unit_name_re='^[-A-Za-z0-9@:._\\]+$' # systemd unit names (escapes like \x2d included)
+if [[ ! -v store_path_re ]]; then
+  # shellcheck source=scripts/lib/patterns.sh
+  source "$(dirname "${BASH_SOURCE[0]}")/lib/patterns.sh"
+fi
 # NixOS keeps its tools here; the scripts we leave behind use absolute paths.
 export PATH="$PATH:/run/current-system/sw/bin"
 
@@ -91,6 +96,17 @@ abort() {
 
 say() {
   echo "target: $*" >&2
+}
+
+# require_store_path WHAT VALUE: VALUE is a store path (the request's arguments
+# go into scripts and command lines).
+require_store_path() {
+  [[ $2 =~ $store_path_re ]] || abort "$1 is not a store path"
+}
+
+# sh_quote VALUE: VALUE as one word of a /bin/sh script, in single quotes.
+sh_quote() {
+  printf "'%s'" "${1//\'/\'\\\'\'}"
 }
 
 has_systemd() {
@@ -232,6 +248,7 @@ takeover() {
 
 cmd_begin() {
   local closure=$1 origin=$2
+  require_store_path CLOSURE "$closure"
   takeover
   printf 'origin=%s\nsince=%s\npid=%s\nclosure=%s\n' "$origin" "$(date +%s)" "$$" "$closure" >"$state_dir/holder.tmp"
   mv "$state_dir/holder.tmp" "$state_dir/holder"
@@ -239,7 +256,10 @@ cmd_begin() {
 }
 
 cmd_survey() {
-  local dir
+  local dir path
+  for path in "$@"; do
+    require_store_path "a path to survey" "$path"
+  done
   if (($# > 0)); then
     printf '%s\n' "$@" | xargs nix-store --check-validity --print-invalid | sed 's/^/missing=/'
   fi
@@ -254,6 +274,7 @@ cmd_survey() {
 
 cmd_boot_needed() {
   local closure=$1 bytes=0 file
+  require_store_path CLOSURE "$closure"
   for file in kernel initrd; do
     [[ ! -e $closure/$file ]] || bytes=$((bytes + $(du -bL "$closure/$file" | cut -f1)))
   done
@@ -262,27 +283,37 @@ cmd_boot_needed() {
 
 cmd_realise() {
   local drv=$1 seconds=$2 out
+  require_store_path PATH "$drv"
   [[ $drv != *.drv || -f $drv ]] || abort "$drv is not in this store (nix copy --derivation first)"
   say "realising $drv here ($(uname -m), at most ${seconds}s)"
   out=$(timeout "$seconds" nix-store --realise "$drv") || abort "building $drv failed"
-  echo "out=$out"
+  # One line per output.
+  while IFS= read -r drv; do
+    [[ -z $drv ]] || echo "out=$drv"
+  done <<<"$out"
 }
 
 # The scripts the deploy leaves on the target. Self-contained /bin/sh with
 # absolute paths: the timer may run them after this session is gone.
 # RETURN "-" (nothing ran before: a fresh test target) leaves nothing to return to.
+# Every value in them is quoted (sh_quote): a store path may hold '?', a glob
+# character, and nothing the request carried is code.
 write_scripts() {
-  local return_to=$1 new=$2 nix_env
-  nix_env=$(tool nix-env)
+  local return_to=$1 new=$2 q_return q_new q_nix_env q_profile q_dir
+  q_nix_env=$(sh_quote "$(tool nix-env)")
+  q_return=$(sh_quote "$return_to")
+  q_new=$(sh_quote "$new")
+  q_profile=$(sh_quote "$profile")
+  q_dir=$(sh_quote "$deploy_dir")
   if [[ $return_to == - ]]; then
     printf 'echo "nothing ran before this deploy: nothing to return to" >&2\nexit 1\n' >"$deploy_dir/return.sh"
   else
     cat >"$deploy_dir/return.sh" <<SCRIPT
-# Makes $return_to the running system, the system profile and the boot default.
-if [ "\$(readlink -e $profile)" != "$return_to" ]; then
-  $nix_env -p $profile --set $return_to || exit 1
+# Makes the system the deploy returns to the running system, the system profile and the boot default.
+if [ "\$(readlink -e $q_profile)" != $q_return ]; then
+  $q_nix_env -p $q_profile --set $q_return || exit 1
 fi
-exec $return_to/bin/switch-to-configuration switch
+exec $q_return/bin/switch-to-configuration switch
 SCRIPT
   fi
   write_secrets_script "$deploy_dir/secrets.sh"
@@ -290,37 +321,37 @@ SCRIPT
   # units it starts read the previous set; the units that use them restart after it.
   cat >"$deploy_dir/rollback.sh" <<SCRIPT
 # Run under switch.lock by the timer, by "rollback" and by a takeover.
-if [ -e $deploy_dir/decided ]; then
-  echo "rollback: nothing to do, the deploy is decided: \$(cat $deploy_dir/decided)"
+if [ -e $q_dir/decided ]; then
+  echo "rollback: nothing to do, the deploy is decided: \$(cat $q_dir/decided)"
   exit 0
 fi
-echo rollback >$deploy_dir/decided
-echo "rollback: returning to $return_to"
+echo rollback >$q_dir/decided
+echo "rollback: returning to "$q_return
 status=0
-/bin/sh $deploy_dir/secrets.sh restore $deploy_dir/restart-units || status=1
-/bin/sh $deploy_dir/return.sh || status=\$?
-/bin/sh $deploy_dir/secrets.sh restart $deploy_dir/restart-units || true
+/bin/sh $q_dir/secrets.sh restore $q_dir/restart-units || status=1
+/bin/sh $q_dir/return.sh || status=\$?
+/bin/sh $q_dir/secrets.sh restart $q_dir/restart-units || true
 exit \$status
 SCRIPT
   cat >"$deploy_dir/commit.sh" <<SCRIPT
-# Run under switch.lock by "commit": $new becomes the profile and the boot default,
+# Run under switch.lock by "commit": the new system becomes the profile and the boot default,
 # and the secrets delivered (if any) stay: the set from before is deleted.
-if [ -e $deploy_dir/decided ]; then
-  echo "commit: too late, the deploy is decided: \$(cat $deploy_dir/decided)" >&2
+if [ -e $q_dir/decided ]; then
+  echo "commit: too late, the deploy is decided: \$(cat $q_dir/decided)" >&2
   exit 76
 fi
-echo commit >$deploy_dir/decided
-/bin/sh $deploy_dir/secrets.sh mark-committed
-if $nix_env -p $profile --set $new && $new/bin/switch-to-configuration boot; then
-  /bin/sh $deploy_dir/secrets.sh discard || echo "commit: could not delete the previous secrets; the next deploy does" >&2
+echo commit >$q_dir/decided
+/bin/sh $q_dir/secrets.sh mark-committed
+if $q_nix_env -p $q_profile --set $q_new && $q_new/bin/switch-to-configuration boot; then
+  /bin/sh $q_dir/secrets.sh discard || echo "commit: could not delete the previous secrets; the next deploy does" >&2
   exit 0
 fi
-echo "commit: failed; returning to $return_to" >&2
-echo rollback >$deploy_dir/decided
+echo "commit: failed; returning to "$q_return >&2
+echo rollback >$q_dir/decided
 status=77
-/bin/sh $deploy_dir/secrets.sh restore $deploy_dir/restart-units || status=78
-/bin/sh $deploy_dir/return.sh || status=78
-/bin/sh $deploy_dir/secrets.sh restart $deploy_dir/restart-units || true
+/bin/sh $q_dir/secrets.sh restore $q_dir/restart-units || status=78
+/bin/sh $q_dir/return.sh || status=78
+/bin/sh $q_dir/secrets.sh restart $q_dir/restart-units || true
 exit \$status
 SCRIPT
 }
@@ -342,9 +373,11 @@ write_secrets_script() {
   ! has_systemd || systemctl=$(tool systemctl)
   {
     printf 'link=%s root=%s pending=%s run_dir=%s systemctl=%s\n' \
-      "$secrets_link" "$secrets_root" "$secrets_pending" "$state_dir" "$systemctl"
+      "$(sh_quote "$secrets_link")" "$(sh_quote "$secrets_root")" "$(sh_quote "$secrets_pending")" \
+      "$(sh_quote "$state_dir")" "$(sh_quote "$systemctl")"
     printf 'ln=%s mv=%s rm=%s cp=%s sed=%s sync=%s\n' \
-      "$(tool ln)" "$(tool mv)" "$(tool rm)" "$(tool cp)" "$(tool sed)" "$(tool sync)"
+      "$(sh_quote "$(tool ln)")" "$(sh_quote "$(tool mv)")" "$(sh_quote "$(tool rm)")" \
+      "$(sh_quote "$(tool cp)")" "$(sh_quote "$(tool sed)")" "$(sh_quote "$(tool sync)")"
     cat <<'SCRIPT'
 field() { $sed -n "s/^$1=//p" "$2"; }
 
@@ -373,7 +406,7 @@ restart() {
   status=0
   for unit in $(field units "$1"); do
     if [ -n "$systemctl" ]; then
-      state=$($systemctl is-active "$unit" 2>/dev/null)
+      state=$($systemctl is-active -- "$unit" 2>/dev/null)
     else
       state=active
       if [ -f "$run_dir/unit-states" ]; then
@@ -387,10 +420,10 @@ restart() {
       # A unit that failed for want of its secret may have hit its start
       # limit (nginx does, restarting every 10 s): restart refuses such a
       # unit until its failed state is reset (systemd.unit(5), StartLimitBurst=).
-      [ "$state" != failed ] || [ -z "$systemctl" ] || $systemctl reset-failed "$unit" 2>/dev/null || true
+      [ "$state" != failed ] || [ -z "$systemctl" ] || $systemctl reset-failed -- "$unit" 2>/dev/null || true
       if [ -z "$systemctl" ]; then
         echo "$unit" >>"$run_dir/restarted"
-      elif ! $systemctl restart "$unit"; then
+      elif ! $systemctl restart -- "$unit"; then
         echo "secrets: restarting $unit failed" >&2
         status=1
       fi
@@ -453,6 +486,8 @@ arm_timer() {
 # default again failed (the timer is armed by then).
 cmd_prepare() {
   local return_to=$1 new=$2 deadline=$3 seconds=$4
+  [[ $return_to == - ]] || require_store_path RETURN "$return_to"
+  require_store_path NEW "$new"
   if [[ ! -x $new/bin/switch-to-configuration ]]; then
     say "$new is not a system closure in this store"
     exit 2
@@ -479,6 +514,7 @@ cmd_prepare() {
 
 cmd_activate() {
   local new=$1 seconds=$2 status=0
+  require_store_path NEW "$new"
   # shellcheck disable=SC2016 # expanded by that shell
   locked "$seconds" /bin/sh -c \
     '[ ! -e "$1/decided" ] || { echo "activate: the deploy is already decided: $(cat "$1/decided")" >&2; exit 76; }
@@ -590,6 +626,8 @@ secrets_adopt() {
 cmd_secrets_deliver() {
   local payload=$1 return_to=$2 new=$3 live previous=- set_name dir name encoded system units=() unit rest lock
   local -A names=() affected=()
+  [[ $return_to == - ]] || require_store_path RETURN "$return_to"
+  require_store_path NEW "$new"
   [[ ! -e $secrets_pending ]] || abort "an earlier delivery of secrets is still undecided ($secrets_pending)"
   umask 077
   mkdir -p "$secrets_root"
@@ -636,7 +674,8 @@ cmd_secrets_deliver() {
       [[ -n $name && $name != \#* && -n ${affected[$name]:-} ]] || continue
       for unit in $rest; do
         if [[ ! $unit =~ $unit_name_re ]]; then
-          say "$system/etc/blog/secret-units: '$unit' is not a unit name; ignored"
+          # Not starting with '-', in systemd's characters, with a unit type's suffix.
+          say "$system/etc/blog/secret-units: '${unit//[^[:print:]]/?}' is not a unit name (systemd's characters, not starting with '-', ending in .service, .socket, ...); ignored"
         elif [[ " ${units[*]} " != *" $unit "* ]]; then
           units+=("$unit")
         fi

@@ -15,6 +15,8 @@ export interface ExistingHost {
     hostKey?: string;
     /** Install NixOS with nixos-anywhere (wipes the disk), placing the stack's generated host key. */
     install: boolean;
+    /** With `install`: the host key the machine presents now, before the install (read out of band); the install's first connection pins it. */
+    installHostKey?: string;
 }
 
 /** The stack's own settings (project namespace `blog`). Host facts live in the flake, not here. */
@@ -433,6 +435,7 @@ export function readStackConfig(cfg: pulumi.Config = new pulumi.Config(NAMESPACE
             sshPort: integer("sshPort", portCheck),
             hostKey: optional("hostKey", hostKeyCheck),
             install: flag("install", () => undefined),
+            installHostKey: optional("installHostKey", hostKeyCheck),
         };
         if (existing.ipv4 === undefined && existing.ipv6 === undefined) {
             problems.push(
@@ -455,6 +458,22 @@ export function readStackConfig(cfg: pulumi.Config = new pulumi.Config(NAMESPACE
             problems.push(
                 new InputProblem(key("install"), "true", "false when hostKey is set (an installed host gets the stack's own host key); unset one of them"),
             );
+        }
+        if (existing.install && existing.installHostKey === undefined) {
+            problems.push(
+                new InputProblem(
+                    key("installHostKey"),
+                    null,
+                    "the host key the machine presents now, before the install, read out of band (its console, or your provider's " +
+                        "panel; `ssh-keyscan` only over a path you trust): the install sends the host's private key to the machine " +
+                        "that presents it, and accepts no other. `pulumi config set installHostKey \"ssh-ed25519 AAAA...\"`. For a " +
+                        "machine the stack has installed already, it is the stack's own key: " +
+                        "`pulumi config set installHostKey \"$(pulumi stack output hostKey)\"`",
+                ),
+            );
+        }
+        if (!existing.install && existing.installHostKey !== undefined) {
+            problems.push(new InputProblem(key("installHostKey"), existing.installHostKey, "unset: it is the key an install pins, and install is false"));
         }
         if (existing.install) {
             const confirmation = raw("wipeDiskOf");

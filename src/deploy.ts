@@ -42,6 +42,8 @@ export interface NixosDeployArgs {
      * the records point at the host; `issued` orders it and waits for it, after. Defaults to off.
      */
     healthAcme?: "placeholder" | "issued";
+    /** Show the host's addresses as placeholders in the deploy's output (behind Cloudflare's proxy); defaults to false. */
+    hideAddresses?: boolean;
 }
 
 /** What the deploy prints last on stdout on success (scripts/deploy.sh report_deployed). */
@@ -79,6 +81,7 @@ function deployEnvironment(args: NixosDeployArgs, withSecrets: boolean): Record<
     if (args.healthPinnedKey !== undefined) environment.HEALTH_PINNED_KEY = args.healthPinnedKey;
     if (args.healthVia !== undefined) environment.HEALTH_VIA = args.healthVia;
     if (args.healthAcme !== undefined) environment.HEALTH_ACME = args.healthAcme;
+    if (args.hideAddresses) environment.HIDE_ADDRESSES = "1";
     if (withSecrets) {
         // One variable per secret: a changed value is an update of that key alone (its old and
         // new values both shown as [secret]), and the names stay readable in the diff.

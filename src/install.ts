@@ -23,8 +23,15 @@ export interface NixosInstallArgs {
     nixosConfiguration: pulumi.Input<string>;
     /** Private key the machine accepts before the install (secret): a Hetzner server's bootstrap key; defaults to the admin key below. */
     bootstrapPrivateKey?: pulumi.Input<string>;
+    /**
+     * The host key the machine presents before the install, pinned from the first connection: a Hetzner
+     * server's bootstrap host key (its user data), or a machine's current key (`installHostKey`). No default.
+     */
+    bootstrapHostKey: pulumi.Input<string>;
     /** Private key the installed system accepts, one of the admins' (secret); defaults to the operator's ssh-agent. */
     sshPrivateKey?: pulumi.Input<string>;
+    /** Show the host's addresses as placeholders in the install's output (behind Cloudflare's proxy); defaults to false. */
+    hideAddresses?: boolean;
 }
 
 /**
@@ -51,6 +58,7 @@ export class NixosInstall extends pulumi.ComponentResource {
             TARGET_USER: "root",
             HOST_KEY: this.publicHostKey,
             HOST_KEY_PRIVATE: pulumi.secret(this.hostKey.privateKeyOpenssh),
+            BOOTSTRAP_HOST_KEY: args.bootstrapHostKey,
             FLAKE: args.flake,
             NIXOS_CONFIGURATION: args.nixosConfiguration,
         };
@@ -58,6 +66,7 @@ export class NixosInstall extends pulumi.ComponentResource {
             environment.BOOTSTRAP_SSH_PRIVATE_KEY = pulumi.secret(args.bootstrapPrivateKey);
         }
         if (args.sshPrivateKey !== undefined) environment.SSH_PRIVATE_KEY = pulumi.secret(args.sshPrivateKey);
+        if (args.hideAddresses) environment.HIDE_ADDRESSES = "1";
 
         this.command = new command.local.Command(
             `${name}-nixos-anywhere`,

@@ -15,8 +15,16 @@ export interface Machine {
     serverId?: pulumi.Output<string>;
     /** The host key of a machine the stack does not install (from config). */
     hostKey?: pulumi.Output<string>;
-    /** Set when nixos-anywhere installs the machine: its identity (a new one reinstalls) and the key it accepts first. */
-    install?: { id: pulumi.Output<string>; bootstrapPrivateKey?: pulumi.Output<string> };
+    /**
+     * Set when nixos-anywhere installs the machine: its identity (a new one reinstalls), the login key
+     * it accepts first, and the host key it presents until the install (pinned from the first packet).
+     */
+    install?: { id: pulumi.Output<string>; bootstrapPrivateKey?: pulumi.Output<string>; bootstrapHostKey: pulumi.Output<string> };
+}
+
+/** "type base64" of a key line, the comment dropped: the scripts compare the key itself. */
+function keyLine(line: string): string {
+    return line.trim().split(/\s+/).slice(0, 2).join(" ");
 }
 
 /** A new Hetzner Cloud server (see server.ts), installed by the stack. */
@@ -28,7 +36,7 @@ export function hetznerMachine(name: string, args: BlogServerArgs): Machine {
         address: server.ipv4,
         sshPort: 22,
         serverId: server.id,
-        install: { id: server.id, bootstrapPrivateKey: server.bootstrapPrivateKey },
+        install: { id: server.id, bootstrapPrivateKey: server.bootstrapPrivateKey, bootstrapHostKey: server.bootstrapHostPublicKey },
     };
 }
 
@@ -53,8 +61,9 @@ export function existingMachine(e: ExistingHost, checked: pulumi.Output<unknown>
         address,
         sshPort: e.sshPort,
         // "type base64", the comment dropped: the deploy compares the key itself.
-        hostKey: e.hostKey === undefined ? undefined : after(e.hostKey.trim().split(/\s+/).slice(0, 2).join(" ")),
+        hostKey: e.hostKey === undefined ? undefined : after(keyLine(e.hostKey)),
         // The machine's address is its identity: another address is another machine, installed anew.
-        install: e.install ? { id: address } : undefined,
+        // Its current host key (read out of band) is what the install accepts before it, nothing else.
+        install: e.install ? { id: address, bootstrapHostKey: after(keyLine(e.installHostKey!)) } : undefined,
     };
 }

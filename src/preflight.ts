@@ -31,26 +31,59 @@ export type CurrentServer = Pick<hcloud.types.output.GetServersServer, "serverTy
 /** What names a server to a person (`hcloud.getServers`; Hetzner's list has no creation date). */
 export type ServerListing = Pick<hcloud.types.output.GetServersServer, "id" | "name" | "serverType" | "location" | "ipv4Address" | "status">;
 
+/** A server as the checks know it: listed by its labels, judged by its type and location. */
+export type StackServer = ServerListing & CurrentServer;
+
+function describeServer(s: ServerListing): string {
+    return `#${s.id} ${s.name} (${s.serverType} at ${s.location}, ${s.ipv4Address || "no IPv4"}, ${s.status})`;
+}
+
 /**
- * The stack's server is the one server with its labels. Two or more are what a replacement that
- * failed half-way leaves (the new server is created first and the old one deleted only after
- * everything else succeeded): every check against "the current server" would then judge one of them
- * at random. Refused, naming them all and what to do.
+ * Which of the servers with the stack's labels the checks judge as the stack's server. One is the
+ * rule. Two are what a replacement that failed half-way leaves (the new server is created first and
+ * the old one deleted only at the end of an update that succeeded): the state marks the old one for
+ * deletion, and the next `up` finishes the move. The checks then judge the one that fits the
+ * configuration (its location, and a type of its architecture): that is the server the update keeps
+ * (or, after the configuration went back, the one whose place it takes), so both give the same
+ * answers; of two that fit (a failed `--replace`), the newer. Two of which neither fits, or more
+ * than two, cannot be told apart: refused, naming them all and what to do.
  */
-export function stackServersProblem(servers: ServerListing[], selector: string): InputProblem[] {
-    if (servers.length <= 1) return [];
-    const named = servers.map((s) => `#${s.id} ${s.name} (${s.serverType} at ${s.location}, ${s.ipv4Address || "no IPv4"}, ${s.status})`);
-    return [
-        new InputProblem(
-            `the Hetzner servers with the labels ${selector}`,
-            servers.length,
-            `one server, not ${named.join(" and ")}. A replacement that did not finish leaves the old server beside the new one; the stack's state ` +
-                'marks the old one for deletion (`pulumi stack export` lists it with "delete": true) and holds the other as ' +
-                "blog-server. Copy what you still need from the old one (README, Data and backups), delete it " +
-                "(`hcloud server delete <id>`), then `pulumi refresh` and `pulumi up`. A server that is not this stack's must " +
-                "not carry its labels: remove them (`hcloud server remove-label <id> stack`)",
-        ),
-    ];
+export function stackServer(
+    servers: StackServer[],
+    selector: string,
+    wanted: { location: string; system: HostFacts["system"] },
+    types: ServerTypeInfo[],
+): { current?: StackServer; problems: InputProblem[]; warnings: string[] } {
+    if (servers.length <= 1) return { current: servers[0], problems: [], warnings: [] };
+    const fits = (s: StackServer) =>
+        s.location === wanted.location && types.find((t) => t.name === s.serverType)?.architecture === ARCHITECTURE[wanted.system];
+    const fitting = servers.filter(fits).sort((a, b) => b.id - a.id);
+    const named = servers.map(describeServer);
+    if (servers.length === 2 && fitting.length > 0) {
+        return {
+            current: fitting[0],
+            problems: [],
+            warnings: [
+                `Two servers carry this stack's labels (${selector}): ${named.join(" and ")}. A replacement did not finish: ` +
+                    "the stack's state marks the old server for deletion, and this update deletes it once the new one has passed its checks.",
+            ],
+        };
+    }
+    return {
+        problems: [
+            new InputProblem(
+                `the Hetzner servers with the labels ${selector}`,
+                servers.length,
+                `one server, or the two an unfinished replacement leaves of which one is in blog:location with a type of the configuration's ` +
+                    `architecture; not ${named.join(" and ")}. A replacement that did not finish leaves the old server beside the new one; the stack's state ` +
+                    'marks the old one for deletion (`pulumi stack export` lists it with "delete": true) and holds the other as ' +
+                    "blog-server. Copy what you still need from the old one (README, Data and backups), delete it " +
+                    "(`hcloud server delete <id>`), then `pulumi refresh` and `pulumi up`. A server that is not this stack's must " +
+                    "not carry its labels: remove them (`hcloud server remove-label <id> stack`)",
+            ),
+        ],
+        warnings: [],
+    };
 }
 
 /** The fields of the stack's existing data volume these checks read (`hcloud.getVolumes`). */
@@ -350,7 +383,7 @@ export interface Preflight {
 export function existingVolumeProblems(
     volume: { id: number; name: string; location?: string; serverId?: number },
     location: string,
-    stackServerId?: number,
+    stackServerIds: number[] = [],
 ): InputProblem[] {
     const key = `${NAMESPACE}:dataVolumeId`;
     const problems: InputProblem[] = [];
@@ -363,7 +396,7 @@ export function existingVolumeProblems(
             ),
         );
     }
-    if (volume.serverId !== undefined && volume.serverId !== null && volume.serverId !== stackServerId) {
+    if (volume.serverId !== undefined && volume.serverId !== null && !stackServerIds.includes(volume.serverId)) {
         problems.push(
             new InputProblem(
                 key,
@@ -475,26 +508,31 @@ export function preflight(a: PreflightArgs): pulumi.Output<Preflight> {
             problems.push(lookupProblem(`${NAMESPACE}:dataVolumeId`, existingId, "the id of a volume in the Hetzner project of hcloud:token", ownA.error));
         }
         const [t, servers, cfZone, hzZones, ssl, vols, own] = [typesA.value!, serversA.value!, cfZoneA.value!, hzZonesA.value!, sslA.value!, volsA.value!, ownA.value];
-        if (placement) failOn(stackServersProblem(servers, placement.selector), "The stack cannot place the host (nothing was created or changed):");
-        problems.push(...(placement ? placementProblems({ ...placement, types: t, current: servers[0] }) : []));
+        const stack = placement ? stackServer(servers, placement.selector, placement, t) : { current: undefined, problems: [], warnings: [] };
+        failOn(stack.problems, "The stack cannot place the host (nothing was created or changed):");
+        stack.warnings.forEach((w) => pulumi.log.warn(w));
+        const server = stack.current;
+        const serverIds = servers.map((x) => x.id);
+        problems.push(...(placement ? placementProblems({ ...placement, types: t, current: server }) : []));
         const result: Preflight = {};
-        const liveArchitecture = t.find((type) => type.name === servers[0]?.serverType)?.architecture;
+        const liveArchitecture = t.find((type) => type.name === server?.serverType)?.architecture;
         result.liveSystem = (Object.keys(ARCHITECTURE) as HostFacts["system"][]).find((system) => ARCHITECTURE[system] === liveArchitecture);
         if (a.dns === "cloudflare") problems.push(...zoneProblems(a.domain, cfZone, a.cloudflareZoneId ?? ""));
         if (a.dns === "cloudflare" && a.requireStrictSsl) problems.push(...sslModeProblems(String(ssl), cfZone));
         if (placement && own) {
-            problems.push(...existingVolumeProblems(own, placement.location, servers[0]?.id));
+            problems.push(...existingVolumeProblems(own, placement.location, serverIds));
             result.existingVolume = { id: String(own.id), name: own.name, linuxDevice: own.linuxDevice };
         }
         if (placement && a.data) {
             const data = dataProblems({
                 ...a.data,
-                // The stack's own volume is the one attached to its server: a volume it let go of keeps the labels.
-                current: own ?? vols.find((v) => v.serverId !== undefined && v.serverId !== null && v.serverId === servers[0]?.id),
+                // The stack's own volume is the one attached to its server (either, while a replacement is
+                // unfinished): a volume it let go of keeps the labels.
+                current: own ?? vols.find((v) => v.serverId !== undefined && v.serverId !== null && serverIds.includes(v.serverId)),
                 existing: own !== undefined,
                 location: placement.location,
                 system: placement.system,
-                server: servers[0],
+                server,
                 types: t,
             });
             problems.push(...data.problems);

@@ -25,6 +25,8 @@ export interface DataVolumeArgs {
         port: pulumi.Input<number>;
         hostKey: pulumi.Input<string>;
         sshPrivateKey?: pulumi.Input<string>;
+        /** Show the host's address as a placeholder in the scripts' output (behind Cloudflare's proxy); defaults to false. */
+        hideAddresses?: boolean;
     };
 }
 
@@ -95,6 +97,7 @@ export class DataVolume extends pulumi.ComponentResource {
         // A new size is an update that runs the attach again, which grows the file system to it.
         if (!existing) environment.DATA_SIZE = pulumi.output(args.size!).apply(String);
         if (args.target.sshPrivateKey !== undefined) environment.SSH_PRIVATE_KEY = pulumi.secret(args.target.sshPrivateKey);
+        if (args.target.hideAddresses) environment.HIDE_ADDRESSES = "1";
 
         this.use = new command.local.Command(
             `${name}-use`,

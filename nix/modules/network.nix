@@ -32,8 +32,11 @@
 # through the published AAAA address, so a host whose IPv6 did not come up is
 # noticed at once.
 #
-# cloud-init is not enabled: the stack sends no user data, and nothing on the
-# host needs it. The host name is NixOS' (networking.hostName, /etc/hostname
+# cloud-init is not enabled: nothing on the host needs it, and the user data the
+# stack sends is for the stock image only (its throwaway bootstrap host key,
+# src/server.ts), which cloud-init's ssh module would install over the host's
+# own key (the assertion below keeps that module off should a host file turn
+# cloud-init on). The host name is NixOS' (networking.hostName, /etc/hostname
 # from the store), SSH host keys come from nixos-anywhere (--extra-files) and
 # root's keys from config.blog.host.adminSshKeys, the root partition grows with
 # boot.growPartition (nix/modules/disk.nix), and there are no disks to set up
@@ -85,6 +88,17 @@ in
     # A Hetzner Cloud server. A generic machine keeps the network configuration
     # its own hardware configuration gives it.
     (lib.mkIf (config.blog.host.platform == "hetzner-cloud") {
+      assertions = [
+        {
+          assertion =
+            let
+              settings = config.services.cloud-init.settings;
+              modules = (settings.cloud_init_modules or [ ]) ++ (settings.cloud_config_modules or [ ]) ++ (settings.cloud_final_modules or [ ]);
+            in
+            !config.services.cloud-init.enable || !(builtins.elem "ssh" modules);
+          message = "cloud-init (off here) must run without its ssh module on a Hetzner host if a host file turns it on: the server's user data holds the stock image's bootstrap host key, which that module would install over the host's own (nix/modules/network.nix).";
+        }
+      ];
       networking.useNetworkd = true;
       # Hetzner's metadata names the uplink eth0; keep the kernel's names.
       networking.usePredictableInterfaceNames = lib.mkDefault false;

@@ -3,6 +3,9 @@
 # files, the pinned known_hosts file and the bounded SSH wait.
 # Sourced, never executed; callers set `set -euo pipefail` themselves.
 
+# shellcheck source=scripts/lib/patterns.sh
+source "$(dirname "${BASH_SOURCE[0]}")/patterns.sh"
+
 # Exit codes (both scripts; see the interface table in the README).
 readonly EXIT_BAD_INPUT=1 # bad input: names the variable, value and expectation
 readonly EXIT_REFUSED=2   # refused before changing the target
@@ -33,6 +36,36 @@ abort() {
   shift
   printf 'error: %s\n' "$*" >&2
   exit "$code"
+}
+
+# shown VALUE: VALUE as a message may show it: every byte but printable ASCII
+# (a control character, an escape sequence, a newline) as '?', at most 200
+# characters. For what the far side sent and for input that was refused.
+shown() {
+  local LC_ALL=C value=$1
+  value=${value//[^[:print:]]/?}
+  ((${#value} <= 200)) || value="${value:0:200}..."
+  printf '%s' "$value"
+}
+
+# printable VALUE: VALUE is printable ASCII only (no control character, no
+# newline, nothing a terminal or a CI log would interpret).
+printable() {
+  local LC_ALL=C
+  [[ $1 =~ ^[[:print:]]*$ ]]
+}
+
+# sanitize_stream: copies lines from stdin to stdout as text a log can show:
+# every byte but printable ASCII and tab as '?', and a line that would read as
+# a CI runner's command ("::...", GitHub's workflow commands) behind a '|'. For what the far side prints to
+# our stderr (the target shim's messages).
+sanitize_stream() {
+  local LC_ALL=C line
+  while IFS= read -r line || [[ -n $line ]]; do
+    line=${line//[^[:print:]$'\t']/?}
+    [[ ! $line =~ ^[[:space:]]*:: ]] || line="|$line"
+    printf '%s\n' "$line"
+  done
 }
 
 # has_value NAME: the variable is non-empty. Tests the length only, so the
@@ -93,13 +126,30 @@ require_uint() {
   fi
 }
 
-# require_host_key NAME: the variable must hold one OpenSSH public key line.
+# The host key types the scripts pin, the same list as the stack config's
+# (src/keys.ts): the install's own key is always ed25519.
+readonly host_key_types=(ssh-ed25519 ecdsa-sha2-nistp256 ecdsa-sha2-nistp384 ecdsa-sha2-nistp521 ssh-rsa)
+
+# require_host_key NAME: the variable holds exactly one OpenSSH public key
+# line of a type in host_key_types, "<type> <base64> [comment]": one line (a
+# second line would become a second known_hosts entry), printable, and a key
+# that ssh-keygen reads as that type.
 require_host_key() {
-  local name=$1 value=${!1:-}
-  if [[ ! $value =~ ^ssh-[a-z0-9-]+\ [A-Za-z0-9+/=]+(\ .*)?$ ]] ||
-    ! ssh-keygen -lf - <<<"$value" >/dev/null 2>&1; then
-    abort "$EXIT_BAD_INPUT" "$name='$value' is not valid; expected one public key line like 'ssh-ed25519 AAAA...'"
+  local name=$1 value=${!1:-} type read_type
+  local line_re='^([abcdefghijklmnopqrstuvwxyz0123456789-]+) [ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/]+={0,2}( [[:print:]]*)?$'
+  local expected="expected one public key line '<type> <base64> [comment]' of type ${host_key_types[*]}"
+  if ! printable "$value" || [[ ! $value =~ $line_re ]]; then
+    abort "$EXIT_BAD_INPUT" "$name='$(shown "$value")' is not valid; $expected"
   fi
+  type=${BASH_REMATCH[1]}
+  [[ " ${host_key_types[*]} " == *" $type "* ]] ||
+    abort "$EXIT_BAD_INPUT" "$name='$(shown "$value")' is not valid: $type is not a host key type the deploy pins; $expected"
+  # ssh-keygen prints "<bits> <fingerprint> <comment> (<TYPE>)" for a key it can read.
+  read_type=$(ssh-keygen -lf - <<<"$value" 2>/dev/null | awk 'NR == 1 {print $NF}') || read_type=""
+  case $type:$read_type in
+  ssh-ed25519:'(ED25519)' | ecdsa-sha2-*:'(ECDSA)' | ssh-rsa:'(RSA)') ;;
+  *) abort "$EXIT_BAD_INPUT" "$name='$(shown "$value")' is not valid: its base64 part is not a $type key; $expected" ;;
+  esac
 }
 
 # parse_published_addresses: PUBLISHED_ADDRESSES (IPv4 and IPv6 addresses,
@@ -119,16 +169,127 @@ parse_published_addresses() {
   done
 }
 
+# hide_addresses: with HIDE_ADDRESSES=1 (the stack sets it behind Cloudflare's
+# proxy, whose point is to hide the origin's address), everything this script
+# and the commands it runs print, stdout and stderr, goes through a filter
+# that shows TARGET_HOST and each of PUBLISHED_ADDRESSES as a placeholder:
+# [origin IPv4], [origin IPv6] or [origin host]. The output of pulumi up (and
+# so a CI log) then does not name the origin. Call after the input is parsed.
+hide_addresses() {
+  local address hidden=()
+  case ${HIDE_ADDRESSES:-0} in
+  0) return 0 ;;
+  1) ;;
+  *) abort "$EXIT_BAD_INPUT" "HIDE_ADDRESSES='$(shown "$HIDE_ADDRESSES")' is not valid; expected 1 (show the origin's addresses as placeholders) or 0" ;;
+  esac
+  for address in "${TARGET_HOST:-}" "${published_addresses[@]}"; do
+    address=${address#[}
+    address=${address%]}
+    [[ -n $address ]] && hidden+=("$address")
+  done
+  ((${#hidden[@]} > 0)) || return 0
+  exec > >(mask_stream "${hidden[@]}") 2> >(mask_stream "${hidden[@]}" >&2)
+}
+
+# mask_stream ADDRESS...: copies stdin to stdout line by line, each ADDRESS
+# (as plain text, the longest first) replaced by its placeholder.
+mask_stream() {
+  local line i addresses=() labels=()
+  mapfile -t addresses < <(printf '%s\n' "$@" | awk '{print length, $0}' | sort -rn | cut -d' ' -f2-)
+  for i in "${!addresses[@]}"; do
+    if [[ ${addresses[i]} == *:* ]]; then
+      labels[i]="[origin IPv6]"
+    elif [[ ${addresses[i]} =~ ^[0123456789.]+$ ]]; then
+      labels[i]="[origin IPv4]"
+    else
+      labels[i]="[origin host]"
+    fi
+  done
+  while IFS= read -r line || [[ -n $line ]]; do
+    for i in "${!addresses[@]}"; do
+      line=${line//"${addresses[i]}"/${labels[i]}}
+    done
+    printf '%s\n' "$line"
+  done
+}
+
 # family ADDRESS: how the operator knows it.
 family() {
   if [[ $1 == *:* ]]; then echo "IPv6, the AAAA record"; else echo "IPv4, the A record"; fi
 }
 
-# make_work_dir: a private, space-free temporary directory in $work_dir.
-# Short and space-free on purpose: it holds the SSH control socket (path
-# length limit) and files named in NIX_SSHOPTS (split on whitespace).
+# Keys and secrets the scripts must write to files (ssh -i, nixos-anywhere's
+# --extra-files, known_hosts) live in a private directory on a tmpfs, never on
+# a disk: a deployer killed with SIGKILL (how pulumi-command cancels) runs no
+# exit trap, so its directory stays until the next run of any of the scripts
+# removes it, which it does for every such directory whose process is gone.
+# The name records the process: blog-deploy.<pid>-<start time>.<random>.
+
+# runtime_base: the first of $XDG_RUNTIME_DIR, /run/user/<uid> and /dev/shm
+# that is a tmpfs directory we may write to (the first two: ours alone);
+# otherwise ${TMPDIR:-/tmp}, with a warning.
+runtime_base() {
+  local dir uid fs
+  uid=$(id -u)
+  for dir in "${XDG_RUNTIME_DIR:-}" "/run/user/$uid" /dev/shm; do
+    [[ -n $dir && -d $dir && -w $dir && ! -L $dir ]] || continue
+    [[ $dir == /dev/shm || -O $dir ]] || continue
+    fs=$(stat -f -c %T "$dir" 2>/dev/null) || continue
+    if [[ $fs == tmpfs || $fs == ramfs ]]; then
+      printf '%s\n' "$dir"
+      return 0
+    fi
+  done
+  warn "no tmpfs for the deploy's keys (\$XDG_RUNTIME_DIR, /run/user/$uid, /dev/shm): they go to ${TMPDIR:-/tmp}, where a killed run leaves them until the next run removes them"
+  printf '%s\n' "${TMPDIR:-/tmp}"
+}
+
+# process_start PID: the process's start time (clock ticks since boot, field 22
+# of /proc/PID/stat), or "-" where there is no /proc.
+process_start() {
+  local stat fields
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || {
+    echo -
+    return 0
+  }
+  read -r -a fields <<<"${stat##*) }"
+  echo "${fields[19]:--}"
+}
+
+# sweep_work_dirs BASE: removes every blog-deploy.<pid>-<start>.* directory in
+# BASE that is ours and whose process is gone (no process with that pid and
+# start time). An SSH control master left in it is told to exit first.
+sweep_work_dirs() {
+  local base=$1 dir name pid start
+  for dir in "$base"/blog-deploy.*-*.*; do
+    [[ -d $dir && ! -L $dir && -O $dir ]] || continue
+    name=${dir##*/blog-deploy.}
+    pid=${name%%-*}
+    start=${name#*-}
+    start=${start%%.*}
+    [[ $pid =~ ^[0123456789]+$ ]] || continue
+    if [[ $start == - ]]; then
+      ! kill -0 "$pid" 2>/dev/null || continue
+    elif [[ -e /proc/$pid && $(process_start "$pid") == "$start" ]]; then
+      continue
+    fi
+    if [[ -S $dir/ssh.sock ]]; then
+      timeout 10 ssh -F /dev/null -o ControlPath="$dir/ssh.sock" -O exit blog-target >/dev/null 2>&1 || true
+    fi
+    rm -rf "$dir"
+  done
+}
+
+# make_work_dir: a private (0700), space-free temporary directory in
+# $work_dir, on a tmpfs (runtime_base), after the directories of runs that
+# were killed are removed. Short and space-free on purpose: it holds the SSH
+# control socket (path length limit) and files named in NIX_SSHOPTS (split on
+# whitespace).
 make_work_dir() {
-  work_dir=$(mktemp -d /tmp/blog-deploy.XXXXXX)
+  local base
+  base=$(runtime_base)
+  sweep_work_dirs "$base"
+  work_dir=$(umask 077 && mktemp -d "$base/blog-deploy.$$-$(process_start $$).XXXXXX")
   chmod 700 "$work_dir"
 }
 
@@ -160,13 +321,50 @@ write_known_hosts() {
   printf '%s %s\n' "$HOST_ALIAS" "$2" >"$1"
 }
 
+# deploy_ssh_options ARRAY: the ssh options every connection of the scripts
+# starts with, whatever the operator's ssh_config says: no configuration file
+# at all (-F /dev/null: no ForwardAgent, LocalCommand, KnownHostsCommand,
+# ProxyCommand, SendEnv or IdentityFile from ~/.ssh/config or
+# /etc/ssh/ssh_config), and the risky settings off explicitly, for the cases
+# where a command line comes after ours (ssh takes an option's first value).
+# A jump host only through SSH_PROXY_JUMP ([user@]host[:port], several joined
+# by commas), which the operator sets on purpose.
+deploy_ssh_options() {
+  local -n deploy_ref=$1
+  deploy_ref=(
+    -F /dev/null
+    -o ForwardAgent=no
+    -o ForwardX11=no
+    -o ForwardX11Trusted=no
+    -o UpdateHostKeys=no
+    -o CheckHostIP=no
+    -o VerifyHostKeyDNS=no
+  )
+  if [[ -n ${SSH_PROXY_JUMP:-} ]]; then
+    # shellcheck disable=SC2034 # a nameref: this sets the caller's array
+    deploy_ref+=(-o ProxyJump="$SSH_PROXY_JUMP")
+  else
+    deploy_ref+=(-o ProxyCommand=none)
+  fi
+}
+
+# check_proxy_jump: SSH_PROXY_JUMP, if set, is [user@]host[:port] hops joined
+# by commas (it goes into NIX_SSHOPTS, split on whitespace).
+check_proxy_jump() {
+  local hop='([ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-]+@)?([ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-]+|\[[0123456789abcdefABCDEF:.]+\])(:[0123456789]{1,5})?'
+  [[ -z ${SSH_PROXY_JUMP:-} || $SSH_PROXY_JUMP =~ ^$hop(,$hop)*$ ]] ||
+    abort "$EXIT_BAD_INPUT" "SSH_PROXY_JUMP='$(shown "$SSH_PROXY_JUMP")' is not valid; expected a jump host [user@]host[:port] (several joined by commas), or unset"
+}
+
 # pinned_ssh_options ARRAY KNOWN_HOSTS: sets ARRAY to the ssh options that
 # accept only the key in KNOWN_HOSTS (written by write_known_hosts), never
-# prompt, and never read or write the user's own known_hosts files.
+# prompt, and never read or write the user's own known_hosts files (after
+# deploy_ssh_options: none of the operator's ssh_config).
 pinned_ssh_options() {
   local -n options_ref=$1
+  deploy_ssh_options options_ref
   # shellcheck disable=SC2034 # a nameref: this sets the caller's array
-  options_ref=(
+  options_ref+=(
     -o BatchMode=yes
     -o HostKeyAlias="$HOST_ALIAS"
     -o StrictHostKeyChecking=yes
@@ -195,6 +393,20 @@ target_address() {
 # The exit code of wait_for_ssh's failures: EXIT_REFUSED before the target
 # was changed; a caller sets EXIT_UNKNOWN once it has been.
 ssh_wait_exit=$EXIT_REFUSED
+# 1: a host key mismatch is retried within the bound like no answer (a server
+# whose cloud-init has not written its pinned key yet), and returns 10 only
+# when the bound is reached. Nothing is sent to a server whose key does not
+# match: ssh stops before authentication.
+ssh_wait_retry_mismatch=0
+
+# presented_keys HOST PORT: the host keys HOST presents, as "SHA256:... (TYPE)",
+# comma separated, printable ("unknown" if it presents none).
+presented_keys() {
+  local keys
+  keys=$(ssh-keyscan -T 10 -p "$2" "$1" 2>/dev/null | cut -d' ' -f2- | ssh-keygen -lf - 2>/dev/null |
+    awk '{printf "%s%s %s", sep, $2, $NF; sep = ", "}') || true
+  shown "${keys:-unknown}"
+}
 
 # wait_for_ssh <name> <ssh args...>: runs `ssh <args> true` until it succeeds,
 # at most CONNECT_ATTEMPTS times and CONNECT_TIMEOUT seconds in total.
@@ -213,15 +425,16 @@ wait_for_ssh() {
       return 0
     fi
     if grep -qiE 'host key verification failed|identification has changed' "$err_file"; then
-      return 10
+      ((ssh_wait_retry_mismatch == 1 && attempt < CONNECT_ATTEMPTS && SECONDS < deadline)) || return 10
+      echo "it presents another host key" >"$err_file"
     fi
     if grep -qi 'permission denied' "$err_file"; then
-      abort "$ssh_wait_exit" "$what: $(target_address) port $TARGET_PORT refused our key: $(tail -n 1 "$err_file")"
+      abort "$ssh_wait_exit" "$what: $(target_address) port $TARGET_PORT refused our key: $(shown "$(tail -n 1 "$err_file")")"
     fi
     if ((attempt >= CONNECT_ATTEMPTS || SECONDS >= deadline)); then
-      abort "$ssh_wait_exit" "$what: timed out: $(target_address) port $TARGET_PORT did not answer after $attempt attempts in $((SECONDS - deadline + CONNECT_TIMEOUT))s (CONNECT_ATTEMPTS=$CONNECT_ATTEMPTS, CONNECT_TIMEOUT=$CONNECT_TIMEOUT); last error: $(tail -n 1 "$err_file")"
+      abort "$ssh_wait_exit" "$what: timed out: $(target_address) port $TARGET_PORT did not answer after $attempt attempts in $((SECONDS - deadline + CONNECT_TIMEOUT))s (CONNECT_ATTEMPTS=$CONNECT_ATTEMPTS, CONNECT_TIMEOUT=$CONNECT_TIMEOUT); last error: $(shown "$(tail -n 1 "$err_file")")"
     fi
-    info "$what: attempt $attempt/$CONNECT_ATTEMPTS failed ($(tail -n 1 "$err_file")); retrying"
+    info "$what: attempt $attempt/$CONNECT_ATTEMPTS failed ($(shown "$(tail -n 1 "$err_file")")); retrying"
     remaining=$((deadline - SECONDS))
     sleep $((remaining < 3 ? (remaining > 0 ? remaining : 0) : 3))
     attempt=$((attempt + 1))

@@ -91,7 +91,13 @@ describe("an existing machine the stack installs (install: true)", () => {
             { providers: false, host: { platform: "generic", disk: "/dev/disk/by-id/nvme-e2e-test-disk" } },
         );
         box = t.startMachine();
-        await t.setConfig({ "blog:hostIpv4": box.TARGET_ADDR4, "blog:hostIpv6": box.TARGET_ADDR6, "blog:install": "true" });
+        // The key it presents now, read out of band (the machine's own files): the install pins it.
+        await t.setConfig({
+            "blog:hostIpv4": box.TARGET_ADDR4,
+            "blog:hostIpv6": box.TARGET_ADDR6,
+            "blog:install": "true",
+            "blog:installHostKey": box.HOST_KEY,
+        });
     }, 600_000);
 
     afterAll(() => t.cleanup(), 120_000);

@@ -44,14 +44,23 @@ evaluate() {
   toplevel=$(timeout 300 nix build --no-link --json "$attr.system.build.toplevel" | jq -r '.[0].outputs.out')
 }
 
+# As the real tool: every connection goes to the machine as it was before
+# (the installer keeps the stock image's host key), the --extra-files tree is
+# staged (the real tool writes it under /mnt), and the installed system's
+# key and admin keys take effect only at the end ("the reboot", here sshd's
+# SIGHUP), after which it connects no more. Its ssh is whatever is first on
+# PATH: install.sh's, strict against the bootstrap host key.
 install_system() {
   NIX_SSHOPTS="${ssh_opts[*]}" timeout 300 nix copy --to "ssh://$target" "$toplevel"
   (cd "$extra_files" && find . -type f | tar -cf - --no-recursion -T -) |
-    timeout 60 ssh "${ssh_opts[@]}" "$target" "tar -C / -xf - --no-same-owner"
+    timeout 60 ssh "${ssh_opts[@]}" "$target" "rm -rf /run/fake-na-extra && mkdir -m 700 /run/fake-na-extra &&
+      tar -C /run/fake-na-extra -xf - --no-same-owner"
   printf '%s\n' "$admin_keys" |
     timeout 60 ssh "${ssh_opts[@]}" "$target" "cat >/etc/ssh/authorized_keys.d/root &&
       nix-env -p /nix/var/nix/profiles/system --set $toplevel &&
       $toplevel/bin/switch-to-configuration switch &&
+      (cd /run/fake-na-extra && find . -type f | tar -cf - --no-recursion -T -) | tar -C / -xf - --no-same-owner &&
+      rm -rf /run/fake-na-extra &&
       kill -HUP \$(cat /run/sshd.pid)"
 }
 

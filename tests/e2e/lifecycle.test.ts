@@ -59,6 +59,7 @@ test("preview of a new stack lists every resource, runs no command and opens no 
             "create blog-a",
             "create blog-aaaa",
             "create blog-bootstrap",
+            "create blog-bootstrap-host-key",
             "create blog-bootstrap-key",
             "create blog-firewall",
             "create blog-host-key",
@@ -212,6 +213,15 @@ test("another architecture is a new server, shown as a replace in preview, insta
     expect(s.installs().pop()).toContain("--flake ./nix#blog-arm");
 });
 
+test("a new bootstrap host key (new user data) replaces no server: Hetzner would replace it, the program ignores the change", async () => {
+    const key = "urn:pulumi:e2e::blog::blog:hetzner:Server$tls:index/privateKey:PrivateKey::blog-bootstrap-host-key";
+    const events: OpResult["events"] = [];
+    await s.stack.preview({ replace: [key], onEvent: (e) => events.push(e), color: "never" });
+    const planned = changes({ log: "", events });
+    expect(planned).toContain("replace blog-bootstrap-host-key");
+    expect(planned.filter((c) => c.endsWith(" blog-server"))).toEqual([]);
+});
+
 test("no secret is in the clear in the state file or in the engine's verbose log, after any step", () => {
     const exported = s.exportWithSecrets();
     const secrets = new Map<string, string>([
@@ -225,7 +235,9 @@ test("no secret is in the clear in the state file or in the engine's verbose log
         const plaintext = typeof value === "string" ? value : value?.plaintext && JSON.parse(value.plaintext);
         if (plaintext) secrets.set(`${res.urn} privateKeyOpenssh`, plaintext);
     }
-    expect(secrets.size).toBe(5); // the two tls keys are there, so the check is not empty
+    // The three tls keys are there (host key, bootstrap login key, bootstrap host key, which the
+    // server's user data also carries), so the check is not empty.
+    expect(secrets.size).toBe(6);
     // A distinctive piece of each: for a PEM key, its longest base64 line.
     const needles = [...secrets].map(([name, value]) => {
         const lines = value.split("\n").filter((l) => !l.startsWith("-----"));

@@ -63,9 +63,17 @@ test("with manageSslMode the stack sets the zone to strict, warns that it is zon
     const p = ok(await s.preview());
     expect(p.log).toContain("sets the SSL mode of the whole zone to Full (strict)");
     expect(p.log).toContain('set blog.host.tls = "cloudflare-origin"');
-    ok(await s.up());
+    const up = ok(await s.up());
     expect(sslMode()).toBe("strict");
     expect(records()).toEqual(["A true", "AAAA true"]);
+    // The origin's addresses, which the proxy hides, appear nowhere in what the CLI printed (the
+    // install's and the deploy's output included): they are secret outputs, and the scripts print
+    // placeholders (HIDE_ADDRESSES).
+    const { ipv4, ipv6 } = (await s.outputs()) as { ipv4: string; ipv6: string };
+    expect(up.log).toContain("[origin IPv4]");
+    expect(up.log).not.toContain(ipv4);
+    expect(up.log).not.toContain(ipv6);
+    expect((await s.stack.outputs()).ipv4.secret).toBe(true);
     // The Origin CA certificate is on the host, ready, while the site keeps its public one.
     const [dir] = s.targetDirs();
     const delivered = s.onTarget(dir, "cat /var/lib/blog-secrets/cloudflareOriginCert");

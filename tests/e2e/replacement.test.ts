@@ -1,7 +1,7 @@
 // Replacements with the real engine, where a real run would trip: the image a replacement boots,
 // a state written before the server had its replacementTrigger (the engine never replaces for a
 // missing old trigger), a Hetzner record set replaced with the same name and type, and the two
-// servers a replacement that failed half-way leaves.
+// servers a replacement that failed half-way leaves (judged by which fits the configuration).
 // One stack, one test after the other (dns: hetzner, so that the record sets are Hetzner's).
 import { E2eStack, changes, ok, startedAt } from "./harness";
 
@@ -94,9 +94,9 @@ test("a Hetzner record set replaced with the same name and type is deleted first
     expect(hetznerRecords()).toEqual(records);
 });
 
-test("after a replacement that failed half-way, preview refuses the two servers with the stack's labels, naming both", async () => {
+test("after a replacement that failed half-way, preview judges the server that fits, names both, and refuses two it cannot tell apart", async () => {
     // A deploy that cannot succeed (a system no store has), on a new server: the new server is
-    // created, pointed at and installed; the deploy fails, so the old one is never deleted.
+    // created and installed; the deploy fails, so the old one is never deleted.
     const elsewhere = servers()[0].location === "nbg1" ? "hel1" : "nbg1";
     await s.setConfig({
         "blog:location": elsewhere,
@@ -108,10 +108,20 @@ test("after a replacement that failed half-way, preview refuses the two servers 
     expect(both).toHaveLength(2);
     expect(both.every((x) => x.labels.stack === "replacement")).toBe(true);
 
-    const p = await s.preview();
-    expect(p.error).toBeDefined();
-    expect(p.log).toContain("The stack cannot place the host (nothing was created or changed):");
-    expect(p.log).toMatch(/the Hetzner servers with the labels managed-by=pulumi,project=blog,stack=replacement: got 2; expected one server, not /);
+    // The configuration still names the new location: the new server is the one judged, and the
+    // update would finish the move (no refusal), saying so with both servers named.
+    const p = ok(await s.preview());
+    expect(p.log).toContain("Two servers carry this stack's labels (managed-by=pulumi,project=blog,stack=replacement)");
     for (const x of both) expect(p.log).toContain(`#${x.id} ${x.name} (${x.server_type} at ${x.location}, `);
-    expect(p.log).toContain("hcloud server delete <id>");
+    expect(p.log).toContain("this update deletes it once the new one has passed its checks");
+
+    // A third location fits neither: the checks cannot tell which is the stack's, so preview refuses.
+    const third = ["nbg1", "hel1", "fsn1"].find((l) => !both.some((x) => x.location === l))!;
+    await s.setConfig({ "blog:location": third });
+    const refused = await s.preview();
+    expect(refused.error).toBeDefined();
+    expect(refused.log).toContain("The stack cannot place the host (nothing was created or changed):");
+    expect(refused.log).toMatch(/the Hetzner servers with the labels managed-by=pulumi,project=blog,stack=replacement: got 2; expected one server/);
+    for (const x of both) expect(refused.log).toContain(`#${x.id} ${x.name} (${x.server_type} at ${x.location}, `);
+    expect(refused.log).toContain("hcloud server delete <id>");
 });

@@ -236,10 +236,65 @@ describe("closure-diff.sh --stack-output --flake-attr", () => {
     expect(code).toBe(2);
     expect(stderr).toContain("nix build");
   });
+
+  test("refuses a stack output that is not exactly a store path (exit 1), showing it as text", () => {
+    const { code, stdout, stderr } = run({ FAKE_PULUMI_OUTPUT: "/nix/store/../../etc/passwd \u001b[2J" });
+    expect(code).toBe(1);
+    expect(stdout).toBe("");
+    expect(stderr).toContain("OLD is not a store path: '(not printable)'");
+  });
+});
+
+describe("closure-diff.sh --base-flake-attr: the deployed system built from the base commit, no key, no server", () => {
+  const unique = `base-test-${process.pid}-${Date.now()}`;
+  let baseFlake: string;
+  let deployed: string;
+  let log: string;
+  const run = (deployedPath: string, baseAttr: string) =>
+    closureDiff(
+      ["--stack", "production", "--stack-output", "systemClosure", "--flake-attr", `${flake}#systems.${system}.bumped`, "--base-flake-attr", baseAttr],
+      { PATH: `${fakeBin}:${process.env.PATH}`, FAKE_PULUMI_LOG: log, FAKE_PULUMI_OUTPUT: deployedPath },
+    );
+
+  beforeAll(() => {
+    // A flake whose system only it builds: what "the base commit" builds and the stack deployed.
+    baseFlake = fs.mkdtempSync(path.join(os.tmpdir(), "closure-diff-base-"));
+    fs.copyFileSync(path.join(fixtures, "lib.nix"), path.join(baseFlake, "lib.nix")); // a flake imports its own files only
+    fs.writeFileSync(
+      path.join(baseFlake, "flake.nix"),
+      `{ outputs = { self }: { systems.${system}.deployed = let lib = import ./lib.nix { system = "${system}"; }; in lib.nixosSystem { packages = [ (lib.hello "2.12") lib.nginx ]; extra = "${unique}"; }; }; }\n`,
+    );
+    deployed = execFileSync("nix", ["build", "--no-link", "--json", `path:${baseFlake}#systems.${system}.deployed`], { env, encoding: "utf8", timeout: 120_000 })
+      .match(/"out":"([^"]+)"/)![1];
+    execFileSync("nix-store", ["--delete", deployed], { env, timeout: 60_000, stdio: "ignore" });
+    log = path.join(fakeBin, `base-calls-${Date.now()}.log`);
+  });
+
+  afterAll(() => {
+    if (baseFlake) fs.rmSync(baseFlake, { recursive: true, force: true });
+  });
+
+  test("the base commit builds the deployed system: it is built here and the diff is against it", () => {
+    const { code, stdout, stderr } = run(deployed, `path:${baseFlake}#systems.${system}.deployed`);
+    expect({ code, stderr }).toEqual({ code: 0, stderr: expect.stringContaining(`the base commit builds the deployed system: ${deployed}`) });
+    expect(stdout).toContain("\n**2 packages changed** (1 added, 0 removed, 1 upgraded).\n");
+    expect(stdout).toContain(`<sub>deployed: \`${deployed}\` · this change: \`${paths.bumped}\`</sub>`);
+    expect(stdout).not.toContain("is not what the base commit builds");
+  });
+
+  test("the base commit builds another system: the section says so and compares with it", () => {
+    const gone = "/nix/store/0000000000000000000000000000000a-nixos-system-blog-gone";
+    const { code, stdout } = run(gone, `${flake}#systems.${system}.base`);
+    expect(code).toBe(0);
+    expect(stdout).toContain(`The deployed system (\`${gone}\`) is not what the base commit builds`);
+    expect(stdout).toContain("\n**1 package changed** (0 added, 0 removed, 1 upgraded).\n");
+    expect(stdout).toContain(`<sub>base commit: \`${paths.base}\` · this change: \`${paths.bumped}\`</sub>`);
+  });
 });
 
 test("closure-diff.sh is shellcheck-clean", () => {
-  const result = spawnSync("shellcheck", [script], { encoding: "utf8", timeout: 60_000 });
+  // -x: it sources scripts/lib/patterns.sh (the store-path pattern it shares with the deploy).
+  const result = spawnSync("shellcheck", ["-x", "--source-path=SCRIPTDIR", script], { encoding: "utf8", timeout: 60_000, cwd: repo });
   expect(result.stdout + result.stderr).toBe("");
   expect(result.status).toBe(0);
 });
@@ -276,8 +331,7 @@ describe("preview.yml's closure diff step", () => {
         FAKE_PULUMI_FLAKE: flake,
         FAKE_PULUMI_CONFIGURATION: "added",
         RUN_URL: "https://github.com/example/blog/actions/runs/1",
-        DEPLOYED_IPV4: "",
-        DEPLOYED_HOST_KEY: "",
+        BASE_SHA: "",
         ...extraEnv,
       },
     });
@@ -315,18 +369,54 @@ describe("preview.yml's closure diff step", () => {
     expect(unset.stderr).toContain('nixosConfigurations."blog".config.system.build.toplevel');
   });
 
-  test("with the server's address and host key, logs in with the stack's key and leaves no key behind", () => {
-    const run = runStep({
-      FAKE_PULUMI_OUTPUT: paths.base,
-      FAKE_PULUMI_KEY: "FAKE-PRIVATE-KEY-MATERIAL",
-      DEPLOYED_IPV4: "203.0.113.10",
-      DEPLOYED_HOST_KEY: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeHostKeyForTheTest",
-    });
+  test("reads no key and never connects to the server (no sshPrivateKey, no --from)", () => {
+    const run = runStep({ FAKE_PULUMI_OUTPUT: paths.base, FAKE_PULUMI_KEY: "FAKE-PRIVATE-KEY-MATERIAL" });
     expect(run.code).toBe(0);
-    expect(run.log).toContain("config get sshPrivateKey --stack production\n");
-    expect(run.comment).toContain("**1 package changed**");
-    expect(fs.existsSync(path.join(runner, "deployed-ssh"))).toBe(false);
+    expect(run.log).not.toContain("sshPrivateKey");
+    expect(step.run).not.toContain("--from");
+    expect(step.run).not.toContain("NIX_SSHOPTS");
     expect(run.stdout + run.stderr + run.summary + run.comment).not.toContain("FAKE-PRIVATE-KEY-MATERIAL");
+  });
+
+  test("with the base commit in the checkout: a clone of it, and its copy of the stack's flake as --base-flake-attr", () => {
+    // A repository of its own, whose closure-diff.sh only records its arguments.
+    const repoDir = path.join(runner, "repo");
+    fs.mkdirSync(path.join(repoDir, "scripts"), { recursive: true });
+    fs.copyFileSync(path.join(repo, "Pulumi.yaml"), path.join(repoDir, "Pulumi.yaml"));
+    fs.writeFileSync(path.join(repoDir, "scripts/closure-diff.sh"), 'printf "%s\\n" "$@"\n');
+    const git = (...args: string[]) =>
+      execFileSync("git", ["-c", "user.name=t", "-c", "user.email=t@t", ...args], { cwd: repoDir, encoding: "utf8" }).trim();
+    git("init", "--quiet");
+    git("add", ".");
+    git("commit", "--quiet", "-m", "base");
+    const baseSha = git("rev-parse", "HEAD");
+    const result = spawnSync("bash", ["--noprofile", "--norc", "-eo", "pipefail", "-c", step.run!], {
+      cwd: repoDir,
+      encoding: "utf8",
+      timeout: 60_000,
+      env: {
+        ...env,
+        PATH: `${fakeBin}:${process.env.PATH}`,
+        GITHUB_OUTPUT: path.join(runner, "output"),
+        GITHUB_STEP_SUMMARY: path.join(runner, "summary"),
+        RUNNER_TEMP: runner,
+        FAKE_PULUMI_LOG: path.join(runner, "pulumi.log"),
+        FAKE_PULUMI_FLAKE: "./nix",
+        FAKE_PULUMI_CONFIGURATION: "blog",
+        PULUMI_STACK: "production",
+        BASE_SHA: baseSha,
+        RUN_URL: "https://github.com/example/blog/actions/runs/1",
+      },
+    });
+    expect(result.status).toBe(0);
+    const args = fs.readFileSync(path.join(runner, "closure-diff.md"), "utf8").trim().split("\n");
+    const toplevel = '#nixosConfigurations."blog".config.system.build.toplevel';
+    expect(args).toEqual([
+      "--stack", "production", "--stack-output", "systemClosure",
+      "--flake-attr", `./nix${toplevel}`,
+      "--base-flake-attr", `${runner}/base/nix${toplevel}`,
+    ]);
+    expect(execFileSync("git", ["rev-parse", "HEAD"], { cwd: path.join(runner, "base"), encoding: "utf8" }).trim()).toBe(baseSha);
   });
 
   test("when the diff fails, the comment says so and links the log, and the step fails", () => {

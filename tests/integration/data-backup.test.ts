@@ -420,7 +420,7 @@ describe("the host from the stack (pulumi stack output --json)", () => {
     expect(r.stderr).toContain(`TARGET_HOST=${t().addr4} (stack output)`);
     expect(r.stderr).toContain("(stack output)");
     expect(r.status).toBe(0);
-    expect(fs.readFileSync(path.join(work, "pulumi.args"), "utf8").trim()).toBe("stack output --json");
+    expect(fs.readFileSync(path.join(work, "pulumi.args"), "utf8").trim()).toBe("stack output --json --show-secrets");
     expect(fs.readFileSync(path.join(work, "pulumi.cwd"), "utf8").trim()).toBe(repoRoot);
   });
 

@@ -569,6 +569,8 @@ describe("install.sh with a volume attached", () => {
       scriptEnv(server!, {
         HOST_KEY: pinned.publicKey,
         HOST_KEY_PRIVATE: pinned.privateKey,
+        // The key the server presents before the install (install.sh pins it): the target's own.
+        BOOTSTRAP_HOST_KEY: server!.hostKey,
         FLAKE: flake,
         NIXOS_CONFIGURATION: configuration,
         NIXOS_ANYWHERE: path.join(work, "nixos-anywhere"),

@@ -34,6 +34,8 @@ function install(extra: Record<string, string> = {}, target: Target = t()) {
       HOME: path.join(work, "home"),
       HOST_KEY: pinned.publicKey,
       HOST_KEY_PRIVATE: pinned.privateKey,
+      // What the server presents before the install, read out of band (its key file).
+      BOOTSTRAP_HOST_KEY: fs.readFileSync(path.join(target.dir, "etc-ssh", "ssh_host_ed25519_key.pub"), "utf8").trim(),
       FLAKE: "./nix",
       NIXOS_ANYWHERE: fakeNixosAnywhere,
       FAKE_NA_LOG: path.join(work, "nixos-anywhere.args"),
@@ -76,6 +78,7 @@ test("even traced with bash -x, install.sh and deploy.sh never print a secret", 
     HOME: path.join(work, "home"),
     HOST_KEY: pinned.publicKey,
     HOST_KEY_PRIVATE: pinned.privateKey,
+    BOOTSTRAP_HOST_KEY: t().hostKey, // past the input checks: the keys are written, then the wait fails
     NIXOS_ANYWHERE: "/bin/false",
     TARGET_PORT: String(closedPort()),
     CONNECT_ATTEMPTS: "1",
@@ -120,7 +123,7 @@ test("nixos-anywhere gets --flake, --target-host, --ssh-port and --extra-files, 
   expect(after("--flake")).toBe("./nix#blog");
   expect(after("--target-host")).toBe("root@127.0.0.1");
   expect(after("--ssh-port")).toBe(String(t().port));
-  expect(after("--extra-files")).toMatch(/^\/tmp\//);
+  expect(after("--extra-files")).toMatch(/\/blog-deploy\.\d+-[\d-]+\.\w+\/extra-files$/); // in the work directory, on a tmpfs
   expect(after("--build-on")).toBe("auto");
   expect(args).toContain("-i");
   expect(args).not.toContain("--no-substitute-on-destination");
@@ -176,5 +179,73 @@ describe("install verification at every published address", () => {
     expect(r.stderr).toContain(`installed, but the server does not answer at ${addr6} (IPv6, the AAAA record) port 22 after 2 attempts`);
     expect(r.stderr).not.toContain("Installed:");
     expect(r.status).toBe(4);
+  });
+});
+
+describe("pinned from the first packet: a server that presents another key than BOOTSTRAP_HOST_KEY gets nothing", () => {
+  const targets: Target[] = [];
+  afterAll(() => targets.forEach((target) => stopTarget(target)));
+
+  /** What the target holds under /etc/ssh: each file's name and content. */
+  function etcSsh(target: Target): Record<string, string> {
+    const dir = path.join(target.dir, "etc-ssh");
+    const files = (fs.readdirSync(dir, { recursive: true }) as string[]).filter((f) => fs.statSync(path.join(dir, f)).isFile());
+    return Object.fromEntries(files.sort().map((f) => [f, fs.readFileSync(path.join(dir, f), "utf8")]));
+  }
+
+  function expectNothingSent(target: Target, before: Record<string, string>) {
+    expect(etcSsh(target)).toEqual(before); // no extra files arrived
+    // The permanent host key least of all: none of its private key's lines (the first base64 line is
+    // the same in every unencrypted key) anywhere on the target.
+    const lines = pinned.privateKey.trim().split("\n").slice(2, -1);
+    const patterns = path.join(work, "pinned-lines");
+    fs.writeFileSync(patterns, `${lines.join("\n")}\n`);
+    expect(run("grep", ["-rlsF", "-f", patterns, target.dir]).stdout).toBe("");
+  }
+
+  test("at the first contact: refused (exit 2) within the bound, naming both keys; nixos-anywhere never runs", () => {
+    const target = startTarget();
+    targets.push(target);
+    const before = etcSsh(target);
+    const log = path.join(work, "first-contact.args");
+    const other = fs.readFileSync(path.join(work, "pinned.pub"), "utf8").trim(); // any key but the target's
+
+    const r = install({ BOOTSTRAP_HOST_KEY: other, FAKE_NA_LOG: log, CONNECT_ATTEMPTS: "2", CONNECT_TIMEOUT: "10" }, target);
+
+    expect(r.status).toBe(2);
+    expect(r.stderr).toContain("host key mismatch before the install");
+    expect(r.stderr).toContain(`expected ${pinned.fingerprint}`);
+    expect(r.stderr).toMatch(/it presents: SHA256:\S+ \(ED25519\)\); nothing was sent to it/);
+    expect(fs.existsSync(log)).toBe(false);
+    expectNothingSent(target, before);
+  });
+
+  test("after the first contact (the installer presents another key): nixos-anywhere's own connections refuse it (exit 4), nothing is sent", () => {
+    const target = startTarget();
+    targets.push(target);
+    // The stand-in nixos-anywhere, started after the first contact passed, finds the target with
+    // a new host key, as a machine in the middle of the kexec would present one.
+    const swap = path.join(work, "swap-then-install.sh");
+    fs.writeFileSync(
+      swap,
+      `#!/bin/sh\nbash ${path.join(repoRoot, "tests/integration/harness/target.sh")} set-host-key ${target.dir} >/dev/null && exec ${fakeNixosAnywhere} "$@"\n`,
+      { mode: 0o755 },
+    );
+    const r = install({ NIXOS_ANYWHERE: swap, CONNECT_ATTEMPTS: "2", CONNECT_TIMEOUT: "10" }, target);
+    const swapped = etcSsh(target);
+
+    expect(r.stderr).toContain("Host key verification failed");
+    expect(r.stderr).toContain("nixos-anywhere failed");
+    expect(r.stderr).not.toContain("Installed:");
+    expect(r.status).toBe(4);
+    expect(swapped["ssh_host_ed25519_key.pub"]).not.toContain(pinned.publicKey.split(" ")[1]);
+    expectNothingSent(target, swapped);
+  });
+
+  test("BOOTSTRAP_HOST_KEY is required: the install never trusts a first key it sees (exit 1)", () => {
+    const r = install({ BOOTSTRAP_HOST_KEY: "" });
+
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain("BOOTSTRAP_HOST_KEY is not set; it is required");
   });
 });

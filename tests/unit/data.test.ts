@@ -66,11 +66,11 @@ describe("the data volume", () => {
         expect(run.one("hcloud:index/volumeAttachment:VolumeAttachment").inputs.volumeId).toBe(4711);
         expect(run.all(COMMAND).find((r) => r.name === "blog-use")!.inputs.environment.DATA_DEVICE).toBe("/dev/disk/by-id/scsi-0HC_Volume_4711");
         expect(await valueOf(run.outputs.dataVolume as any)).toEqual({ id: "4711", name: "kept-from-before", keptOnDestroy: true });
-        expect(existingVolumeProblems({ id: 4711, name: "v", location: "hel1", serverId: 9 }, "nbg1", 8).map(String)).toEqual([
+        expect(existingVolumeProblems({ id: 4711, name: "v", location: "hel1", serverId: 9 }, "nbg1", [8]).map(String)).toEqual([
             expect.stringContaining('blog:dataVolumeId: got "4711"; expected a volume in nbg1, the server\'s location: v is in hel1'),
             expect.stringContaining("v is attached to server 9; stop what uses it there and detach it first"),
         ]);
-        expect(existingVolumeProblems({ id: 4711, name: "v", location: "nbg1", serverId: 8 }, "nbg1", 8)).toEqual([]);
+        expect(existingVolumeProblems({ id: 4711, name: "v", location: "nbg1", serverId: 8 }, "nbg1", [8])).toEqual([]);
     });
 
     test("Hetzner's backups are off unless asked for", async () => {

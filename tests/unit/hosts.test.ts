@@ -7,6 +7,7 @@ import { ADMIN_KEY, SSH_PRIVATE_KEY, ZONE_ID, evaluation, runProgram, valueOf } 
 
 const COMMAND = "command:local:Command";
 const EXISTING_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIP+Fc01H7ObcW+wOLAslS6VbRK2g3hgLgwNdImAFHu45 root@box";
+const installing = { "blog:install": "true", "blog:wipeDiskOf": "203.0.113.7", "blog:installHostKey": EXISTING_KEY };
 const existing = { "blog:host": "existing", "blog:hostIpv4": "203.0.113.7", "blog:hostIpv6": "2001:db8::7" };
 const secret = { config: { "blog:sshPrivateKey": SSH_PRIVATE_KEY }, secretKeys: ["blog:sshPrivateKey"] };
 
@@ -53,7 +54,7 @@ describe("an existing machine that the stack installs", () => {
     test("runs nixos-anywhere with the admin key, reinstalling only for another address, and warns that it erases the disk", async () => {
         const warn = jest.spyOn(console, "warn").mockImplementation(() => undefined);
         const run = await runProgram({
-            config: { ...existing, "blog:install": "true", "blog:wipeDiskOf": "203.0.113.7", ...secret.config },
+            config: { ...existing, ...installing, ...secret.config },
             secretKeys: secret.secretKeys,
             evaluation: evaluation({ platform: "generic", disk: "/dev/disk/by-id/nvme-Samsung_SSD_980_S1" }),
         });
@@ -61,6 +62,8 @@ describe("an existing machine that the stack installs", () => {
         expect(install.inputs.triggers).toEqual(["203.0.113.7"]);
         expect(install.inputs.environment).toMatchObject({ TARGET_HOST: "203.0.113.7", TARGET_PORT: "22" });
         expect(install.inputs.environment.BOOTSTRAP_SSH_PRIVATE_KEY).toBeUndefined();
+        // The first connection is strict against the key the machine presents now, given in config.
+        expect(install.inputs.environment.BOOTSTRAP_HOST_KEY).toBe(EXISTING_KEY.split(" ").slice(0, 2).join(" "));
         expect(run.all("hcloud:index/server:Server")).toEqual([]);
         expect(warn.mock.calls.map((c) => String(c[0]))).toContainEqual(expect.stringContaining("ERASES THE DISK of 203.0.113.7"));
         warn.mockRestore();
@@ -132,6 +135,15 @@ describe("refusals at preview", () => {
         expect(message).toContain('blog:hostKey: got "ssh-ed25519 nope"; expected the machine\'s SSH host key line');
     });
 
+    test("install: true without the machine's current host key (never trusted on first use), or that key without install", () => {
+        expect(problem({ ...existing, "blog:install": "true", "blog:wipeDiskOf": "203.0.113.7" })).toContain(
+            "blog:installHostKey: got nothing; expected the host key the machine presents now, before the install, read out of band",
+        );
+        expect(problem({ ...existing, "blog:hostKey": EXISTING_KEY, "blog:installHostKey": EXISTING_KEY })).toContain(
+            `blog:installHostKey: got "${EXISTING_KEY}"; expected unset: it is the key an install pins, and install is false`,
+        );
+    });
+
     test("install: true without the confirmation, or with another address", () => {
         expect(problem({ ...existing, "blog:install": "true" })).toContain(
             'blog:wipeDiskOf: got nothing; expected "203.0.113.7", the machine\'s address again, to confirm that nixos-anywhere erases its disk',
@@ -142,7 +154,7 @@ describe("refusals at preview", () => {
     });
 
     test("an install without a stable disk in the host facts", () => {
-        const confirmed = { ...existing, "blog:install": "true", "blog:wipeDiskOf": "203.0.113.7" };
+        const confirmed = { ...existing, ...installing };
         expect(problem(confirmed)).toContain("config.blog.host.disk: got nothing; expected the disk nixos-anywhere erases");
         expect(problem(confirmed, { platform: "generic", disk: "/dev/sda" })).toContain(
             'config.blog.host.disk: got "/dev/sda"; expected a stable disk path such as /dev/disk/by-id/',

@@ -1,4 +1,4 @@
-import { labelValue, placementProblems, stackServersProblem, zoneProblems } from "../../src/preflight";
+import { labelValue, placementProblems, stackServer, zoneProblems } from "../../src/preflight";
 import { SERVER_TYPES } from "./program";
 
 // What the program concludes from Hetzner's and Cloudflare's answers; the stack tests show that
@@ -103,22 +103,52 @@ describe("labelValue", () => {
     );
 });
 
-describe("stackServersProblem", () => {
-    const server = (id: number, name: string, ipv4Address: string) => ({ id, name, serverType: "cx23", location: "nbg1", ipv4Address, status: "running" });
+describe("stackServer", () => {
+    const server = (id: number, name: string, ipv4Address: string, location = "nbg1", serverType = "cx23") => ({
+        id, name, serverType, location, ipv4Address, status: "running", primaryDiskSize: 40,
+    });
+    const wanted = { location: "nbg1", system: "x86_64-linux" as const };
+    const pick = (servers: ReturnType<typeof server>[], w = wanted) => stackServer(servers, "managed-by=pulumi,stack=prod", w, SERVER_TYPES);
 
-    test("one server, or none, is the stack's: no problem", () => {
-        expect(stackServersProblem([], "stack=prod")).toEqual([]);
-        expect(stackServersProblem([server(1, "blog-server-a", "203.0.113.1")], "stack=prod")).toEqual([]);
+    test("one server, or none, is the stack's: no problem, no warning", () => {
+        expect(pick([])).toEqual({ current: undefined, problems: [], warnings: [] });
+        const one = server(1, "blog-server-a", "203.0.113.1");
+        expect(pick([one])).toEqual({ current: one, problems: [], warnings: [] });
     });
 
-    test("two servers with the stack's labels are refused, naming both and what to do", () => {
-        const [problem] = stackServersProblem([server(7, "blog-server-a", "203.0.113.1"), server(9, "blog-server-b", "203.0.113.2")], "managed-by=pulumi,stack=prod").map(String);
-        expect(problem).toContain("the Hetzner servers with the labels managed-by=pulumi,stack=prod: got 2; expected one server, not #7");
-        expect(problem).toContain("#7 blog-server-a (cx23 at nbg1, 203.0.113.1, running)");
-        expect(problem).toContain("#9 blog-server-b (cx23 at nbg1, 203.0.113.2, running)");
-        expect(problem).toContain("one server");
+    test("an unfinished replacement: the server that fits the configuration is judged, and the update is said to finish the move", () => {
+        const old = server(7, "blog-server-a", "203.0.113.1", "nbg1");
+        const moved = server(9, "blog-server-b", "203.0.113.2", "fsn1");
+        const r = pick([old, moved], { location: "fsn1", system: "x86_64-linux" });
+        expect(r.current).toBe(moved);
+        expect(r.problems).toEqual([]);
+        expect(r.warnings[0]).toContain("#7 blog-server-a (cx23 at nbg1, 203.0.113.1, running) and #9 blog-server-b (cx23 at fsn1, 203.0.113.2, running)");
+        expect(r.warnings[0]).toContain("this update deletes it once the new one has passed its checks");
+        // Back to the old location: the old one fits now.
+        expect(pick([old, moved]).current).toBe(old);
+    });
+
+    test("of two that both fit (a failed --replace), the newer is judged", () => {
+        const a = server(7, "blog-server-a", "203.0.113.1");
+        const b = server(9, "blog-server-b", "203.0.113.2");
+        expect(pick([b, a]).current).toBe(b);
+        expect(pick([a, b]).current).toBe(b);
+    });
+
+    test("two of which neither fits, or more than two, are refused, naming them all and what to do", () => {
+        const a = server(7, "blog-server-a", "203.0.113.1", "hel1");
+        const b = server(9, "blog-server-b", "203.0.113.2", "fsn1");
+        const [problem] = pick([a, b]).problems.map(String);
+        expect(problem).toContain("the Hetzner servers with the labels managed-by=pulumi,stack=prod: got 2; expected one server");
+        expect(problem).toContain("#7 blog-server-a (cx23 at hel1, 203.0.113.1, running)");
+        expect(problem).toContain("#9 blog-server-b (cx23 at fsn1, 203.0.113.2, running)");
         expect(problem).toContain('"delete": true');
         expect(problem).toContain("hcloud server delete");
         expect(problem).toContain("pulumi refresh");
+        // Another architecture than the configuration's does not fit either.
+        const arm = server(9, "blog-server-b", "203.0.113.2", "nbg1", "cax11");
+        expect(pick([server(7, "x", "203.0.113.1", "hel1"), arm]).problems).toHaveLength(1);
+        const three = [server(1, "a", "203.0.113.1"), server(2, "b", "203.0.113.2"), server(3, "c", "203.0.113.3")];
+        expect(pick(three).problems[0].toString()).toContain("got 3");
     });
 });

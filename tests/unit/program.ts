@@ -20,6 +20,9 @@ export const HOST_PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICU6gPssRs3C
 export const HOST_PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nHOST-KEY-PRIVATE-MATERIAL\n-----END OPENSSH PRIVATE KEY-----\n";
 export const BOOTSTRAP_PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINbuc+KAuR30zRZoZiutk17oms2Y/xCYxEkQ/NzChNum";
 export const BOOTSTRAP_PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nBOOTSTRAP-KEY-PRIVATE-MATERIAL\n-----END OPENSSH PRIVATE KEY-----\n";
+export const BOOTSTRAP_HOST_PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBootstrapHostKeyFromTheTlsProviderMockxxxx";
+export const BOOTSTRAP_HOST_PRIVATE_KEY =
+    "-----BEGIN OPENSSH PRIVATE KEY-----\nBOOTSTRAP-HOST-KEY-PRIVATE-MATERIAL\n-----END OPENSSH PRIVATE KEY-----\n";
 /** The origin key the tls mock hands out: a real P-256 key, so the program can compute its pin. */
 export const ORIGIN_KEY = generateKeyPairSync("ec", {
     namedCurve: "P-256",
@@ -163,6 +166,9 @@ export async function runProgram(options: RunOptions = {}): Promise<ProgramRun> 
                     } else if (args.type === "hcloud:index/volume:Volume") {
                         state.name = `${args.name}-${id}`;
                         state.linuxDevice = `/dev/disk/by-id/scsi-0HC_Volume_${id}`;
+                    } else if (args.type === "tls:index/privateKey:PrivateKey" && args.name.endsWith("bootstrap-host-key")) {
+                        state.publicKeyOpenssh = `${BOOTSTRAP_HOST_PUBLIC_KEY}\n`;
+                        state.privateKeyOpenssh = BOOTSTRAP_HOST_PRIVATE_KEY;
                     } else if (args.type === "tls:index/privateKey:PrivateKey" && args.name.endsWith("host-key")) {
                         state.publicKeyOpenssh = `${HOST_PUBLIC_KEY}\n`;
                         state.privateKeyOpenssh = HOST_PRIVATE_KEY;

@@ -93,3 +93,24 @@ describe("proxied mode", () => {
         ]);
     });
 });
+
+describe("the origin's addresses behind the proxy", () => {
+    const commands = (run: Awaited<ReturnType<typeof runProgram>>) =>
+        run.all("command:local:Command").filter((c) => ["blog-switch", "blog-nixos-anywhere"].includes(c.name));
+
+    test("proxied: the commands print placeholders (HIDE_ADDRESSES), the server's addresses and the stack's outputs are secret", async () => {
+        const run = await runProgram({ config: PROXIED });
+        expect(commands(run)).toHaveLength(2);
+        for (const c of commands(run)) expect((c.inputs.environment as Record<string, string>).HIDE_ADDRESSES).toBe("1");
+        expect(run.one("hcloud:index/server:Server").opts.additionalSecretOutputs).toEqual(["ipv4Address", "ipv6Address", "ipv6Network"]);
+        expect(await run.pulumi.isSecret(run.outputs.ipv4 as never)).toBe(true);
+        expect(await run.pulumi.isSecret(run.outputs.ipv6 as never)).toBe(true);
+    });
+
+    test("not proxied: the addresses are plain and the commands print them", async () => {
+        const run = await runProgram();
+        for (const c of commands(run)) expect((c.inputs.environment as Record<string, string>).HIDE_ADDRESSES).toBeUndefined();
+        expect(run.one("hcloud:index/server:Server").opts.additionalSecretOutputs).toEqual([]);
+        expect(await run.pulumi.isSecret(run.outputs.ipv4 as never)).toBe(false);
+    });
+});

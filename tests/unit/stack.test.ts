@@ -1,4 +1,5 @@
 import {
+    BOOTSTRAP_HOST_PUBLIC_KEY,
     BOOTSTRAP_PRIVATE_KEY,
     BOOTSTRAP_PUBLIC_KEY,
     CLOSURE_1,
@@ -42,6 +43,7 @@ describe("pulumi up (update) with the default config", () => {
                 FIREWALL,
                 HOST_KEY,
                 HOST_KEY,
+                HOST_KEY,
                 RECORD,
                 RECORD,
                 SERVER,
@@ -53,7 +55,24 @@ describe("pulumi up (update) with the default config", () => {
     test("Hetzner gets one key, the stack's own bootstrap key, never the admins' keys", () => {
         expect(run.all(SSH_KEY).map((k) => k.inputs.publicKey)).toEqual([BOOTSTRAP_PUBLIC_KEY]);
         expect(run.all(SSH_KEY).map((k) => k.name)).toEqual(["blog-bootstrap"]);
-        expect(run.all(HOST_KEY).map((k) => k.inputs.algorithm)).toEqual(["ED25519", "ED25519"]);
+        expect(run.all(HOST_KEY).map((k) => k.inputs.algorithm)).toEqual(["ED25519", "ED25519", "ED25519"]);
+    });
+
+    test("the stock image presents a throwaway host key the stack made (cloud-init ssh_keys), and the install pins it", async () => {
+        const server = run.one(SERVER);
+        const userData = String(server.inputs.userData);
+        expect(userData.split("\n")[0]).toBe("#cloud-config");
+        expect(userData).toContain("ssh_deletekeys: true\nssh_genkeytypes: []\nssh_keys:\n  ed25519_private: |\n    -----BEGIN OPENSSH PRIVATE KEY-----\n");
+        expect(userData).toContain("    BOOTSTRAP-HOST-KEY-PRIVATE-MATERIAL\n");
+        expect(userData).toContain(`  ed25519_public: ${BOOTSTRAP_HOST_PUBLIC_KEY}\n`);
+        // Never the permanent host key, nor a login key: the metadata service serves user data for the server's life.
+        for (const other of [HOST_PRIVATE_KEY, BOOTSTRAP_PRIVATE_KEY]) expect(userData).not.toContain(`\n    ${other.split("\n")[1]}\n`);
+        expect(server.secretPaths).toContain("userData");
+        const install = run.all(COMMAND).find((c) => c.name.endsWith("nixos-anywhere"))!;
+        expect(install.inputs.environment).toMatchObject({ BOOTSTRAP_HOST_KEY: BOOTSTRAP_HOST_PUBLIC_KEY, HOST_KEY: HOST_PUBLIC_KEY });
+        // A server replaced for a new location or architecture gets a new one.
+        const key = run.all(HOST_KEY).find((k) => k.name === "blog-bootstrap-host-key")!;
+        expect(await valueOf(key.opts.replacementTrigger as any)).toBe("nbg1 x86_64-linux");
     });
 
     test("the firewall admits TCP 22, 80, 443 and ICMP from anywhere, and nothing else", () => {
@@ -85,7 +104,8 @@ describe("pulumi up (update) with the default config", () => {
     });
 
     test("the server ignores the image nixos-anywhere replaces, so an ordinary up never rebuilds it", () => {
-        expect(run.one(SERVER).opts.ignoreChanges).toEqual(["image", "sshKeys"]);
+        // userData too: servers made before the bootstrap host key stay where they are.
+        expect(run.one(SERVER).opts.ignoreChanges).toEqual(["image", "sshKeys", "userData"]);
     });
 
     test("a new architecture is a new server: the configuration's system is the server's replacement trigger", async () => {

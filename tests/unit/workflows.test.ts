@@ -174,7 +174,8 @@ describe("preview.yml", () => {
   });
 
   test("runs pulumi preview of the configured stack and edits its PR comment in place", () => {
-    const [step] = stepUsing(previewJob, "pulumi/actions");
+    // The step that runs a command (the first only installs the CLI for the mask step).
+    const step = stepUsing(previewJob, "pulumi/actions").find((s) => s.with?.command)!;
     expect(step.with).toMatchObject({
       command: "preview",
       "stack-name": "${{ vars.PULUMI_STACK }}",
@@ -190,15 +191,16 @@ describe("preview.yml", () => {
 
   test("posts the closure diff as a second comment, edited in place under a fixed header", () => {
     const closure = previewJob.steps.find((s) => s.id === "closure");
-    expect(closure?.run).toMatch(/bash scripts\/closure-diff\.sh --stack "\$PULUMI_STACK" --stack-output systemClosure/);
+    expect(closure?.run).toContain('args=(--stack "$PULUMI_STACK" --stack-output systemClosure --flake-attr "$flake$toplevel")');
+    expect(closure?.run).toContain('bash scripts/closure-diff.sh "${args[@]}"');
     // The system of the stack's own configuration, not a fixed one.
     expect(closure?.env?.FLAKE_ATTR).toBeUndefined();
     expect(closure?.run).toContain('setting nixosConfiguration');
-    expect(closure?.run).toContain('--flake-attr "$flake_attr"');
-    // The deployed closure comes from the server, host key pinned.
-    expect(closure?.run).toContain('from=(--from "ssh-ng://root@$DEPLOYED_IPV4")');
-    expect(closure?.run).toContain("StrictHostKeyChecking=yes");
-    expect(closure?.env?.DEPLOYED_HOST_KEY).toBe("${{ steps.preview.outputs.hostKey }}");
+    // The deployed closure is rebuilt from the base commit, never fetched from the server.
+    expect(closure?.env?.BASE_SHA).toBe("${{ github.event.pull_request.base.sha }}");
+    expect(closure?.run).toContain('args+=(--base-flake-attr "$base_flake$toplevel")');
+    expect(closure?.run).not.toMatch(/--from|ssh-ng:|NIX_SSHOPTS|StrictHostKeyChecking/);
+    expect(stepUsing(previewJob, "actions/checkout")[0].with).toMatchObject({ "fetch-depth": 0, "persist-credentials": false });
     const sticky = stepUsing(previewJob, "marocchino/sticky-pull-request-comment");
     expect(sticky).toHaveLength(1);
     expect(sticky[0].with).toEqual({ header: "nixos-closure-diff", path: "${{ steps.closure.outputs.comment }}" });
@@ -207,6 +209,79 @@ describe("preview.yml", () => {
 
   test("never cancels a running preview (a killed pulumi run can leave the stack locked)", () => {
     expect(preview.concurrency?.["cancel-in-progress"]).toBe(false);
+  });
+});
+
+describe("least privilege for pull requests (README, CI/CD)", () => {
+  const secretsOf = (job: Job) =>
+    new Set(strings(job).flatMap(([, v]) => [...v.matchAll(/\bsecrets\.([A-Za-z_][A-Za-z0-9_]*)/g)].map((m) => m[1])));
+
+  test("no workflow runs on pull_request_target or workflow_run (they hand a pull request's code the repository's secrets)", () => {
+    for (const file of files) {
+      expect(Object.keys(workflows[file].on)).not.toContain("pull_request_target");
+      expect(Object.keys(workflows[file].on)).not.toContain("workflow_run");
+    }
+  });
+
+  test("every job that reads a secret runs in an environment: no repository secret reaches a branch's own workflow", () => {
+    for (const file of files)
+      for (const [name, job] of Object.entries(workflows[file].jobs))
+        if (secretsOf(job).size > 0) expect({ file, name, environment: job.environment }).toEqual({ file, name, environment: expect.any(String) });
+  });
+
+  test("previews run in the `preview` environment (reviewers approve each run), deploys in `production`", () => {
+    expect(previewJob.environment).toBe("preview");
+    expect(deployJob.environment).toBe("production");
+  });
+
+  test("a preview holds no SSH key and never logs in to the server", () => {
+    expect(text["preview.yml"]).not.toMatch(/sshPrivateKey|DEPLOY_SSH_KEY|ssh-add|ssh-agent|ssh-ng:|NIX_SSHOPTS|id_ed25519/);
+    expect([...secretsOf(previewJob)].sort()).toEqual(
+      ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "CLOUDFLARE_API_TOKEN", "HCLOUD_TOKEN", "PULUMI_CONFIG_PASSPHRASE"].sort(),
+    );
+  });
+
+  test("the deploy key reaches only the deploy job, only the step that loads it into an ssh-agent (never a file), and the agent stops", () => {
+    const holders = deployJob.steps.filter((s) => strings(s).some(([, v]) => v.includes("secrets.DEPLOY_SSH_KEY")));
+    expect(holders.map((s) => s.name)).toEqual(["Load the deploy key into an ssh-agent"]);
+    expect(Object.keys(holders[0].env ?? {})).toEqual(["DEPLOY_SSH_KEY"]);
+    expect(holders[0].run).toContain('printf \'%s\\n\' "$DEPLOY_SSH_KEY" | ssh-add -q -t 5400 -');
+    expect(holders[0].run).toContain('echo "SSH_AUTH_SOCK=$SSH_AUTH_SOCK"');
+    const up = deployJob.steps.findIndex((s) => s.id === "up");
+    expect(deployJob.steps.indexOf(holders[0])).toBeLessThan(up);
+    const stop = deployJob.steps.find((s) => s.name === "Stop the ssh-agent")!;
+    expect(stop.if).toBe("${{ always() }}");
+    expect(deployJob.steps.indexOf(stop)).toBeGreaterThan(up);
+  });
+
+  test.each([
+    ["preview.yml", "pulumi preview"],
+    ["deploy.yml", "pulumi up"],
+  ])("%s masks a proxied stack's addresses before %s runs", (file, stepName) => {
+    const job = Object.values(workflows[file].jobs).find((j) => j.steps.some((s) => s.name === stepName))!;
+    const mask = job.steps.findIndex((s) => s.name === "Mask the origin's addresses (proxied stacks)");
+    expect(mask).toBeGreaterThan(-1);
+    expect(mask).toBeLessThan(job.steps.findIndex((s) => s.name === stepName));
+  });
+
+  test("the mask step masks the stack's ipv4 and ipv6 outputs of a proxied stack, only address-shaped values, and nothing otherwise", () => {
+    const mask = deployJob.steps.find((s) => s.name === "Mask the origin's addresses (proxied stacks)")!.run!;
+    const fake = (proxied: string, outputs: string) => (dir: string) => {
+      fs.writeFileSync(
+        path.join(dir, "pulumi"),
+        `#!/bin/sh\ncase "$1 $2 $3" in "config get proxied") echo ${proxied} ;; "stack output --stack") cat <<'EOF'\n${outputs}\nEOF\n ;; esac\n`,
+        { mode: 0o755 },
+      );
+    };
+    const outputs = JSON.stringify({ ipv4: "198.51.100.7", ipv6: "2001:db8::7", url: "https://blog.example.org/" });
+    const masked = runScript(mask, { PULUMI_STACK: "production" }, fake("true", outputs));
+    expect(masked.code).toBe(0);
+    expect(masked.stdout).toBe("::add-mask::198.51.100.7\n::add-mask::2001:db8::7\n");
+    const odd = runScript(mask, { PULUMI_STACK: "production" }, fake("true", JSON.stringify({ ipv4: "x\n::set-output name=a::b", ipv6: null })));
+    expect(odd.stdout).toBe("");
+    const plain = runScript(mask, { PULUMI_STACK: "production" }, fake("false", outputs));
+    expect(plain.code).toBe(0);
+    expect(plain.stdout).toBe("");
   });
 });
 
@@ -225,7 +300,7 @@ describe("deploy.yml", () => {
   });
 
   test("runs pulumi up of the configured stack", () => {
-    const [step] = stepUsing(deployJob, "pulumi/actions");
+    const step = stepUsing(deployJob, "pulumi/actions").find((s) => s.with?.command)!;
     expect(step.with).toMatchObject({
       command: "up",
       "stack-name": "${{ vars.PULUMI_STACK }}",
@@ -284,7 +359,7 @@ function runScript(script: string, env: Record<string, string>, setup: (dir: str
       cwd: dir,
       encoding: "utf8",
       timeout: 10_000,
-      env: { PATH: process.env.PATH, GITHUB_STEP_SUMMARY: summary, GITHUB_OUTPUT: output, RUNNER_TEMP: dir, ...env },
+      env: { PATH: `${dir}:${process.env.PATH}`, GITHUB_STEP_SUMMARY: summary, GITHUB_OUTPUT: output, RUNNER_TEMP: dir, ...env },
     });
     const read = (f: string) => (fs.existsSync(f) ? fs.readFileSync(f, "utf8") : "");
     return { code: result.status, stdout: result.stdout, summary: read(summary), output: read(output), pullRequest: read(path.join(dir, "pull-request.md")) };

@@ -35,6 +35,7 @@
 // (resource_unavailable)" (hetznercloud/packer-plugin-hcloud#198).
 import { createHash } from "crypto";
 import * as path from "path";
+import { parse as parseYaml } from "yaml";
 import { dnsFunctions, dnsResources } from "./hcloud-dns";
 import { storageBoxFunctions, storageBoxResources } from "./hcloud-storagebox";
 import { detachVolumesOf, volumeFunctions, volumeResources } from "./hcloud-volumes";
@@ -323,6 +324,19 @@ const SERVER_FORCE_NEW = ["image", "location", "datacenter", "userData", "sshKey
 /** Optional+Computed in internal/server/resource.go (v1.66.1): when the program leaves them out, the state's value stands. */
 const SERVER_COMPUTED_INPUTS = ["image", "location", "datacenter", "firewallIds"];
 
+/**
+ * The host key a new server's stock image presents, from its user data, as cloud-init's ssh module
+ * makes it (canonical/cloud-init cloudinit/config/cc_ssh.py, handle(): `ssh_deletekeys`, default true,
+ * removes the image's keys; with `ssh_keys`, exactly the keys given are written and none generated).
+ * Only ed25519 is modelled (the stack gives only that); undefined: the machine makes its own key.
+ */
+export function cloudInitHostKey(userData: unknown): string | undefined {
+    if (typeof userData !== "string" || !userData.startsWith("#cloud-config")) return undefined;
+    const config = parseYaml(userData) as { ssh_keys?: { ed25519_private?: unknown } } | null;
+    const key = config?.ssh_keys?.ed25519_private;
+    return typeof key === "string" ? key : undefined;
+}
+
 /** The user_data StateFunc: base64 of its SHA-1. */
 function userDataHash(userData: string): string {
     return createHash("sha1").update(userData).digest("base64");
@@ -552,7 +566,7 @@ const server: ResourceType = {
         });
         let machine: TargetInfo;
         try {
-            machine = await startTarget(reserved.record.target.dir, reserved.keys);
+            machine = await startTarget(reserved.record.target.dir, reserved.keys, cloudInitHostKey(news.userData));
         } catch (e) {
             await project.update((p) => {
                 delete p.servers[reserved.record.id];

@@ -50,6 +50,9 @@
 #   TARGET_AUTHORIZED_KEYS=FILE    root's authorized keys (default: the
 #                                  generated client key, DIR/client_key);
 #                                  inside: /etc/ssh/authorized_keys.d/root
+#   TARGET_HOST_KEY_FILE=FILE      the host's ed25519 private key (default: a
+#                                  new one): what cloud-init's ssh_keys gives
+#                                  a Hetzner server (the e2e hcloud stand-in)
 # Needs root, unshare, nsenter, ip, flock, /usr/sbin/sshd, python3.
 set -euo pipefail
 
@@ -87,7 +90,12 @@ write_files() {
   local dir=$1 port=$2 address
   shift 2
   mkdir -p "$dir/etc-ssh" "$dir/etc-nix" "$dir/health" "$dir/root-home" "$dir/var-lib"
-  ssh-keygen -q -t ed25519 -N '' -C blog-test-target -f "$dir/etc-ssh/ssh_host_ed25519_key"
+  if [[ -n ${TARGET_HOST_KEY_FILE:-} ]]; then
+    install -m 600 "$TARGET_HOST_KEY_FILE" "$dir/etc-ssh/ssh_host_ed25519_key"
+    ssh-keygen -y -f "$dir/etc-ssh/ssh_host_ed25519_key" >"$dir/etc-ssh/ssh_host_ed25519_key.pub"
+  else
+    ssh-keygen -q -t ed25519 -N '' -C blog-test-target -f "$dir/etc-ssh/ssh_host_ed25519_key"
+  fi
   ssh-keygen -q -t ed25519 -N '' -C blog-test-client -f "$dir/client_key"
   # Root's keys live under /etc/ssh inside the namespace, as on NixOS
   # (/etc/ssh/authorized_keys.d/root), so that an install can replace them.

@@ -65,6 +65,9 @@ function mustRun(cmd: string, args: string[], timeoutMs = 60_000): string {
   return r.stdout;
 }
 
+/** "<address> <port>" of every target this process started: the control masters to look for. */
+const startedTargets = new Set<string>();
+
 /**
  * Starts a target; storeSize/bootSize are tmpfs sizes such as "256m". `netns` gives it a network
  * namespace of its own (198.18.N.2, and fd42:b10b:N::2 unless ipv6 is false).
@@ -91,6 +94,7 @@ export function startTarget(
     const m = /^([A-Z][A-Z0-9_]*)=(.*)$/.exec(line);
     if (m) env[m[1]] = m[2].replace(/^'(.*)'$/, "$1");
   }
+  startedTargets.add(`${env.TARGET_ADDR4} ${env.TARGET_PORT}`);
   return {
     dir,
     addr4: env.TARGET_ADDR4,
@@ -293,7 +297,10 @@ export function waitFor(check: () => boolean, timeoutMs: number): boolean {
   return check();
 }
 
-/** Pids of SSH control masters deploy.sh started that are still running. */
+/**
+ * Pids of SSH control masters deploy.sh started that are still running, for a target this process
+ * started (other test runs on the machine have masters of their own meanwhile).
+ */
 export function leftoverControlMasters(): number[] {
   const pids: number[] = [];
   for (const entry of fs.readdirSync("/proc")) {
@@ -304,7 +311,14 @@ export function leftoverControlMasters(): number[] {
     } catch {
       continue;
     }
-    if (cmdline.includes("ControlMaster=yes") && cmdline.includes("/tmp/blog-deploy.")) pids.push(Number(entry));
+    // The scripts' work directories: <tmpfs>/blog-deploy.<pid>-<start>.<random> (scripts/lib/common.sh).
+    if (!cmdline.includes("ControlMaster=yes") || !cmdline.includes("/blog-deploy.")) continue;
+    const args = cmdline.split("\0");
+    const mine = [...startedTargets].some((t) => {
+      const [address, port] = t.split(" ");
+      return args.includes(`root@${address}`) && args.some((a, i) => a === "-p" && args[i + 1] === port);
+    });
+    if (mine) pids.push(Number(entry));
   }
   return pids;
 }

@@ -31,12 +31,20 @@ function parseEnv(text: string): Record<string, string> {
 /**
  * Starts a target whose root accepts `authorizedKeys` (what Hetzner writes into root's
  * authorized_keys from the server's SSH keys); serves HTTPS with BLOG_E2E_TLS_CERT/KEY when set.
+ * `hostKey`, an ed25519 private key, is the one its sshd presents (what cloud-init's `ssh_keys`
+ * writes from the user data); without it the target makes its own. The interface to target.sh is
+ * one variable, TARGET_HOST_KEY_FILE (a file in `dir`, 0600).
  */
-export function startTarget(dir: string, authorizedKeys: string[]): Promise<TargetInfo> {
+export function startTarget(dir: string, authorizedKeys: string[], hostKey?: string): Promise<TargetInfo> {
     fs.mkdirSync(dir, { recursive: true });
     const keys = path.join(dir, "hetzner-authorized-keys");
     fs.writeFileSync(keys, authorizedKeys.map((k) => `${k.trim()}\n`).join(""), { mode: 0o600 });
     const env: NodeJS.ProcessEnv = { ...process.env, TARGET_NET: "netns", TARGET_AUTHORIZED_KEYS: keys };
+    if (hostKey !== undefined) {
+        const file = path.join(dir, "cloud-init-host-key");
+        fs.writeFileSync(file, hostKey.endsWith("\n") ? hostKey : `${hostKey}\n`, { mode: 0o600 });
+        env.TARGET_HOST_KEY_FILE = file;
+    }
     if (process.env.BLOG_E2E_TLS_CERT) env.TARGET_TLS_CERT = process.env.BLOG_E2E_TLS_CERT;
     if (process.env.BLOG_E2E_TLS_KEY) env.TARGET_TLS_KEY = process.env.BLOG_E2E_TLS_KEY;
     return new Promise((resolve, reject) => {
