@@ -1,4 +1,5 @@
 import * as pulumi from "@pulumi/pulumi";
+import { BackupRepository, checkStorageBox, repositoryStatus, statusMessages } from "./src/backup";
 import { readStackConfig } from "./src/config";
 import { NixosCheck, NixosDeploy } from "./src/deploy";
 import { BlogDns, HetznerDns, addressRecords } from "./src/dns";
@@ -44,6 +45,27 @@ const origin = config.proxied
           { zoneId: checked.apply(() => config.cloudflareZoneId), domain: checked.apply(() => host.domain), manageSslMode: config.manageSslMode },
       )
     : undefined;
+
+// Backups off the host: the repository's credentials (made, or adopted), and what it holds now,
+// asked of the repository itself at every preview and update.
+const backupTarget = config.backup.target;
+const backups =
+    backupTarget.kind !== "none"
+        ? new BackupRepository("blog", {
+              target: backupTarget,
+              password: config.backup.password,
+              domain: host.domain,
+              labels: checkedLabels,
+              checked: backupTarget.kind === "storagebox" ? pulumi.all([checked, checkStorageBox(backupTarget.storageBoxId)]) : checked,
+          })
+        : undefined;
+if (backups) {
+    pulumi.all([repositoryStatus(backups.statusEnvironment), checked]).apply(([status, c]) => {
+        const messages = statusMessages(status, c.dataRisks ?? []);
+        messages.info.forEach((m) => pulumi.log.info(m));
+        messages.warnings.forEach((m) => pulumi.log.warn(m));
+    });
+}
 
 // Where the host comes from: a new Hetzner server, or a machine you have.
 const machine =
@@ -123,7 +145,7 @@ const deployArgs = {
     hostKey: pinnedHostKey,
     domain: host.domain,
     sshPrivateKey: config.sshPrivateKey,
-    hostSecrets: { ...config.hostSecrets, ...origin?.hostSecrets },
+    hostSecrets: { ...config.hostSecrets, ...origin?.hostSecrets, ...backups?.hostSecrets },
     healthPinnedKey: host.tls === "cloudflare-origin" ? origin!.pin : undefined,
     // The firewall admits HTTP(S) from Cloudflare only: check the site from the host itself.
     healthVia: config.httpFromCloudflareOnly ? ("ssh" as const) : undefined,
@@ -172,6 +194,10 @@ export const nixosConfiguration = config.nixosConfiguration;
 export const dataVolume = data
     ? pulumi.output({ name: data.name, id: data.id, keptOnDestroy: config.dataVolumeId !== undefined || !config.deleteDataOnDestroy })
     : null;
+/** Where the backups go (null without): the target and restic's repository string, which holds no credential. */
+export const backup = backupTarget.kind !== "none" ? pulumi.output({ target: backupTarget.kind, repository: backups!.repository }) : null;
+/** The repository password (secret; `pulumi stack output --show-secrets backupPassword`): without it the backups cannot be read. */
+export const backupPassword = backups ? backups.password : null;
 /** The site's address records and where they live (`dns: none`: you create them at your DNS provider). */
 export const dnsRecords = pulumi
     .output(addressRecords(host.domain, addresses.ipv4, addresses.ipv6))

@@ -105,6 +105,8 @@
             pkgs.openssh
             pkgs.jq
             pkgs.curl
+            # The preview asks the backup repository for its newest snapshot (scripts/backup-status.sh).
+            pkgs.restic
           ];
         };
       });

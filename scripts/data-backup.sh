@@ -56,12 +56,16 @@ script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$script_dir/lib/common.sh"
 # shellcheck source=scripts/lib/data-target.sh
 source "$script_dir/lib/data-target.sh"
+# shellcheck source=scripts/lib/stack-outputs.sh
+source "$script_dir/lib/stack-outputs.sh"
+# backup_units_needing: the units that need the data volume, the rule the
+# host's backup job stops by too (one definition, sent to the target below).
+# shellcheck source=nix/modules/units/backup-lib.sh
+source "$script_dir/../nix/modules/units/backup-lib.sh"
 
 # The target's backup says so when the archive is complete but a unit did not
 # start again (the archive is kept; we exit EXIT_UNKNOWN).
 readonly EXIT_ARCHIVED_UNITS_DOWN=5
-# The most seconds `pulumi stack output` may take (it may decrypt the state).
-readonly PULUMI_TIMEOUT=120
 
 verb=""
 file=""
@@ -133,33 +137,6 @@ human() {
   numfmt --to=iec-i --suffix=B --round=nearest "$1"
 }
 
-# read_stack_outputs: TARGET_HOST and HOST_KEY, where unset, from the current
-# stack's outputs (ipv4, else ipv6; hostKey).
-read_stack_outputs() {
-  local json address key
-  ! has_value TARGET_HOST || ! has_value HOST_KEY || return 0
-  command -v pulumi >/dev/null ||
-    abort "$EXIT_BAD_INPUT" "TARGET_HOST and HOST_KEY are not both set, and pulumi is not on PATH to read them from the stack (pulumi stack output): set them, or run inside 'nix develop ./nix'"
-  command -v jq >/dev/null ||
-    abort "$EXIT_BAD_INPUT" "jq is not on PATH to read the stack's outputs: set TARGET_HOST and HOST_KEY, or run inside 'nix develop ./nix'"
-  step "$verb: reading the host from the stack (pulumi stack output --json)"
-  # --show-secrets: behind Cloudflare's proxy the addresses are secret outputs.
-  json=$(cd "$script_dir/.." && timeout "$PULUMI_TIMEOUT" pulumi stack output --json --show-secrets 2>"$work_dir/pulumi.err") ||
-    abort "$EXIT_BAD_INPUT" "pulumi stack output --json failed (exit $?): $(tail -n 3 "$work_dir/pulumi.err" | tr '\n' ' ' | sed 's/ $//'); set TARGET_HOST and HOST_KEY, or select the stack (pulumi stack select)"
-  address=$(jq -r 'if type == "object" then (.ipv4 // .ipv6 // "") else "" end' <<<"$json" 2>/dev/null) || address=""
-  key=$(jq -r 'if type == "object" then (.hostKey // "") else "" end' <<<"$json" 2>/dev/null) || key=""
-  if ! has_value TARGET_HOST; then
-    [[ -n $address ]] || abort "$EXIT_BAD_INPUT" "the stack has no output ipv4 or ipv6 (is it deployed? pulumi up first); set TARGET_HOST to reach the host"
-    TARGET_HOST=$address
-    info "TARGET_HOST=$(shown "$TARGET_HOST") (stack output)"
-  fi
-  if ! has_value HOST_KEY; then
-    [[ -n $key ]] || abort "$EXIT_BAD_INPUT" "the stack has no output hostKey (is it deployed? pulumi up first); set HOST_KEY to the host's public key line"
-    HOST_KEY=$key
-    info "HOST_KEY: $(fingerprint "$HOST_KEY" 2>/dev/null || shown "$HOST_KEY") (stack output)"
-  fi
-}
-
 parse_inputs() {
   require_set TARGET_HOST
   require_set HOST_KEY
@@ -223,28 +200,6 @@ on_target_check_data() {
   fi
 }
 
-# on_target_units_needing UNIT...: the service, socket, timer and path units
-# that need UNIT (Requires=, Requisite=, BindsTo=, through mount and service
-# units, transitively), and the units that trigger them; one a line.
-on_target_units_needing() {
-  local queue=("$@") seen=" " unit dep
-  while ((${#queue[@]} > 0)); do
-    unit=${queue[0]}
-    queue=("${queue[@]:1}")
-    for dep in $(systemctl show -p RequiredBy -p RequisiteOf -p BoundBy -p TriggeredBy --value "$unit"); do
-      [[ $seen != *" $dep "* ]] || continue
-      seen+="$dep "
-      case $dep in
-      *.service | *.socket | *.timer | *.path)
-        echo "$dep"
-        queue+=("$dep")
-        ;;
-      *.mount) queue+=("$dep") ;;
-      esac
-    done
-  done
-}
-
 # on_target_stop_data_users MOUNT WITH_BINDS: stops the units that need MOUNT
 # (and with WITH_BINDS=1 the other mounts of its device: bind mounts), and
 # records in `stopped` every unit that was active and is not any more. A unit
@@ -260,7 +215,7 @@ on_target_stop_data_users() {
   while IFS= read -r line; do
     [[ $line == "$mount_point" ]] || binds+=("$(systemd-escape --path --suffix=mount "$line")")
   done < <(on_target_mounts_of "$devnum")
-  mapfile -t units < <(on_target_units_needing "$mount_unit" "${binds[@]}" | sort -u)
+  mapfile -t units < <(backup_units_needing "$mount_unit" "${binds[@]}" | sort -u)
   ((with_binds == 0)) || units+=("${binds[@]}")
   if ((${#units[@]} == 0)); then
     info "no unit needs $mount_point: nothing to stop"
@@ -450,7 +405,7 @@ on_target_undo_restore() {
 
 # The functions sent to the target.
 readonly on_target_functions=(
-  "${data_target_functions[@]}" on_target_check_data on_target_units_needing on_target_stop_data_users
+  "${data_target_functions[@]}" on_target_check_data backup_units_needing on_target_stop_data_users
   on_target_start_stopped on_target_list_content on_target_exit on_target_backup on_target_restore
   on_target_move_back on_target_undo_restore
 )

@@ -16,8 +16,15 @@ readonly REPO_DIR
 # Nix (offline builds, the target's store), OpenSSH (the real deploy target),
 # ShellCheck (script lint), iproute2 (network namespaces for test hosts),
 # openssl (the e2e suite's test CA), util-linux (unshare, nsenter, flock), git (the flake
-# update's tests stand in for GitHub with local repositories).
-readonly APT_PACKAGES=(nix-bin openssh-server openssh-client shellcheck curl jq python3 iproute2 util-linux openssl e2fsprogs strace git)
+# update's tests stand in for GitHub with local repositories), restic (the backups: the
+# targets' and where pulumi runs).
+readonly APT_PACKAGES=(nix-bin openssh-server openssh-client shellcheck curl jq python3 iproute2 util-linux openssl e2fsprogs strace git restic)
+
+# versitygw, the S3 server the backup tests use (Apache-2.0; a real S3 gateway
+# over a directory), built from the Go module proxy once per version.
+readonly VERSITYGW_VERSION=v1.8.0
+VERSITYGW_CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/blog-versitygw/$VERSITYGW_VERSION
+readonly VERSITYGW_CACHE
 
 # Node.js 22 from the npm registry's node-linux-<arch> package, which carries the
 # binary itself (package/bin/node): the one registry this project's machines reach.
@@ -117,6 +124,24 @@ build_engine() {
   bash "$REPO_DIR/scripts/build-engine.sh"
 }
 
+# install_versitygw: `go install` of versitygw $VERSITYGW_VERSION into
+# $VERSITYGW_CACHE (about 6 minutes on 2 cores the first time; its go.mod has
+# no replace directives). tests/integration/harness/backup-server.sh runs it.
+install_versitygw() {
+  if [[ -x $VERSITYGW_CACHE/versitygw ]]; then
+    echo "versitygw $VERSITYGW_VERSION in $VERSITYGW_CACHE"
+    return
+  fi
+  command -v go >/dev/null || abort "go is not on PATH: the backup tests' S3 server (versitygw) is built with it"
+  rm -rf "$VERSITYGW_CACHE.partial"
+  mkdir -p "$VERSITYGW_CACHE.partial"
+  GOBIN=$VERSITYGW_CACHE.partial GOFLAGS=-mod=mod timeout 1800 go install "github.com/versity/versitygw/cmd/versitygw@$VERSITYGW_VERSION" ||
+    abort "building versitygw $VERSITYGW_VERSION failed"
+  rm -rf "$VERSITYGW_CACHE"
+  mv "$VERSITYGW_CACHE.partial" "$VERSITYGW_CACHE"
+  echo "versitygw $VERSITYGW_VERSION in $VERSITYGW_CACHE"
+}
+
 main() {
   if [[ ${1:-} == --node-bin ]]; then
     node_bin
@@ -132,6 +157,8 @@ main() {
   install_npm_packages
   step "Pulumi engine"
   build_engine
+  step "S3 server for the backup tests"
+  install_versitygw
 }
 
 main "$@"

@@ -1,5 +1,6 @@
 import { isIPv4, isIPv6 } from "net";
 import * as pulumi from "@pulumi/pulumi";
+import { BackupConfig, readBackupConfig } from "./backupConfig";
 import { HOST_KEY_TYPES, PublicKey, publicKeyOfPrivate, publicKeyProblem } from "./keys";
 
 /** A machine the stack does not create: its addresses, SSH port, and how the stack trusts it. */
@@ -64,6 +65,8 @@ export interface StackConfig {
     loginKey?: PublicKey;
     /** The fingerprint of a login key the admin keys may leave out (you have another way in). */
     allowRemovingLoginKey?: string;
+    /** Where restic keeps the host's backups (`backup*` keys; src/backupConfig.ts). */
+    backup: BackupConfig;
 }
 
 /** Defaults, the same as the `config:` block of Pulumi.yaml declares. */
@@ -84,13 +87,20 @@ export const configDefaults = {
     deleteDataOnDestroy: false,
     backups: false,
     ttl: 1,
+    backupTarget: "none",
 } as const;
 
 /** A host secret's name: a systemd credential name and a file name, and part of an environment variable's. */
 export const SECRET_NAME = /^[A-Za-z][A-Za-z0-9_]{0,63}$/;
 
-/** Secrets the stack itself delivers in proxied mode (see origin.ts); no `hostSecrets` entry may take these names. */
-export const STACK_SECRETS = ["cloudflareOriginCert", "cloudflareOriginKey", "cloudflareRealIp"] as const;
+/** Secrets the stack itself delivers in proxied mode (see origin.ts). */
+export const ORIGIN_SECRETS = ["cloudflareOriginCert", "cloudflareOriginKey", "cloudflareRealIp"] as const;
+
+/** Secrets the stack itself delivers with backups on (see backup.ts). */
+export const BACKUP_SECRETS = ["backupRepository", "backupPassword", "backupEnvironment"] as const;
+
+/** The stack's own secrets: no `hostSecrets` entry may take these names. */
+export const STACK_SECRETS = [...ORIGIN_SECRETS, ...BACKUP_SECRETS] as const;
 
 export const NAMESPACE = "blog";
 
@@ -281,6 +291,11 @@ export function readStackConfig(cfg: pulumi.Config = new pulumi.Config(NAMESPACE
         backups: flag("backups"),
         ttl: integer("ttl", ttlCheck),
         hostSecrets: readHostSecrets(),
+        backup: readBackupConfig({
+            raw,
+            problem: (name, value, expected) => problems.push(new InputProblem(key(name), value, expected)),
+            isSecret: (name) => isSecretConfig(key(name)),
+        }),
     };
     const hetznerOnly = (name: "volumeSize" | "backups" | "httpFromCloudflareOnly", set: boolean) => {
         if (set && host !== "hetzner") {
@@ -400,7 +415,7 @@ export function readStackConfig(cfg: pulumi.Config = new pulumi.Config(NAMESPACE
             if (!SECRET_NAME.test(secret)) {
                 problems.push(new InputProblem(at, "[secret]", "a name of letters, digits and _ that starts with a letter, at most 64 characters"));
             } else if ((STACK_SECRETS as readonly string[]).includes(secret)) {
-                problems.push(new InputProblem(at, "[secret]", `another name: ${STACK_SECRETS.join(", ")} are the stack's own (proxied mode)`));
+                problems.push(new InputProblem(at, "[secret]", `another name: ${STACK_SECRETS.join(", ")} are the stack's own (proxied mode, backups)`));
             } else if (typeof value !== "string" && typeof value !== "number" && typeof value !== "boolean") {
                 problems.push(new InputProblem(at, `[secret, ${Array.isArray(value) ? "a list" : value === null ? "null" : "an object"}]`, `a text value: ${example}`));
             } else if (String(value).length === 0 || String(value).includes("\0")) {

@@ -1,4 +1,4 @@
-import { InputProblem, STACK_SECRETS, STORE_PATH, StackConfig, failOn } from "./config";
+import { BACKUP_SECRETS, InputProblem, ORIGIN_SECRETS, STACK_SECRETS, STORE_PATH, StackConfig, failOn } from "./config";
 import { ADMIN_KEY_TYPES, fingerprint, keyId, parsePublicKey, publicKeyProblem } from "./keys";
 import { evalAttribute, evaluateFlake, toplevelAttribute } from "./nixEval";
 
@@ -27,6 +27,8 @@ export interface HostEvaluation {
     host: HostFacts;
     /** Names of the secrets the configuration's services read (`blog.secrets`), which the deploy must deliver. */
     secrets: string[];
+    /** What the host's backup job copies (`blog.backup.paths`: the data volume or the state directories, and extra paths). */
+    backupPaths: string[];
     /** Store path of `config.system.build.toplevel`. */
     toplevel: string;
     /** What the plan should say about the combination, without refusing it. */
@@ -108,6 +110,8 @@ export function checkEvaluation(raw: unknown, config: StackConfig): HostEvaluati
     problems.push(...dataVolumeProblems(host, config, option));
     const secrets = isRecord(raw) && Array.isArray(raw.secrets) ? raw.secrets.filter((s): s is string => typeof s === "string") : [];
     problems.push(...secretProblems(secrets, config, warnings));
+    const backupPaths = isRecord(raw) && Array.isArray(raw.backupPaths) ? raw.backupPaths.filter((s): s is string => typeof s === "string") : [];
+    problems.push(...backupProblems(backupPaths, host, config, where, warnings));
 
     if (typeof toplevel !== "string" || !STORE_PATH.test(toplevel)) {
         problems.push(
@@ -116,7 +120,7 @@ export function checkEvaluation(raw: unknown, config: StackConfig): HostEvaluati
     }
 
     failOn(problems, `The host facts in ${where} cannot be deployed:`);
-    return { host: host as unknown as HostFacts, secrets, toplevel: toplevel as string, warnings };
+    return { host: host as unknown as HostFacts, secrets, backupPaths, toplevel: toplevel as string, warnings };
 }
 
 type Option = (name: string) => string;
@@ -208,12 +212,17 @@ function dataVolumeProblems(host: Record<string, unknown>, config: StackConfig, 
 /** Every secret the configuration's services read is in the stack config; the stack's own come with proxied mode. */
 function secretProblems(declared: string[], config: StackConfig, warnings: string[]): InputProblem[] {
     const provided = new Set(Object.keys(config.hostSecrets));
-    const fromStack = new Set<string>(config.proxied ? STACK_SECRETS : []);
+    const fromStack = new Set<string>([
+        ...(config.proxied ? ORIGIN_SECRETS : []),
+        ...(config.backup.target.kind !== "none" ? BACKUP_SECRETS : []),
+    ]);
     const problems = declared
         .filter((name) => !provided.has(name) && !fromStack.has(name))
         .map((name) =>
-            (STACK_SECRETS as readonly string[]).includes(name)
+            (ORIGIN_SECRETS as readonly string[]).includes(name)
                 ? new InputProblem(`blog.secrets.${name}`, null, `blog:proxied true: the stack delivers ${name} in proxied mode only`)
+                : (STACK_SECRETS as readonly string[]).includes(name)
+                ? new InputProblem(`blog.secrets.${name}`, null, `a blog:backupTarget other than none: the stack delivers ${name} with backups only`)
                 : new InputProblem(
                       `blog:hostSecrets.${name}`,
                       null,
@@ -228,6 +237,32 @@ function secretProblems(declared: string[], config: StackConfig, warnings: strin
         );
     }
     return problems;
+}
+
+/**
+ * Backups need something to copy: the data volume, or without one the services' state directories
+ * on the root disk (`blog.data.directories`), and the paths the host file adds
+ * (`blog.backup.extraPaths`); nix/modules/backup.nix computes the list as `blog.backup.paths`.
+ */
+function backupProblems(paths: string[], host: Record<string, unknown>, config: StackConfig, where: string, warnings: string[]): InputProblem[] {
+    if (config.backup.target.kind === "none") return [];
+    if (paths.length === 0) {
+        return [
+            new InputProblem(
+                "blog:backupTarget",
+                config.backup.target.kind,
+                `none, as ${where}.config.blog.backup.paths is empty: the host has no data volume (blog.host.dataVolume), no state ` +
+                    "directories (blog.data.directories) and no blog.backup.extraPaths, so a backup would copy nothing",
+            ),
+        ];
+    }
+    if (host.dataVolume !== true) {
+        warnings.push(
+            `backups copy ${paths.join(", ")} from the server's own disk (no data volume): they cover a lost server too, ` +
+                "but a restore onto a new server needs its services' state directories at the same paths.",
+        );
+    }
+    return [];
 }
 
 /**

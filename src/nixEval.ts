@@ -8,7 +8,7 @@ import * as pulumi from "@pulumi/pulumi";
 
 /** The Nix expression applied to `nixosConfigurations.<name>`; the flake's host-facts module declares `blog.host`. */
 export const EVAL_APPLY =
-    "c: { host = c.config.blog.host; secrets = builtins.attrNames (c.config.blog.secrets or { }); toplevel = c.config.system.build.toplevel.outPath; }";
+    "c: { host = c.config.blog.host; secrets = builtins.attrNames (c.config.blog.secrets or { }); backupPaths = c.config.blog.backup.paths or [ ]; toplevel = c.config.system.build.toplevel.outPath; }";
 
 /** The attribute evaluated for a flake and configuration, as shown in errors. */
 export function evalAttribute(flake: string, configuration: string): string {

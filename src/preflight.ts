@@ -109,9 +109,11 @@ export interface DataArgs {
  * What the plan does to the services' state: refusals (a volume cannot change location, nor
  * shrink) and warnings for every plan that replaces the server or lets go of the volume.
  */
-export function dataProblems(a: DataArgs): { problems: InputProblem[]; warnings: string[] } {
+export function dataProblems(a: DataArgs): { problems: InputProblem[]; warnings: string[]; risks: string[] } {
     const problems: InputProblem[] = [];
     const warnings: string[] = [];
+    // One sentence per thing the plan does that a backup should cover (backup.ts adds its age).
+    const risks: string[] = [];
     const volume = a.current;
     if (volume && a.volumeSize > 0 && !a.existing) {
         if (volume.location !== undefined && volume.location !== a.location) {
@@ -136,6 +138,7 @@ export function dataProblems(a: DataArgs): { problems: InputProblem[]; warnings:
     }
     // A volume the stack let go of earlier is detached: only an attached one is still the stack's.
     if (volume && !a.existing && volume.serverId !== undefined && volume.serverId !== null && a.volumeSize === 0) {
+        risks.push(`This plan ${a.deleteOnDestroy ? "deletes" : "lets go of"} the data volume ${volume.name}.`);
         warnings.push(
             a.deleteOnDestroy
                 ? `DATA LOSS: blog:volumeSize is 0 and blog:deleteDataOnDestroy is true: this plan DELETES the data volume ${volume.name} ` +
@@ -157,6 +160,7 @@ export function dataProblems(a: DataArgs): { problems: InputProblem[]; warnings:
         server !== undefined &&
         (server.location !== a.location || (serverType !== undefined && serverType.architecture !== newArchitecture));
     if (replaced && problems.length === 0) {
+        risks.push(`This plan replaces the server (${server!.serverType} in ${server!.location}).`);
         warnings.push(
             (a.volumeSize > 0 || a.existing) && volume
                 ? `This plan replaces the server (${server!.serverType} in ${server!.location} becomes a new one): the data volume ` +
@@ -166,7 +170,7 @@ export function dataProblems(a: DataArgs): { problems: InputProblem[]; warnings:
                       "(README, Data and backups).",
         );
     }
-    return { problems, warnings };
+    return { problems, warnings, risks };
 }
 
 export interface PlacementArgs {
@@ -371,6 +375,8 @@ export interface Preflight {
     liveSystem?: HostFacts["system"];
     /** The volume blog:dataVolumeId names, as Hetzner has it. */
     existingVolume?: { id: string; name: string; linuxDevice: string };
+    /** What the plan does to the services' state that a backup should cover (a replaced server, a volume let go of). */
+    dataRisks?: string[];
 }
 
 /** A volume you have can be the data volume when it is in the server's location and not attached to another server. */
@@ -532,6 +538,7 @@ export function preflight(a: PreflightArgs): pulumi.Output<Preflight> {
             problems.push(...data.problems);
             // Shown in every preview and update whose plan does this, before anything is changed.
             data.warnings.forEach((w) => pulumi.log.warn(w));
+            result.dataRisks = data.risks;
         }
         if (a.dns === "hetzner") {
             const found = hetznerZoneFor(a.domain, hzZones);

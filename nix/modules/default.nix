@@ -9,6 +9,7 @@
     ./hardware-hetzner.nix
     ./disk.nix
     ./data.nix
+    ./backup.nix
     ./network.nix
     ./access.nix
     ./backend.nix

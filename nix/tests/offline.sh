@@ -26,7 +26,23 @@ while IFS= read -r -d '' file; do
 done < <(find "$nix_dir" -name '*.nix' -print0)
 
 step "the host's shell scripts pass shellcheck"
-shellcheck --shell=bash "$nix_dir"/modules/*.sh "$nix_dir"/tests/*.sh
+shellcheck --shell=bash "$nix_dir"/modules/*.sh "$nix_dir"/modules/units/*.sh "$nix_dir"/tests/*.sh
+
+step "the backup's units render from their data (nix/modules/units/backup.nix, as the test systems render them)"
+nix-instantiate --eval --strict --json -E \
+  "let b = import $nix_dir/../tests/integration/harness/backup-units.nix { modules = $nix_dir/modules; }; in builtins.attrNames b.units" \
+  >"$tmp/backup_units.json"
+python3 - "$tmp/backup_units.json" <<'PYTHON'
+import json
+import sys
+
+units = set(json.load(open(sys.argv[1])))
+expected = {"restic-backups-blog.service", "restic-backups-blog.timer", "restic-backups-blog-prune.service",
+            "restic-backups-blog-check.service", "restic-backups-blog-check.timer", "blog-backup-drill.service",
+            "blog-backup-drill.timer"}
+if units != expected:
+    sys.exit(f"the backup's units are {sorted(units)}; expected {sorted(expected)}")
+PYTHON
 
 step "the host's shell scripts behave (stand-ins for what only NixOS has; needs root)"
 bash "$nix_dir/tests/host-scripts-test.sh"

@@ -47,6 +47,8 @@ export interface Configuration {
     secrets?: string[];
     /** Whether its activation makes the site answer; defaults to true (false: the deploy's health check fails). */
     healthy?: boolean;
+    /** The backup's units (tests/integration/harness/backup-units.nix) and the backend; defaults to none. */
+    backup?: boolean;
 }
 
 export interface OpResult {
@@ -164,7 +166,7 @@ export class E2eStack {
     async init(
         config: Record<string, string> = {},
         secretConfig: Record<string, string> = {},
-        opts: { providers?: boolean; host?: Partial<HostSpec> } = {},
+        opts: { providers?: boolean; host?: Partial<HostSpec>; env?: Record<string, string>; backup?: boolean } = {},
     ): Promise<void> {
         fs.mkdirSync(this.projectDir);
         for (const f of PROJECT_FILES) fs.cpSync(path.join(repoRoot, f), path.join(this.projectDir, f), { recursive: true });
@@ -173,7 +175,12 @@ export class E2eStack {
         fs.mkdirSync(nixDir);
         fs.copyFileSync(path.join(repoRoot, "tests/fixtures/e2e-flake/flake.nix"), path.join(nixDir, "flake.nix"));
         fs.copyFileSync(path.join(harnessDir, "closures.nix"), path.join(nixDir, "closures.nix"));
-        this.setConfiguration("blog", { host: this.hostFacts(opts.host), closure: "v1" });
+        // What the stack's scripts use from the flake (the backup's shared scripts, for
+        // scripts/backup-status.sh), and the backup's units for a test system.
+        fs.cpSync(path.join(repoRoot, "nix/modules/units"), path.join(nixDir, "modules/units"), { recursive: true });
+        fs.copyFileSync(path.join(repoRoot, "nix/modules/secret-names.nix"), path.join(nixDir, "modules/secret-names.nix"));
+        fs.copyFileSync(path.join(harnessDir, "backup-units.nix"), path.join(nixDir, "backup-units.nix"));
+        this.setConfiguration("blog", { host: this.hostFacts(opts.host), closure: "v1", backup: opts.backup });
 
         standInsDir ??= buildStandIns(path.join(os.tmpdir(), `blog-e2e-providers-${process.pid}`));
         const certs = makeCertificates(this.dir);
@@ -199,6 +206,7 @@ export class E2eStack {
             NIXOS_ANYWHERE: path.join(repoRoot, "tests/e2e/fake-nixos-anywhere.sh"),
             HEALTH_TIMEOUT: "20",
             CONNECT_TIMEOUT: "60",
+            ...opts.env,
         };
         const ws = await LocalWorkspace.create({
             workDir: this.projectDir,

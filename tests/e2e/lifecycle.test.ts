@@ -94,6 +94,8 @@ test("up creates the server, installs it, deploys and checks it, then DNS, then 
         systemClosure: s.toplevel(),
         nixosConfiguration: "blog",
         dataVolume: null,
+        backup: null,
+        backupPassword: null,
         dnsRecords: [
             { type: "A", name: DOMAIN, content: expect.any(String), managedBy: "cloudflare" },
             { type: "AAAA", name: DOMAIN, content: expect.any(String), managedBy: "cloudflare" },

@@ -18,7 +18,7 @@ describe("evaluateFlake with the real nix", () => {
 
     test("returns the host facts and the toplevel's store path without building it", () => {
         const raw = evaluateFlake(flake, "blog");
-        const checked = checkEvaluation(raw, { ...configDefaults, hostSecrets: {}, cloudflareZoneId: "0".repeat(32), flake });
+        const checked = checkEvaluation(raw, { ...configDefaults, hostSecrets: {}, backup: { target: { kind: "none" } }, cloudflareZoneId: "0".repeat(32), flake });
         expect(checked.host.domain).toBe("blog.example-site.org");
         expect(checked.toplevel).toMatch(/^\/nix\/store\/[0-9a-z]{32}-nixos-system-blog-test$/);
         expect(fs.existsSync(checked.toplevel)).toBe(false);

@@ -40,6 +40,7 @@ describe("stack config", () => {
             backups: false,
             ttl: 1,
             hostSecrets: {},
+            backup: { target: { kind: "none" }, password: undefined },
         });
     });
 
@@ -48,6 +49,10 @@ describe("stack config", () => {
         for (const [key, value] of Object.entries(configDefaults)) {
             const declared = new RegExp(`\\n  ${key}:\\n    type: \\w+\\n    description: .+\\n    default: ${value}\\n`);
             expect([key, declared.test(project)]).toEqual([key, true]);
+        }
+        const backupKeys = ["backupStorageBoxId", "backupStorageBoxHostKey", "backupS3Endpoint", "backupS3Bucket", "backupS3Region"];
+        for (const key of [...backupKeys, "backupS3AccessKeyId", "backupS3SecretAccessKey", "backupPassword"]) {
+            expect(project).toContain(`\n  ${key}:\n    type: string\n`);
         }
         for (const key of ["cloudflareZoneId", "systemClosure", "sshPrivateKey", "hostIpv4", "hostIpv6", "hostKey", "wipeDiskOf"]) {
             expect(project).toContain(`\n  ${key}:\n    type: string\n`);

@@ -7,7 +7,7 @@ import { ADMIN_KEY, CLOSURE_1, ZONE_ID, evaluation, runProgram } from "./program
 const PLACEHOLDER_KEY =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA PLACEHOLDER-replace-with-your-own-key";
 
-const config: StackConfig = { ...configDefaults, hostSecrets: {}, cloudflareZoneId: ZONE_ID };
+const config: StackConfig = { ...configDefaults, hostSecrets: {}, backup: { target: { kind: "none" } }, cloudflareZoneId: ZONE_ID };
 const ATTR = './nix#nixosConfigurations."blog".config.blog.host';
 
 function problems(raw: unknown, stack: StackConfig = config): string {
@@ -25,6 +25,7 @@ describe("host facts read from the flake", () => {
         expect(checkEvaluation(evaluation(), config)).toEqual({
             host: { ...host, tls: "acme", dataVolume: false },
             secrets: [],
+            backupPaths: ["/data"],
             toplevel,
             warnings: [],
         });

@@ -46,6 +46,8 @@ export interface Evaluation {
         dataVolume?: boolean;
     };
     secrets?: string[];
+    /** `blog.backup.paths` of the host (nix/modules/backup.nix); defaults to ["/data"]. */
+    backupPaths?: string[];
     toplevel: string;
 }
 
@@ -60,6 +62,7 @@ export function evaluation(overrides: Partial<Evaluation["host"]> = {}, toplevel
             disk: null,
             ...overrides,
         },
+        backupPaths: ["/data"],
         toplevel,
     };
 }
@@ -116,7 +119,14 @@ export interface RunOptions {
     volumes?: Record<number, { name: string; size: number; location: string; serverId?: number }>;
     /** The zone's SSL mode, as getZoneSetting answers for `ssl`; defaults to strict. */
     sslMode?: string;
+    /** Storage Boxes by id, as getStorageBox answers; defaults to none. */
+    storageBoxes?: Record<number, { username: string; server: string; location: string }>;
+    /** What scripts/backup-status.sh prints (the command:local:run invoke); defaults to an empty repository. */
+    backupStatus?: string;
 }
+
+/** The generated passwords' value in the mocks (a RandomPassword's `result`). */
+export const RANDOM_PASSWORD = "GeneratedRandomPasswordForTheMocks-0123456789abcdef";
 
 /** Numeric ids, the way Hetzner hands them out. */
 let nextId = 1000;
@@ -165,6 +175,11 @@ export async function runProgram(options: RunOptions = {}): Promise<ProgramRun> 
                     } else if (args.type === "tls:index/privateKey:PrivateKey") {
                         state.publicKeyOpenssh = `${BOOTSTRAP_PUBLIC_KEY}\n`;
                         state.privateKeyOpenssh = BOOTSTRAP_PRIVATE_KEY;
+                    } else if (args.type === "random:index/randomPassword:RandomPassword") {
+                        state.result = `${RANDOM_PASSWORD}-${args.name}`;
+                    } else if (args.type === "hcloud:index/storageBoxSubaccount:StorageBoxSubaccount") {
+                        state.username = "u1234-sub1";
+                        state.server = "u1234-sub1.your-storagebox.de";
                     } else if (args.type === "command:local:Command" && args.inputs.create === "bash scripts/deploy.sh") {
                         // What scripts/deploy.sh prints last on stdout when it succeeds.
                         const closure = unwrapSecrets(args.inputs.environment, "", []).SYSTEM_CLOSURE;
@@ -202,6 +217,14 @@ export async function runProgram(options: RunOptions = {}): Promise<ProgramRun> 
                     }
                     if (args.token === "cloudflare:index/getZoneSetting:getZoneSetting") {
                         return { id: "ssl", settingId: "ssl", value: options.sslMode ?? "strict", editable: true, enabled: true };
+                    }
+                    if (args.token === "hcloud:index/getStorageBox:getStorageBox") {
+                        const box = options.storageBoxes?.[args.inputs.id];
+                        if (!box) throw new Error(`storage box not found: id ${args.inputs.id}`);
+                        return { ...box, id: args.inputs.id };
+                    }
+                    if (args.token === "command:local:run") {
+                        return { ...args.inputs, stdout: options.backupStatus ?? '{"state":"empty"}', stderr: "" };
                     }
                     if (args.token === "cloudflare:index/getIpRanges:getIpRanges") {
                         return { etag: "e", jdcloudCidrs: [], ...CLOUDFLARE_RANGES };

@@ -217,6 +217,8 @@ describe("pulumi up (update) with the default config", () => {
             systemClosure: CLOSURE_1,
             nixosConfiguration: "blog",
             dataVolume: null,
+            backup: null,
+            backupPassword: null,
             dnsRecords: [
                 { type: "A", name: "blog.example-site.org", content: SERVER_IPV4, managedBy: "cloudflare" },
                 { type: "AAAA", name: "blog.example-site.org", content: SERVER_IPV6, managedBy: "cloudflare" },

@@ -15,7 +15,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 readonly HERE
 REPO=$(cd "$HERE/../../.." && pwd)
 readonly REPO
-readonly PLUGINS=(hcloud cloudflare tls command)
+readonly PLUGINS=(hcloud cloudflare tls command random)
 
 abort() {
   echo "build.sh: $*" >&2

@@ -37,6 +37,7 @@ import { createHash } from "crypto";
 import * as path from "path";
 import { parse as parseYaml } from "yaml";
 import { dnsFunctions, dnsResources } from "./hcloud-dns";
+import { storageBoxFunctions, storageBoxResources } from "./hcloud-storagebox";
 import { detachVolumesOf, volumeFunctions, volumeResources } from "./hcloud-volumes";
 import { configFailure, multiError, resourceFailure } from "./lib/bridge";
 import {
@@ -876,8 +877,9 @@ serve(
             "hcloud:index/firewall:Firewall": firewall,
             ...dnsResources,
             ...volumeResources,
+            ...storageBoxResources,
         },
-        functions: { ...functions, ...dnsFunctions, ...volumeFunctions },
+        functions: { ...functions, ...dnsFunctions, ...volumeFunctions, ...storageBoxFunctions },
     },
     process.argv.slice(2),
 );
