@@ -1,6 +1,7 @@
-// deploy.sh against a real target: an sshd in its own mount namespace with
-// its own Nix store (see harness/target.sh). The tests run in order on one
-// target; each states the state it starts from.
+// deploy.sh against a real target: a container with systemd as PID 1, its own
+// network and its own Nix store (see harness/target.sh), running fake systems
+// whose units and switch-to-configuration are real (harness/closures.nix). The
+// tests run in order on one target; each states the state it starts from.
 import { execFileSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
@@ -12,9 +13,11 @@ import {
   buildClosure,
   changeHostKey,
   closedPort,
+  copyClosureSources,
   copyToTarget,
   currentSystem,
   generation,
+  healthPage,
   killGroup,
   leftoverControlMasters,
   onTarget,
@@ -42,15 +45,10 @@ function t(): Target {
   return target;
 }
 
-function healthPage(): string {
-  const file = path.join(t().dir, "health", "health.txt");
-  return fs.existsSync(file) ? fs.readFileSync(file, "utf8").trim() : "";
-}
-
 // Every deploy, whatever its outcome, closes its SSH connection on exit.
 function deploy(closure: string, extra: Record<string, string> = {}) {
   const r = runScript("deploy.sh", scriptEnv(t(), { SYSTEM_CLOSURE: closure, ...extra }));
-  expect(leftoverControlMasters()).toEqual([]);
+  expect(leftoverControlMasters(t())).toEqual([]);
   return r;
 }
 
@@ -90,7 +88,7 @@ test("first deploy copies the closure, activates generation 1 and passes the hea
   expect(targetHasPath(t(), closures.first)).toBe(true);
   expect(currentSystem(t())).toBe(closures.first);
   expect(generation(t())).toBe(1);
-  expect(healthPage()).toBe("blog ok first");
+  expect(healthPage(t())).toBe("blog ok first");
 });
 
 test("deploying the running closure again copies nothing, adds no generation and opens one connection", () => {
@@ -128,7 +126,7 @@ test("a failing activation is rolled back to the previous generation (exit 3, na
   expect(r.stderr).toContain(`rolled back: the host runs generation ${before.generation}`);
   expect(currentSystem(t())).toBe(before.system);
   expect(generation(t())).toBe(before.generation);
-  expect(healthPage()).toBe("blog ok second");
+  expect(healthPage(t())).toBe("blog ok second");
 });
 
 test("a clean activation that fails the health check is rolled back (exit 3)", () => {
@@ -141,7 +139,7 @@ test("a clean activation that fails the health check is rolled back (exit 3)", (
   expect(r.stderr).toContain(`rolled back: the host runs generation ${before.generation}`);
   expect(currentSystem(t())).toBe(before.system);
   expect(generation(t())).toBe(before.generation);
-  expect(healthPage()).toBe("blog ok second");
+  expect(healthPage(t())).toBe("blog ok second");
 });
 
 test("a page without the HEALTH_EXPECT content fails the health check and is rolled back (exit 3)", () => {
@@ -234,7 +232,8 @@ test("a deploy lost after the switch and before confirming is rolled back by the
   const rolledBack = waitFor(() => currentSystem(t()) === before.system, 15_000);
   expect(rolledBack).toBe(true);
   expect(generation(t())).toBe(before.generation);
-  expect(healthPage()).toBe("blog ok second");
+  // The switch back starts the site's unit of `second` after it points /run/current-system at it.
+  expect(waitFor(() => healthPage(t()) === "blog ok second", 15_000)).toBe(true);
 });
 
 test("a closure missing locally is built from FLAKE_ATTR; a FLAKE_ATTR that builds another path is refused (exit 1)", () => {
@@ -242,12 +241,12 @@ test("a closure missing locally is built from FLAKE_ATTR; a FLAKE_ATTR that buil
   try {
     const suffix = path.basename(flake).replace(/[^A-Za-z0-9]/g, "");
     const system = process.arch === "arm64" ? "aarch64-linux" : "x86_64-linux";
-    fs.copyFileSync(path.join(__dirname, "harness", "closures.nix"), path.join(flake, "closures.nix"));
+    copyClosureSources(flake);
     fs.writeFileSync(
       path.join(flake, "flake.nix"),
       `{ outputs = { self }: {
-          toplevel = import ./closures.nix { name = "flake-${suffix}"; system = "${system}"; };
-          other = import ./closures.nix { name = "other-${suffix}"; system = "${system}"; };
+          toplevel = import ./closures.nix { name = "flake-${suffix}"; system = "${system}"; modules = ./modules; };
+          other = import ./closures.nix { name = "other-${suffix}"; system = "${system}"; modules = ./modules; };
         }; }`,
     );
     const nix = ["--extra-experimental-features", "nix-command flakes"];
@@ -293,7 +292,7 @@ describe("deploy v2", () => {
   // Checks that no SSH control master is left, unless another deploy still runs.
   function deployTo(target: Target, closure: string, extra: Record<string, string> = {}, alone = true) {
     const r = runScript("deploy.sh", scriptEnv(target, { SYSTEM_CLOSURE: closure, ...extra }));
-    if (alone) expect(leftoverControlMasters()).toEqual([]);
+    if (alone) expect(leftoverControlMasters(target)).toEqual([]);
     return r;
   }
 
@@ -331,7 +330,7 @@ describe("deploy v2", () => {
   });
 
   afterAll(() => {
-    for (const pid of leftoverControlMasters()) killGroup(pid);
+    for (const target of targets) for (const pid of leftoverControlMasters(target)) killGroup(pid);
     for (const target of targets) stopTarget(target);
   });
 
@@ -386,7 +385,7 @@ describe("deploy v2", () => {
     expect(currentSystem(target)).toBe(v2.base);
     expect(profileSystem(target)).toBe(v2.base);
     expect(bootDefault(target)).toBe(v2.base);
-    expect(leftoverControlMasters()).toEqual([]);
+    expect(leftoverControlMasters(target)).toEqual([]);
   });
 
   test("two deploys at once: the second waits a bounded time and refuses, naming the holder; a patient one runs after", async () => {
@@ -417,7 +416,7 @@ describe("deploy v2", () => {
     expect(three.stderr).toContain(`the target runs ${v2.next}`); // it started after the first one committed
     expect(currentSystem(target)).toBe(v2.other);
     expect(bootDefault(target)).toBe(v2.other);
-    expect(leftoverControlMasters()).toEqual([]);
+    expect(leftoverControlMasters(target)).toEqual([]);
   });
 
   test("the lock of a dead deployer is taken over; its unconfirmed system is returned before the next deploy", async () => {
@@ -432,7 +431,7 @@ describe("deploy v2", () => {
     expect(currentSystem(target)).toBe(v2.next);
     killGroup(dead.pid);
     await dead.done;
-    for (const pid of leftoverControlMasters()) killGroup(pid); // its ssh master outlives it (ControlPersist)
+    for (const pid of leftoverControlMasters(target)) killGroup(pid); // its ssh master outlives it (ControlPersist)
 
     const r = deployTo(target, v2.unhealthy, { LOCK_WAIT: "30" });
 
@@ -505,12 +504,12 @@ describe("deploy v2", () => {
       const suffix = path.basename(flake).replace(/[^A-Za-z0-9]/g, "");
       const local = process.arch === "arm64" ? "aarch64-linux" : "x86_64-linux";
       const foreign = process.arch === "arm64" ? "x86_64-linux" : "aarch64-linux";
-      fs.copyFileSync(path.join(__dirname, "harness", "closures.nix"), path.join(flake, "closures.nix"));
+      copyClosureSources(flake);
       fs.writeFileSync(
         path.join(flake, "flake.nix"),
         `{ outputs = { self }: {
-            remote = import ./closures.nix { name = "remote-${suffix}"; system = "${local}"; };
-            foreign = import ./closures.nix { name = "foreign-${suffix}"; system = "${foreign}"; };
+            remote = import ./closures.nix { name = "remote-${suffix}"; system = "${local}"; modules = ./modules; };
+            foreign = import ./closures.nix { name = "foreign-${suffix}"; system = "${foreign}"; modules = ./modules; };
           }; }`,
       );
     });
