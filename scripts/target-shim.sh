@@ -9,10 +9,9 @@
 # "ping" gets no reply (the deployer's keepalive during long local steps).
 # `target-shim.sh <verb> <args...>` runs one request by hand, without the lock.
 #
-# With systemd (/run/systemd/system exists: the real NixOS host), activation,
-# commit, rollback and the rollback timer are transient systemd units. Without
-# systemd (the integration-test target) they are setsid'd processes whose
-# results are read back the same way. deploy.sh does not know which.
+# Activation, commit, rollback and the rollback timer are transient systemd
+# units (systemd-run), on the NixOS host as on the test targets, which boot
+# systemd too (tests/integration/harness/target.sh).
 #
 # State, all under /run/blog-deploy (gone at reboot, with everything it guards):
 #   lock          flock(1)ed by the serving shim for the whole deploy: one at a time
@@ -65,9 +64,7 @@
 #                          etc/blog/secret-units: "<name> <unit>..." lines)
 #   secrets-restart SECONDS
 #                          restarts those units if active, activating, reloading or failed:
-#                          restarted=<unit>, left=<unit> <state>; without systemd it only
-#                          records them in /run/blog-deploy/restarted (states from
-#                          /run/blog-deploy/unit-states, "<unit> <state>" lines; default active)
+#                          restarted=<unit>, left=<unit> <state>
 #   end                    releases the lock and ends the session
 set -euo pipefail
 
@@ -91,10 +88,6 @@ abort() {
 
 say() {
   echo "target: $*" >&2
-}
-
-has_systemd() {
-  [[ -d /run/systemd/system ]]
 }
 
 # tool NAME: an absolute path of NAME whose directory is resolved (on NixOS
@@ -142,25 +135,17 @@ holder_summary() {
     "$(date -u -d "@${since:-0}" '+%Y-%m-%d %H:%M:%S UTC')" "$(($(date +%s) - ${since:-0}))" "${pid:-?}"
 }
 
-# run_detached SECONDS COMMAND...: runs COMMAND outside this session (a dropped
-# SSH connection cannot stop it) and waits at most SECONDS (+10) for its exit
-# status, which becomes ours. Its output reaches our stderr.
+# run_detached SECONDS COMMAND...: runs COMMAND as a transient unit, outside
+# this session (a dropped SSH connection cannot stop it), and waits at most
+# SECONDS (+10) for its exit status, which becomes ours. Its last log lines
+# reach our stderr when it fails.
 run_detached() {
   local seconds=$1 status=0 unit
   shift
-  if has_systemd; then
-    unit=blog-deploy-run-$(date +%s%N)
-    timeout "$((seconds + 10))" systemd-run --quiet --wait --collect --unit="$unit" \
-      --property=Type=oneshot --property=TimeoutStartSec="$seconds" "$@" || status=$?
-    ((status == 0)) || journalctl --no-pager -q -o cat -n 40 -u "$unit" >&2 || true
-    return "$status"
-  fi
-  mkdir -p "$state_dir"
-  # setsid: its own session, so neither a hangup nor the end of this SSH
-  # session stops it. `wait` returns when it exits: no polling.
-  setsid timeout "$seconds" "$@" </dev/null >"$state_dir/run.log" 2>&1 9>&- &
-  wait "$!" || status=$?
-  ((status == 0)) || cat "$state_dir/run.log" >&2
+  unit=blog-deploy-run-$(date +%s%N)
+  timeout "$((seconds + 10))" systemd-run --quiet --wait --collect --unit="$unit" \
+    --property=Type=oneshot --property=TimeoutStartSec="$seconds" "$@" || status=$?
+  ((status == 0)) || journalctl --no-pager -q -o cat -n 40 -u "$unit" >&2 || true
   return "$status"
 }
 
@@ -173,16 +158,11 @@ locked() {
   lock_cmd=("$(tool flock)" -o -w "$seconds" "$switch_lock" "$@")
 }
 
+# cancel_timer: only ever after "decided" is written: a rollback the timer
+# might still start finds the decision taken and does nothing.
 cancel_timer() {
-  if has_systemd; then
-    systemctl stop "$rollback_unit.timer" 2>/dev/null || true
-    systemctl reset-failed "$rollback_unit.timer" "$rollback_unit.service" 2>/dev/null || true
-  elif [[ -f $deploy_dir/timer.pid ]]; then
-    # Only ever killed after "decided" is written: a rollback it might still
-    # start finds the decision taken and does nothing.
-    kill -- "-$(cat "$deploy_dir/timer.pid")" 2>/dev/null || true
-    rm -f "$deploy_dir/timer.pid"
-  fi
+  systemctl stop "$rollback_unit.timer" 2>/dev/null || true
+  systemctl reset-failed "$rollback_unit.timer" "$rollback_unit.service" 2>/dev/null || true
 }
 
 # run_rollback SECONDS: returns to the deploy's RETURN system now (the same
@@ -338,11 +318,11 @@ SCRIPT
 #                       system runs (CURRENT) is kept, any other is restored and its units
 #                       restarted (FILE as for restore); prints secrets=kept|restored
 write_secrets_script() {
-  local path=$1 systemctl=""
-  ! has_systemd || systemctl=$(tool systemctl)
+  local path=$1 systemctl
+  systemctl=$(tool systemctl)
   {
-    printf 'link=%s root=%s pending=%s run_dir=%s systemctl=%s\n' \
-      "$secrets_link" "$secrets_root" "$secrets_pending" "$state_dir" "$systemctl"
+    printf 'link=%s root=%s pending=%s systemctl=%s\n' \
+      "$secrets_link" "$secrets_root" "$secrets_pending" "$systemctl"
     printf 'ln=%s mv=%s rm=%s cp=%s sed=%s sync=%s\n' \
       "$(tool ln)" "$(tool mv)" "$(tool rm)" "$(tool cp)" "$(tool sed)" "$(tool sync)"
     cat <<'SCRIPT'
@@ -372,25 +352,14 @@ restart() {
   [ -f "$1" ] || return 0
   status=0
   for unit in $(field units "$1"); do
-    if [ -n "$systemctl" ]; then
-      state=$($systemctl is-active "$unit" 2>/dev/null)
-    else
-      state=active
-      if [ -f "$run_dir/unit-states" ]; then
-        while read -r name value; do
-          if [ "$name" = "$unit" ]; then state=$value; fi
-        done <"$run_dir/unit-states"
-      fi
-    fi
+    state=$($systemctl is-active "$unit" 2>/dev/null)
     case $state in
     active | activating | reloading | failed)
       # A unit that failed for want of its secret may have hit its start
       # limit (nginx does, restarting every 10 s): restart refuses such a
       # unit until its failed state is reset (systemd.unit(5), StartLimitBurst=).
-      [ "$state" != failed ] || [ -z "$systemctl" ] || $systemctl reset-failed "$unit" 2>/dev/null || true
-      if [ -z "$systemctl" ]; then
-        echo "$unit" >>"$run_dir/restarted"
-      elif ! $systemctl restart "$unit"; then
+      [ "$state" != failed ] || $systemctl reset-failed "$unit" 2>/dev/null || true
+      if ! $systemctl restart "$unit"; then
         echo "secrets: restarting $unit failed" >&2
         status=1
       fi
@@ -436,17 +405,10 @@ arm_timer() {
   local seconds=$1
   locked 900 /bin/sh "$deploy_dir/rollback.sh"
   cancel_timer
-  if has_systemd; then
-    systemd-run --quiet --unit="$rollback_unit" --on-active="$seconds" \
-      --timer-property=AccuracySec=1s --timer-property=RemainAfterElapse=no \
-      --description="blog deploy: return to $(cat "$deploy_dir/return-to") unless confirmed" \
-      "${lock_cmd[@]}"
-  else
-    # shellcheck disable=SC2016 # expanded by that shell
-    setsid /bin/sh -c 'sleep "$1"; shift; exec "$@"' timer "$seconds" "${lock_cmd[@]}" \
-      </dev/null >"$deploy_dir/timer.log" 2>&1 9>&- &
-    echo "$!" >"$deploy_dir/timer.pid"
-  fi
+  systemd-run --quiet --unit="$rollback_unit" --on-active="$seconds" \
+    --timer-property=AccuracySec=1s --timer-property=RemainAfterElapse=no \
+    --description="blog deploy: return to $(cat "$deploy_dir/return-to") unless confirmed" \
+    "${lock_cmd[@]}"
 }
 
 # prepare: status 2 if nothing was changed, 3 if making RETURN the boot
@@ -489,11 +451,7 @@ cmd_activate() {
 }
 
 cmd_failed_units() {
-  if has_systemd; then
-    systemctl --failed --no-legend --plain | awk '{print "unit=" $1}'
-  elif [[ -f $state_dir/failed-units ]]; then
-    sed 's/^/unit=/' "$state_dir/failed-units"
-  fi
+  systemctl --failed --no-legend --plain | awk '{print "unit=" $1}'
 }
 
 cmd_commit() {

@@ -45,6 +45,8 @@
 #                                                   printed), its node, links and cgroup entry
 #                                                   too, then the loop device is detached
 #   target.sh reclaim                               stops every target whose owner is dead
+#   target.sh leader DIR                            prints the host pid of the target's PID 1
+#                                                   (its files: /proc/<pid>/root/...)
 #
 # Environment of `start`:
 #   TARGET_IPV6=0                  no IPv6 address at all
@@ -720,6 +722,7 @@ main() {
   detach-disk) cmd_detach_disk "$@" ;;
   reclaim) cmd_reclaim ;;
   presented-key) presented_key "$@" ;;
+  leader) leader "$@" ;;
   supervise) cmd_supervise "$@" ;;
   *) abort "usage: target.sh start|stop|run|set-host-key|reboot|attach-disk|detach-disk|reclaim DIR ..." ;;
   esac

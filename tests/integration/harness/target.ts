@@ -156,6 +156,27 @@ export function rebootTarget(t: Target, opts: { clean?: boolean } = {}): void {
   mustRun(targetScript, ["reboot", t.dir, ...(opts.clean ? ["--clean"] : [])], 120_000);
 }
 
+/** The host pid of the target's PID 1 (systemd). */
+export function leaderPid(t: Target): number {
+  return Number(mustRun(targetScript, ["leader", t.dir]).trim());
+}
+
+/** A path inside the running target, as this machine reaches it (through its PID 1's root). */
+export function targetPath(t: Target, p: string): string {
+  return `/proc/${leaderPid(t)}/root${p}`;
+}
+
+/** The host pid of the target's sshd listener (ssh.service's main process). */
+export function sshdPid(t: Target): number {
+  const inside = onTarget(t, "systemctl show -p MainPID --value ssh.service");
+  const procs = path.join(`/sys/fs/cgroup/systemd/blog-test/blogt-${t.slot}/payload/system.slice/ssh.service/cgroup.procs`);
+  for (const pid of fs.readFileSync(procs, "utf8").split("\n").filter(Boolean)) {
+    const nspid = /^NSpid:\s+(.*)$/m.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"))?.[1].trim().split(/\s+/).pop();
+    if (nspid === inside) return Number(pid);
+  }
+  throw new Error(`no process of ssh.service on the target has the pid ${inside} inside it`);
+}
+
 /** The site's page as the target serves it over HTTP ("" unless it answers 200). */
 export function healthPage(t: Target): string {
   const r = run("curl", ["-s", "--max-time", "5", "--fail", `http://${t.addr4}:${t.healthPort}/health.txt`], { timeoutMs: 15_000 });
