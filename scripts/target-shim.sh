@@ -29,11 +29,14 @@
 #                             secret, the value byte-exact), at most two: the live set and,
 #                             while a deploy is undecided, the set from before it
 #   .../pending               the undecided delivery: previous=<set or ->, set=, return=, new=,
-#                             units= (to restart), committed=yes once the commit starts
+#                             units= (to restart), boot_id= (the boot it was made in),
+#                             committed=yes once the commit starts
 # A set is replaced by renaming a new symlink over the old one (rename(2)): a reader
 # sees the old set or the new one, never a mix. Rollback (deployer, timer, takeover)
 # points the link back at the previous set; commit deletes it. After a reboot the
-# pending set follows the running system (see secrets.sh's "resolve").
+# pending set follows the running system: at boot (blog-secrets-resolve.service,
+# which leaves a delivery of its own boot alone), else at the next takeover (see
+# secrets.sh's "resolve").
 #
 # Verbs:
 #   begin CLOSURE WAIT IDLE ORIGIN...  takes the lock (waits at most WAIT s; status 75
@@ -578,8 +581,11 @@ cmd_secrets_deliver() {
     say "secrets: the deploy is already decided: $(cat "$deploy_dir/decided")"
     exit 76
   fi
-  printf 'previous=%s\nset=%s\nreturn=%s\nnew=%s\nunits=%s\n' "$previous" "$set_name" "$return_to" "$new" "${units[*]}" \
-    >"$secrets_pending.new"
+  # boot_id: the boot this delivery belongs to. The boot unit that settles an
+  # undecided delivery (blog-secrets-resolve, nix/modules/units/secrets-resolve.nix)
+  # acts only on one of an earlier boot: this one is this deploy's to decide.
+  printf 'previous=%s\nset=%s\nreturn=%s\nnew=%s\nunits=%s\nboot_id=%s\n' "$previous" "$set_name" "$return_to" "$new" "${units[*]}" \
+    "$(cat /proc/sys/kernel/random/boot_id)" >"$secrets_pending.new"
   sync "$secrets_pending.new"
   mv "$secrets_pending.new" "$secrets_pending"
   ln -sfn "${secrets_root##*/}/$set_name" "$secrets_link.new"

@@ -114,8 +114,12 @@ in
     # deploy takes the lock. At boot, before any service reads a credential,
     # the deploy's own rule is applied (scripts/target-shim.sh, secrets.sh
     # "resolve"): a committed delivery whose system runs is kept, any other is
-    # undone. No unit runs yet, so nothing needs a restart. The unit and its
-    # script: units/secrets-resolve.nix, which the test systems render too.
+    # undone. No unit runs yet, so nothing needs a restart. It acts only on a
+    # delivery of an earlier boot, runs once per boot (RemainAfterExit) and is
+    # never restarted by a switch (restartIfChanged = false): activation starts
+    # sysinit.target, which would otherwise run it again in the middle of every
+    # deploy and undo that deploy's own delivery. The unit and its script:
+    # units/secrets-resolve.nix, which the test systems render too.
     systemd.services.blog-secrets-resolve = {
       inherit (resolve)
         description
