@@ -31,6 +31,8 @@ import {
   startTarget,
   stopTarget,
   targetHasPath,
+  tryOnTarget,
+  unitState,
   waitFor,
   waitForAsync,
 } from "./harness/target";
@@ -492,6 +494,58 @@ describe("deploy v2", () => {
     expect(r.stderr).toMatch(/rolled back to generation 1 .*, but it is not healthy either: .*IPv6, the AAAA record/);
     expect(r.status).toBe(4);
     expect(currentSystem(target)).toBe(v2.base);
+  });
+
+  // switch-to-configuration exits 4 while any unit is failed after the switch, one that failed
+  // before the deploy included: a start of every active target at its end runs again the units
+  // they want that are not running (switch-to-configuration-ng, main.rs), an ACME order that
+  // keeps failing among them. Here a oneshot wanted by multi-user.target that fails once
+  // /var/lib/blog-flaky/fail exists plays it.
+  describe("units that failed before the deploy", () => {
+    const flaky = {
+      "blog-flaky.service": {
+        text: "[Unit]\nDescription=Fails once /var/lib/blog-flaky/fail exists, as an ACME order that keeps failing\n\n[Service]\nType=oneshot\nExecStart=/bin/sh -c 'test ! -e /var/lib/blog-flaky/fail'\n",
+        wantedBy: ["multi-user.target"],
+      },
+    };
+    let systems: Record<string, string>;
+    let target: Target;
+
+    beforeAll(() => {
+      systems = {
+        base: buildClosure({ name: "flaky-base", units: flaky }),
+        next: buildClosure({ name: "flaky-next", changedDep: 1, units: flaky }),
+        breaks: buildClosure({ name: "flaky-breaks", fail: true, units: flaky }),
+      };
+      target = fresh();
+      const r = deployTo(target, systems.base);
+      expect(r.status).toBe(0);
+      // It fails now, days after the last deploy.
+      tryOnTarget(target, "mkdir -p /var/lib/blog-flaky && touch /var/lib/blog-flaky/fail && systemctl start blog-flaky.service");
+      expect(unitState(target, "blog-flaky.service")).toBe("failed");
+    });
+
+    test("a unit already failed before the deploy does not block it; the output says it failed before", () => {
+      const r = deployTo(target, systems.next);
+
+      expect(r.stderr).toMatch(/switch-to-configuration test .* exited 4: units failed before the deploy as well: blog-flaky\.service; they do not block it/);
+      expect(r.stderr).toContain("Deployed:");
+      expect(r.status).toBe(0);
+      expect(currentSystem(target)).toBe(systems.next);
+      expect(bootDefault(target)).toBe(systems.next);
+      expect(unitState(target, "blog-flaky.service")).toBe("failed");
+    });
+
+    test("a unit the new system breaks fails the deploy, which rolls back; the output names it, and the unit that failed before", () => {
+      const r = deployTo(target, systems.breaks);
+
+      expect(r.stderr).toMatch(/deploy failed: activation failed \(switch-to-configuration test of \S+\): units failed: blog-broken\.service \(failed before the deploy as well, not counted: blog-flaky\.service\)/);
+      expect(r.stderr).toMatch(new RegExp(`rolled back: the host runs generation \\d+ \\(${systems.next}\\) again, boots it, and passed the health check`));
+      expect(r.status).toBe(3);
+      expect(currentSystem(target)).toBe(systems.next);
+      expect(bootDefault(target)).toBe(systems.next);
+      expect(unitState(target, "blog-broken.service")).not.toBe("active");
+    });
   });
 
   describe("where the system is built", () => {
