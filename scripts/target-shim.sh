@@ -52,8 +52,12 @@
 #                          writes the deploy's state, arms the rollback timer (return to
 #                          RETURN after DEADLINE s unless committed), then, if the system
 #                          profile is not RETURN, makes RETURN the profile and boot default
-#   activate NEW SECONDS   NEW/bin/switch-to-configuration test (running, not booted)
-#   failed-units           failed systemd units, one a line
+#   activate NEW SECONDS   NEW/bin/switch-to-configuration test (running, not booted);
+#                          prints switch_status= (its exit status: 4, units failed after
+#                          the switch, is the deployer's to judge) and activated=
+#   failed-units           unit=<unit> per failed unit, and per service restarting after a
+#                          failure (auto-restart, non-zero status): what switch-to-configuration
+#                          counts
 #   commit SECONDS         profile := NEW, NEW/bin/switch-to-configuration boot, timer
 #                          off; status 76 if the rollback already happened, 77 if the
 #                          commit failed and the host went back to RETURN
@@ -262,10 +266,18 @@ write_scripts() {
   else
     cat >"$deploy_dir/return.sh" <<SCRIPT
 # Makes $return_to the running system, the system profile and the boot default.
+# Exit 4 of the switch (units failed after it) still leaves it running and booted:
+# the deployer judges those units, against the ones that failed before the deploy.
 if [ "\$(readlink -e $profile)" != "$return_to" ]; then
   $nix_env -p $profile --set $return_to || exit 1
 fi
-exec $return_to/bin/switch-to-configuration switch
+$return_to/bin/switch-to-configuration switch
+status=\$?
+if [ "\$status" = 4 ]; then
+  echo "rollback: switch-to-configuration exited 4 (units failed); the host runs $return_to" >&2
+  exit 0
+fi
+exit "\$status"
 SCRIPT
   fi
   write_secrets_script "$deploy_dir/secrets.sh"
@@ -442,19 +454,34 @@ cmd_prepare() {
   fi
 }
 
+# cmd_activate NEW SECONDS: switch-to-configuration test, whose own status (in
+# deploy/switch.status: systemd-run --wait reports only that the unit failed)
+# is switch_status=. Status 4 (units failed after the switch) is the deployer's
+# to judge against the units that failed before the deploy.
 cmd_activate() {
-  local new=$1 seconds=$2 status=0
+  local new=$1 seconds=$2 status=0 switch_status
+  rm -f "$deploy_dir/switch.status"
+  # One line: systemd re-reads a transient unit's command at a daemon-reload.
   # shellcheck disable=SC2016 # expanded by that shell
   locked "$seconds" /bin/sh -c \
-    '[ ! -e "$1/decided" ] || { echo "activate: the deploy is already decided: $(cat "$1/decided")" >&2; exit 76; }
-     exec "$2/bin/switch-to-configuration" test' activate "$deploy_dir" "$new"
+    '[ ! -e "$1/decided" ] || { echo "activate: the deploy is already decided: $(cat "$1/decided")" >&2; exit 76; }; "$2/bin/switch-to-configuration" test; s=$?; echo "$s" >"$1/switch.status"; exit "$s"' \
+    activate "$deploy_dir" "$new"
   run_detached "$seconds" "${lock_cmd[@]}" || status=$?
-  ((status == 0)) || abort "switch-to-configuration test of $new exited with status $status"
+  switch_status=$(cat "$deploy_dir/switch.status" 2>/dev/null || echo "$status")
+  echo "switch_status=$switch_status"
+  [[ $switch_status == 0 || $switch_status == 4 ]] || abort "switch-to-configuration test of $new exited with status $switch_status"
   echo "activated=$new"
 }
 
+# cmd_failed_units: as switch-to-configuration counts them: failed units, and
+# services restarting after a failure (auto-restart with a non-zero status).
 cmd_failed_units() {
-  systemctl --failed --no-legend --plain | awk '{print "unit=" $1}'
+  local unit
+  systemctl list-units --all --state=failed --no-legend --plain | awk '{print "unit=" $1}'
+  while read -r unit _; do
+    [[ $unit == *.service ]] || continue
+    [[ $(systemctl show -p ExecMainStatus --value "$unit") == 0 ]] || echo "unit=$unit"
+  done < <(systemctl list-units --all --state=auto-restart --no-legend --plain)
 }
 
 cmd_commit() {
