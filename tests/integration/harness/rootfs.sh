@@ -83,10 +83,20 @@ debian_mirror() {
 # customize ROOT: mmdebstrap's customize hook (run after the packages are in).
 customize() {
   local root=$1
-  # The baked-in files (sshd's settings, Nix's, the boot unit).
-  tar -C "$HARNESS_DIR/rootfs" -cf - . | tar -C "$root" -xf - --no-same-owner
-  chown -R root:root "$root/etc/blog-test" "$root/usr/local/lib/blog-test"
+  # The baked-in files (sshd's settings, Nix's, the boot unit, the stand-ins for
+  # udev's part: the fstab generator's wrapper and udevadm), root's.
+  tar -C "$HARNESS_DIR/rootfs" --owner=0 --group=0 -cf - . | tar -C "$root" -xf -
   systemctl --root="$root" enable blog-test-boot.service
+  # NixOS boots multi-user.target (systemd.defaultUnit), not Debian's graphical.target.
+  systemctl --root="$root" set-default multi-user.target
+  # The file system check of a mount, without its device unit: there is no
+  # udev inside, so no device units, and BindsTo=/After= on one fails the
+  # check's start. The check itself runs as on a host; a device that is not
+  # there fails its start job (AssertPathExists=), leaving it inactive as the
+  # wait for the device would on a host (systemd-fstab-generator's wrapper
+  # does the same for the mount).
+  sed -e '/^BindsTo=%i\.device$/d' -e 's/%i\.device *//' -e '/^DefaultDependencies=no$/a AssertPathExists=%f' \
+    "$root/lib/systemd/system/systemd-fsck@.service" >"$root/etc/systemd/system/systemd-fsck@.service"
   # No target may share another's identity: each writes its own host key
   # before it boots, and an empty machine-id makes systemd take the one
   # nspawn passes (or a transient one) at every boot.

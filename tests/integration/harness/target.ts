@@ -185,7 +185,8 @@ export function healthPage(t: Target): string {
 
 /** A unit's ActiveState on the target. */
 export function unitState(t: Target, unit: string): string {
-  return onTarget(t, `systemctl show -p ActiveState --value ${unit}`);
+  if (!/^[-A-Za-z0-9@:._\\]+$/.test(unit)) throw new Error(`'${unit}' is not a unit name`);
+  return onTarget(t, `systemctl show -p ActiveState --value '${unit}'`);
 }
 
 /** What a service of the test systems (service.sh) recorded at its start: its invocation and credentials. */
@@ -209,6 +210,15 @@ export function copyToTarget(t: Target, storePath: string): void {
   if (nar.status !== 0) throw new Error(`nix-store --export failed: ${nar.stderr}`);
   const r = spawnSync(targetScript, ["run", t.dir, "nix-store", "--import"], { input: nar.stdout, timeout: 120_000, maxBuffer: 64 * 1024 * 1024 });
   if (r.status !== 0) throw new Error(`nix-store --import on the target failed: ${r.stderr}`);
+}
+
+/**
+ * Installs a system on the target as an install leaves it, without the deploy: copied into its
+ * store, the system profile, then switch-to-configuration switch (its status is the result's).
+ */
+export function installSystem(t: Target, closure: string): RunResult {
+  copyToTarget(t, closure);
+  return tryOnTarget(t, `nix-env -p /nix/var/nix/profiles/system --set ${closure} && ${closure}/bin/switch-to-configuration switch`, 120_000);
 }
 
 /** The system profile's generation number on the target (0 if none). */
