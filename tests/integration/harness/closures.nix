@@ -40,6 +40,7 @@
   services ? null, # { <name> = [ <secret> ... ]; }: services taking secrets (default: the backend's)
   dataVolume ? false, # blog.host.dataVolume: the volume's mounts, the backend's state on it
   units ? { }, # { "<unit>" = { text = "..."; wantedBy = [ "<target>" ]; }; } more units
+  fileSystems ? { }, # more fstab entries: { "<mount point>" = { device; fsType; options = [ ]; }; }
   modules ? ../../../nix/modules, # the NixOS modules' data (units/, secret-names.nix)
 }:
 let
@@ -195,12 +196,12 @@ let
 
   # /etc/fstab as NixOS writes it (nixos/modules/tasks/filesystems.nix,
   # makeFstabEntries: fsck pass 0 for bind mounts and "none", 2 for ext4).
-  fileSystems = if dataVolume then data.fileSystems [ backendState ] else { };
+  allFileSystems = (if dataVolume then data.fileSystems [ backendState ] else { }) // fileSystems;
   fstabEntry =
     mountPoint:
     let
-      fs = fileSystems.${mountPoint};
-      skipCheck = fs.fsType == "none" || builtins.elem "bind" fs.options;
+      fs = allFileSystems.${mountPoint};
+      skipCheck = builtins.elem fs.fsType [ "none" "tmpfs" ] || builtins.elem "bind" fs.options;
     in
     "${fs.device} ${mountPoint} ${fs.fsType} ${builtins.concatStringsSep "," fs.options} 0 ${if skipCheck then "0" else "2"}\n";
   fstab =
@@ -211,7 +212,7 @@ let
 
       # Filesystems.
     ''
-    + concat (map fstabEntry (builtins.attrNames fileSystems));
+    + concat (map fstabEntry (builtins.attrNames allFileSystems));
 
   files =
     map (unit: {

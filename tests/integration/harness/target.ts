@@ -288,6 +288,8 @@ export interface ClosureArgs {
   tls?: string;
   /** More units: name -> unit file text and the targets that want it. */
   units?: Record<string, { text: string; wantedBy?: string[] }>;
+  /** More fstab entries, by mount point. */
+  fileSystems?: Record<string, { device: string; fsType: string; options: string[] }>;
 }
 
 /** A Nix expression for a value: strings, numbers, booleans, lists and attribute sets. */
