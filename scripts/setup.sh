@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Sets up a machine to develop and test this project (the README's set-up
 # command; .ci/run runs it too): Debian's packages the suites use, Node.js 22
-# where the machine's is older, the npm packages, and the Pulumi engine the e2e
-# suite drives (built once per version, cached outside the repository, see
-# scripts/build-engine.sh).
+# where the machine's is older, the npm packages, the root file system the
+# test targets boot (built once per version of its package list and build
+# script, cached outside the repository, see tests/integration/harness/rootfs.sh),
+# and the Pulumi engine the e2e suite drives (built once per version, cached
+# outside the repository, see scripts/build-engine.sh).
 #
 #   scripts/setup.sh              needs root for apt-get (or sudo); the rest runs as you
 #   scripts/setup.sh --node-bin   prints the directory whose `node` is Node.js 22 (nothing
@@ -15,8 +17,11 @@ readonly REPO_DIR
 
 # Nix (offline builds, the target's store), OpenSSH (the real deploy target),
 # ShellCheck (script lint), iproute2 (network namespaces for test hosts),
-# openssl (the e2e suite's test CA), util-linux (unshare, nsenter, flock).
-readonly APT_PACKAGES=(nix-bin openssh-server openssh-client shellcheck curl jq python3 iproute2 util-linux openssl e2fsprogs strace)
+# openssl (the e2e suite's test CA), util-linux (unshare, nsenter, flock),
+# systemd-container (systemd-nspawn: the test targets boot systemd in
+# containers) and mmdebstrap (their root file system, from Debian's archive).
+readonly APT_PACKAGES=(nix-bin openssh-server openssh-client shellcheck curl jq python3 iproute2 util-linux openssl e2fsprogs strace
+  systemd-container mmdebstrap)
 
 # Node.js 22 from the npm registry's node-linux-<arch> package, which carries the
 # binary itself (package/bin/node): the one registry this project's machines reach.
@@ -116,6 +121,12 @@ build_engine() {
   bash "$REPO_DIR/scripts/build-engine.sh"
 }
 
+# build_target_rootfs: the test targets' root file system (tests/integration/
+# harness/rootfs.sh): cached; a build prints how long it took.
+build_target_rootfs() {
+  as_root bash "$REPO_DIR/tests/integration/harness/rootfs.sh" build >/dev/null
+}
+
 main() {
   if [[ ${1:-} == --node-bin ]]; then
     node_bin
@@ -129,6 +140,8 @@ main() {
   PATH=$(node_bin):$PATH
   step "npm packages"
   install_npm_packages
+  step "The test targets' root file system"
+  build_target_rootfs
   step "Pulumi engine"
   build_engine
 }

@@ -11,6 +11,7 @@ import * as os from "os";
 import * as path from "path";
 import { EngineEvent, LocalWorkspace, PulumiCommand, Stack } from "@pulumi/pulumi/automation";
 import { nixEnv } from "../nixConfig";
+import { copyClosureSources } from "../integration/harness/target";
 import { buildStandIns } from "./providers/build";
 
 export const repoRoot = path.resolve(__dirname, "../..");
@@ -149,7 +150,7 @@ export class E2eStack {
         const nixDir = path.join(this.projectDir, "nix");
         fs.mkdirSync(nixDir);
         fs.copyFileSync(path.join(repoRoot, "tests/fixtures/e2e-flake/flake.nix"), path.join(nixDir, "flake.nix"));
-        fs.copyFileSync(path.join(harnessDir, "closures.nix"), path.join(nixDir, "closures.nix"));
+        copyClosureSources(nixDir);
         this.setConfiguration("blog", { host: this.hostFacts(opts.host), closure: "v1" });
 
         standInsDir ??= buildStandIns(path.join(os.tmpdir(), `blog-e2e-providers-${process.pid}`));
@@ -167,6 +168,8 @@ export class E2eStack {
             PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
             PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK: "true",
             BLOG_E2E_REPO: repoRoot,
+            // The test process owns the servers' targets (they outlive each provider process).
+            BLOG_E2E_OWNER_PID: String(process.pid),
             BLOG_E2E_CLOUD_DIR: this.cloudDir,
             BLOG_E2E_TLS_CERT: certs.cert,
             BLOG_E2E_TLS_KEY: certs.key,
@@ -320,9 +323,12 @@ export class E2eStack {
         return fs.existsSync(file) ? JSON.parse(fs.readFileSync(file, "utf8")) : {};
     }
 
-    /** Target directories of the servers running now (their sshd is alive). */
+    /** Target directories of the servers running now (not deleted, what boots them alive). */
     targetDirs(): string[] {
-        return this.allTargetDirs().filter((d) => fs.existsSync(`/proc/${this.targetEnv(d).SSHD_PID}`));
+        return this.allTargetDirs().filter((d) => {
+            const env = this.targetEnv(d);
+            return !env.STANDIN_DELETED && !!env.SUPERVISOR_PID && fs.existsSync(`/proc/${env.SUPERVISOR_PID}`);
+        });
     }
 
     /** Target directories of every server the stand-in started, stopped ones too (each holds target.env). */
@@ -395,7 +401,7 @@ export class E2eStack {
         sh(targetScript, ["start", dir], {
             env: {
                 ...process.env,
-                TARGET_NET: "netns",
+                TARGET_OWNER_PID: String(process.pid),
                 TARGET_AUTHORIZED_KEYS: keys,
                 TARGET_TLS_CERT: this.env.BLOG_E2E_TLS_CERT,
                 TARGET_TLS_KEY: this.env.BLOG_E2E_TLS_KEY,
@@ -404,7 +410,7 @@ export class E2eStack {
         return this.targetEnv(dir);
     }
 
-    /** Stops whatever a failed test left running (targets by pid, namespaces), removes the directory. */
+    /** Stops whatever a failed test left running (its targets), removes the directory. */
     cleanup(): void {
         for (const d of this.allTargetDirs()) spawnSync(targetScript, ["stop", d], { timeout: 30_000 });
         fs.rmSync(this.dir, { recursive: true, force: true });

@@ -56,6 +56,7 @@
 #                                  443 (/etc/blog-test/tls inside)
 #   TARGET_OWNER_PID               the process that owns the target (default: the caller);
 #                                  a target whose owner is dead is reclaimed by the next start
+#   TARGET_MAX_SLOT                the highest number handed out (default 200)
 #
 # Targets of several runs at once never collide: the number N (and with it the
 # namespace, addresses, veth pair, machine and cgroup names) is allocated under
@@ -70,7 +71,13 @@ readonly SLOTS=$STATE_ROOT/slots
 # The lock the earlier namespace-only harness took for the same names: held
 # here too, so that both never hand out one number while they coexist.
 readonly LOCK=/run/blog-target-netns.lock
-readonly MAX_SLOT=200
+# The numbers handed out: 1..200 (198.18.N.0/24 each); TARGET_MAX_SLOT lowers it (tests).
+MAX_SLOT=${TARGET_MAX_SLOT:-200}
+if [[ ! $MAX_SLOT =~ ^[0-9]+$ ]] || ((MAX_SLOT < 1 || MAX_SLOT > 200)); then
+  echo "target.sh: TARGET_MAX_SLOT='$MAX_SLOT' is not valid; expected 1 to 200" >&2
+  exit 1
+fi
+readonly MAX_SLOT
 readonly CGROUP_BASE=blog-test
 # The hierarchies a target's processes join: systemd's own (named v1 and the
 # unified v2 one) and the devices controller for its allow-list.
