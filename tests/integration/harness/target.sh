@@ -414,13 +414,14 @@ cmd_supervise() {
   done
 }
 
-# power_on DIR: the supervisor, in the background; records SUPERVISOR_PID.
+# power_on DIR N: the supervisor, in the background; records SUPERVISOR_PID
+# (in DIR/target.env and in slot N's record, for a reclaim).
 power_on() {
-  local dir=$1 pid
+  local dir=$1 n=$2 pid
   setsid "$HARNESS_DIR/target.sh" supervise "$dir" </dev/null >>"$dir/nspawn.log" 2>&1 &
   pid=$!
   set_env "$dir" SUPERVISOR_PID "$pid"
-  echo "$pid" >"$SLOTS/$(sed -n 's/^SLOT=//p' "$dir/target.env")/supervisor"
+  echo "$pid" >"$SLOTS/$n/supervisor"
 }
 
 # wait_booted DIR PREVIOUS: a boot other than nspawn pid PREVIOUS has started.
@@ -589,7 +590,7 @@ ENV
   mounts_up "$dir" "$base" "$store_size" "$boot_size"
   prepare_root "$dir"
   cgroups_up "$n"
-  power_on "$dir"
+  power_on "$dir" "$n"
   wait_booted "$dir" ""
   wait_ready "$dir"
   trap - EXIT
