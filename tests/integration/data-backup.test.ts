@@ -93,6 +93,7 @@ function useVolume(): string {
   const name = `scsi-0HC_Volume_${n}`;
   attachDisk(t(), image, name);
   attached.push(name);
+  resetStartLimits();
   const r = run(path.join(repoRoot, "scripts", "data-volume.sh"), ["attach"], {
     env: scriptEnv(t(), { DATA_DEVICE: `/dev/disk/by-id/${name}`, CONNECT_ATTEMPTS: "2", CONNECT_TIMEOUT: "10", DEVICE_TIMEOUT: "3" }),
     timeoutMs: 60_000,
@@ -107,11 +108,22 @@ function releaseVolumes(): void {
   for (const name of attached.splice(0)) detachDisk(t(), name);
 }
 
+/**
+ * The tests stop and start the same units far more often than a host does: systemd refuses a
+ * sixth start of a unit within 10 s (the default start limit, StartLimitBurst=5 in
+ * StartLimitIntervalSec=10s). reset-failed resets that count before each run of a script.
+ */
+function resetStartLimits(): void {
+  tryOnTarget(t(), "systemctl reset-failed");
+}
+
 function backup(file: string, mount = DATA, extra: Record<string, string> = {}): RunResult {
+  resetStartLimits();
   return run(script, ["backup", file], { env: env(t(), mount, extra), timeoutMs: 60_000 });
 }
 
 function restore(file: string, mount = DATA, extra: Record<string, string> = {}): RunResult {
+  resetStartLimits();
   return run(script, ["restore", file], { env: env(t(), mount, extra), timeoutMs: 60_000 });
 }
 
@@ -338,6 +350,7 @@ describe("restore", () => {
 
     expect(listed(r.stderr, "stopping what needs /data: ")).toEqual([...NEEDING, BIND].sort());
     expect(r.stderr).toMatch(/moved the current content of \S+ \(3 entries\) to \S+\/\.before-restore-\d{8}T\d{6}Z(-\d+)?/);
+    expect(r.stderr).not.toContain("error:");
     expect(r.status).toBe(0);
     expect(sshConnections(t()) - before).toBe(2); // wait_for_ssh's `true`, then the restore
     expect(manifest(t(), mount)).toEqual(original);
@@ -473,6 +486,7 @@ describe("the host from the stack (pulumi stack output --json)", () => {
     delete e.TARGET_HOST;
     delete e.HOST_KEY;
     const file = path.join(work, `from-stack-${++count}.tar.gz`);
+    resetStartLimits();
     return run(script, ["backup", file], { env: e, timeoutMs: 60_000 });
   }
 
@@ -544,9 +558,13 @@ describe("input", () => {
     const secretLines = t().clientKey.split("\n").filter((l) => l.length > 20);
     const file = path.join(work, "traced.tar.gz");
 
+    resetStartLimits();
     const b = run("bash", ["-x", script, "backup", file], { env: env(t(), mount, {}), timeoutMs: 60_000 });
+    resetStartLimits();
     const r = run("bash", ["-x", script, "restore", file], { env: env(t(), mount, {}), timeoutMs: 60_000 });
 
+    expect(b.stderr.split("\n").filter((l) => l.startsWith("error:"))).toEqual([]);
+    expect(r.stderr.split("\n").filter((l) => l.startsWith("error:"))).toEqual([]);
     expect(b.status).toBe(0);
     expect(r.status).toBe(0);
     expect(b.stderr).toContain("+ ");
@@ -628,6 +646,7 @@ describe("the units that need the volume", () => {
   test("a backup killed while the host stops the units: no FILE, no FILE.partial, and the host starts the stopped units again", async () => {
     onTarget(t(), "touch /run/blog-test-slow-stop");
     const file = path.join(work, "systemd-killed.tar.gz");
+    resetStartLimits();
     const child = spawn(script, ["backup", file], { env: env(t(), mount, {}), stdio: ["ignore", "ignore", "pipe"] });
     let stderr = "";
     child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));

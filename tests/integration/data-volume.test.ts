@@ -81,7 +81,12 @@ function sha256(file: string): string {
   return createHash("sha256").update(fs.readFileSync(file)).digest("hex");
 }
 
+/**
+ * The tests stop and start the same units far more often than a host does: systemd refuses a
+ * sixth start of a unit within 10 s (its default start limit); reset-failed resets that count.
+ */
 function dataVolume(verb: string, v: Volume, extra: Record<string, string> = {}, on: Target = t()) {
+  tryOnTarget(on, "systemctl reset-failed");
   return run(path.join(repoRoot, "scripts", "data-volume.sh"), [verb], {
     env: scriptEnv(on, {
       DATA_DEVICE: v.device,
