@@ -559,9 +559,21 @@ teardown() {
 
 # --- Verbs ------------------------------------------------------------------
 
+# check_cgroups: the layout the harness drives (measured on the machines this
+# project's CI runs on): cgroup v1 hybrid, with systemd's named hierarchy, the
+# devices controller (the targets' allow-lists) and v2 at /sys/fs/cgroup/unified.
+check_cgroups() {
+  local h
+  for h in "${CGROUP_HIERARCHIES[@]}"; do
+    [[ -d /sys/fs/cgroup/$h ]] ||
+      abort "this machine has no /sys/fs/cgroup/$h: the test targets need the cgroup v1 hybrid layout (systemd's named hierarchy, the devices controller, cgroup v2 at /sys/fs/cgroup/unified); a machine with cgroup v2 only is not supported yet"
+  done
+}
+
 cmd_start() {
   local dir=$1 store_size=${2:-256m} boot_size=${3:-16m} base n owner=${TARGET_OWNER_PID:-$PPID} ipv6=1 addr6=""
   [[ $dir != *[[:space:]]* ]] || abort "DIR must not contain spaces"
+  check_cgroups
   base=$("$HARNESS_DIR/rootfs.sh" path) || exit 1
   [[ ${TARGET_IPV6:-1} != 0 ]] || ipv6=0
   mkdir -p "$dir"
