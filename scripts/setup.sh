@@ -121,6 +121,21 @@ build_engine() {
   bash "$REPO_DIR/scripts/build-engine.sh"
 }
 
+# raise_inotify_limit: every test target's systemd holds about 7 inotify
+# instances, and root's limit (fs.inotify.max_user_instances, 128 by default)
+# counts every container of the machine: two suites at once hold about twenty
+# targets. At least 1024 (until the next boot).
+raise_inotify_limit() {
+  local now
+  now=$(sysctl -n fs.inotify.max_user_instances)
+  if ((now < 1024)); then
+    as_root sysctl -q -w fs.inotify.max_user_instances=1024
+    echo "fs.inotify.max_user_instances: $now -> 1024"
+  else
+    echo "fs.inotify.max_user_instances: $now"
+  fi
+}
+
 # build_target_rootfs: the test targets' root file system (tests/integration/
 # harness/rootfs.sh): cached; a build prints how long it took.
 build_target_rootfs() {
@@ -142,6 +157,7 @@ main() {
   install_npm_packages
   step "The test targets' root file system"
   build_target_rootfs
+  raise_inotify_limit
   step "Pulumi engine"
   build_engine
 }

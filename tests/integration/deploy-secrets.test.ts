@@ -232,13 +232,24 @@ beforeAll(() => {
   if (r.status !== 0) throw new Error(`deploying the base system failed: ${r.stderr}`);
 });
 
+// The targets a test starts stop when it ends (each boots a systemd: few at a time, whatever else
+// runs on the machine); those a beforeAll starts, at the end.
+let mark = 0;
+beforeEach(() => {
+  mark = targets.length;
+});
+
 afterEach(() => {
   for (const pid of background.splice(0)) killGroup(pid);
+  for (const target of targets.splice(mark)) {
+    for (const pid of mastersFor(target)) killGroup(pid);
+    stopTarget(target);
+  }
 });
 
 afterAll(() => {
   for (const target of targets) for (const pid of mastersFor(target)) killGroup(pid);
-  for (const target of targets) stopTarget(target);
+  for (const target of targets.splice(0)) stopTarget(target);
   fs.rmSync(work, { recursive: true, force: true });
 });
 

@@ -327,13 +327,24 @@ describe("deploy v2", () => {
     };
   });
 
+  // The targets a test starts stop when it ends (each boots a systemd: few at a time, whatever
+  // else runs on the machine); those a describe's beforeAll starts, when it ends.
+  let mark = 0;
+  beforeEach(() => {
+    mark = targets.length;
+  });
+
   afterEach(() => {
     for (const pid of background.splice(0)) killGroup(pid);
+    for (const target of targets.splice(mark)) {
+      for (const pid of leftoverControlMasters(target)) killGroup(pid);
+      stopTarget(target);
+    }
   });
 
   afterAll(() => {
     for (const target of targets) for (const pid of leftoverControlMasters(target)) killGroup(pid);
-    for (const target of targets) stopTarget(target);
+    for (const target of targets.splice(0)) stopTarget(target);
   });
 
   test("commit after verify: a new system runs first, and becomes the profile and boot default only once healthy", () => {

@@ -151,7 +151,7 @@ test("BUILD_ON reaches nixos-anywhere as --build-on (remote: an Arm host from an
 
 describe("install verification at every published address", () => {
   const targets: Target[] = [];
-  afterAll(() => targets.forEach((target) => stopTarget(target)));
+  afterEach(() => targets.splice(0).forEach((target) => stopTarget(target)));
 
   test("a dual-stack server answers at its A and AAAA addresses with the pinned key", () => {
     const target = startTarget({ netns: true });

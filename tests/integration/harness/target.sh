@@ -445,6 +445,13 @@ presented_key() {
   ssh-keyscan -T 5 -t ed25519 "$1" 2>/dev/null | awk '$2 == "ssh-ed25519" {print $2, $3; exit}'
 }
 
+# inotify_note: root's inotify instances in use and their limit (each target's
+# systemd takes about 7; a systemd that gets none does not boot).
+inotify_note() {
+  printf '%s of fs.inotify.max_user_instances=%s inotify instances in use; scripts/setup.sh raises it to 1024' \
+    "$(find /proc/[0-9]*/fd -lname 'anon_inode:inotify' 2>/dev/null | wc -l)" "$(sysctl -n fs.inotify.max_user_instances)"
+}
+
 # wait_ready DIR: sshd answers, with the target's own host key (any other key
 # at its address is a harness defect: two targets with one address), and
 # systemd has finished starting what the boot wants.
@@ -452,7 +459,7 @@ wait_ready() {
   local dir=$1 expected presented state
   load_env "$dir"
   wait_until "$BOOT_TIMEOUT" port_open "$TARGET_ADDR4" 22 ||
-    abort "the target in $dir did not answer on $TARGET_ADDR4 port 22 within ${BOOT_TIMEOUT}s: $(tail -n 20 "$dir/nspawn.log" 2>/dev/null)"
+    abort "the target in $dir did not answer on $TARGET_ADDR4 port 22 within ${BOOT_TIMEOUT}s ($(inotify_note)): $(tail -n 20 "$dir/nspawn.log" 2>/dev/null)"
   expected=$(cut -d' ' -f1-2 "$dir/root/etc/ssh/ssh_host_ed25519_key.pub")
   presented=$(presented_key "$TARGET_ADDR4")
   [[ $presented == "$expected" ]] ||
