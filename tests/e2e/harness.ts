@@ -399,6 +399,7 @@ export class E2eStack {
         const keys = path.join(this.dir, "machine-authorized-keys");
         fs.writeFileSync(keys, `${this.admin.publicKey}\n`);
         sh(targetScript, ["start", dir], {
+            timeoutMs: 240_000,
             env: {
                 ...process.env,
                 TARGET_OWNER_PID: String(process.pid),

@@ -142,8 +142,8 @@ test("a start that fails half-way removes what it made, says why, and frees its 
 
   const r = await startAsync(dir, process.pid, { TARGET_TLS_CERT: "/nonexistent/cert.pem", TARGET_TLS_KEY: "/nonexistent/key.pem" });
 
-  expect(r.stderr).toContain("starting the target in");
-  expect(r.stderr).toContain("failed; removing what was made");
+  expect(r.stderr).toContain("cannot stat '/nonexistent/cert.pem'");
+  expect(r.stderr).toMatch(/starting the target in \S+ failed \(step: its own files, status 1\); removing what was made/);
   expect(r.status).not.toBe(0);
   expect(fs.existsSync(path.join(dir, "target.env"))).toBe(false);
   expect(mountsUnder(dir)).toEqual([]);

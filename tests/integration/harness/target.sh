@@ -324,8 +324,10 @@ mounts_down() {
 # layer before the first boot.
 prepare_root() {
   local dir=$1 root=$1/root
-  ssh-keygen -q -t ed25519 -N '' -C "blog-test-target" -f "$root/etc/ssh/ssh_host_ed25519_key"
-  ssh-keygen -q -t ed25519 -N '' -C blog-test-client -f "$dir/client_key"
+  # New keys, whatever an earlier start in DIR left (ssh-keygen would ask before overwriting).
+  rm -f "$root"/etc/ssh/ssh_host_ed25519_key* "$dir"/client_key*
+  ssh-keygen -q -t ed25519 -N '' -C "blog-test-target" -f "$root/etc/ssh/ssh_host_ed25519_key" </dev/null
+  ssh-keygen -q -t ed25519 -N '' -C blog-test-client -f "$dir/client_key" </dev/null
   mkdir -p "$root/etc/ssh/authorized_keys.d"
   if [[ -n ${TARGET_AUTHORIZED_KEYS:-} ]]; then
     cp "$TARGET_AUTHORIZED_KEYS" "$root/etc/ssh/authorized_keys.d/root"
@@ -456,7 +458,7 @@ inotify_note() {
 # at its address is a harness defect: two targets with one address), and
 # systemd has finished starting what the boot wants.
 wait_ready() {
-  local dir=$1 expected presented state
+  local dir=$1 expected presented state deadline=$((SECONDS + BOOT_TIMEOUT))
   load_env "$dir"
   wait_until "$BOOT_TIMEOUT" port_open "$TARGET_ADDR4" 22 ||
     abort "the target in $dir did not answer on $TARGET_ADDR4 port 22 within ${BOOT_TIMEOUT}s ($(inotify_note)): $(tail -n 20 "$dir/nspawn.log" 2>/dev/null)"
@@ -464,7 +466,7 @@ wait_ready() {
   presented=$(presented_key "$TARGET_ADDR4")
   [[ $presented == "$expected" ]] ||
     abort "harness defect: $TARGET_ADDR4 port 22 presents the host key '${presented:-none}', not the target's own ($expected): another target answers at its address"
-  state=$(timeout "$BOOT_TIMEOUT" "$HARNESS_DIR/target.sh" run "$dir" systemctl is-system-running --wait 2>&1) || true
+  state=$(timeout "$((deadline - SECONDS > 5 ? deadline - SECONDS : 5))" "$HARNESS_DIR/target.sh" run "$dir" systemctl is-system-running --wait 2>&1) || true
   case $state in
   running | degraded) ;;
   *) abort "the target in $dir did not finish booting within ${BOOT_TIMEOUT}s (systemd: ${state:-no answer})" ;;
@@ -602,13 +604,19 @@ HEALTH_PORT=80
 CLIENT_KEY=$dir/client_key
 OWNER_PID=$owner
 ENV
-  # Any failure from here on (set -e, abort) ends in the EXIT trap's teardown.
+  # Any failure from here on (set -e, abort, a signal) ends in the EXIT trap's
+  # teardown, which names the step.
   # shellcheck disable=SC2064 # the values are meant to be expanded now
   trap "start_failed $n '$dir'" EXIT
+  start_step=network
   net_up "$n" "$ipv6"
+  start_step=mounts
   mounts_up "$dir" "$base" "$store_size" "$boot_size"
+  start_step="its own files"
   prepare_root "$dir"
+  start_step=cgroups
   cgroups_up "$n"
+  start_step=boot
   power_on "$dir" "$n"
   wait_booted "$dir" ""
   wait_ready "$dir"
@@ -617,9 +625,10 @@ ENV
 }
 
 # start_failed N DIR: the EXIT trap of a start that did not complete.
+start_step=""
 start_failed() {
   local status=$?
-  echo "target.sh: starting the target in $2 failed; removing what was made" >&2
+  echo "target.sh: starting the target in $2 failed (step: ${start_step:-allocation}, status $status); removing what was made" >&2
   teardown "$1" "$2" || true
   rm -f "$2/target.env"
   exit "$((status == 0 ? 1 : status))"

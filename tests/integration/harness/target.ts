@@ -92,7 +92,7 @@ export function startTarget(
   try {
     const r = run(targetScript, ["start", dir, opts.storeSize ?? "256m", opts.bootSize ?? "16m"], {
       env: { ...process.env, TARGET_IPV6: opts.ipv6 === false ? "0" : "1", TARGET_OWNER_PID: String(process.pid), ...opts.env },
-      timeoutMs: 120_000,
+      timeoutMs: 240_000,
     });
     if (r.status !== 0) throw new Error(`target.sh start exited ${r.status}: ${r.stderr}${r.stdout}`);
     out = r.stdout;

@@ -45,7 +45,7 @@ export function startTarget(dir: string, authorizedKeys: string[]): Promise<Targ
     if (process.env.BLOG_E2E_TLS_CERT) env.TARGET_TLS_CERT = process.env.BLOG_E2E_TLS_CERT;
     if (process.env.BLOG_E2E_TLS_KEY) env.TARGET_TLS_KEY = process.env.BLOG_E2E_TLS_KEY;
     return new Promise((resolve, reject) => {
-        execFile("bash", [targetScript(), "start", dir], { env, timeout: 120_000, maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => {
+        execFile("bash", [targetScript(), "start", dir], { env, timeout: 240_000, maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => {
             if (err) {
                 reject(new Error(`stand-in hcloud: starting the server's machine (target.sh start ${dir}) failed: ${stderr.trim() || err.message}`));
                 return;
