@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Deploy benchmark (not a test): scripts/deploy.sh against a bare baseline,
 # in the same run, on the same closures, each against a fresh integration-test
-# target (tests/integration/harness/target.sh) behind a byte-counting TCP
+# target (tests/integration/harness/target.sh: a container booting systemd,
+# at an address of its own) behind a byte-counting TCP
 # proxy (bench/tcp-count-proxy.py). Three deploys per round: the first (an
 # empty target), the same closure again, and one with a single dependency
 # changed. The baseline is the least any deploy does, with no check at all:
@@ -60,7 +61,7 @@ start_target() {
   source "$target_dir/target.env"
   printf 'blog-target %s\n' "$HOST_KEY" >"$target_dir/known_hosts"
   proxy_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  setsid python3 "$repo/bench/tcp-count-proxy.py" "$proxy_port" "$TARGET_PORT" "$target_dir/proxy.log" \
+  setsid python3 "$repo/bench/tcp-count-proxy.py" "$proxy_port" "$TARGET_PORT" "$target_dir/proxy.log" "$TARGET_ADDR4" \
     </dev/null >"$target_dir/proxy.out" 2>&1 &
   proxy_pid=$!
   local tries=50
@@ -86,7 +87,7 @@ stop_target() {
 run_deploy() {
   env TARGET_HOST=127.0.0.1 TARGET_PORT="$proxy_port" HOST_KEY="$HOST_KEY" \
     SSH_PRIVATE_KEY="$(cat "$CLIENT_KEY")" SYSTEM_CLOSURE="$1" \
-    HEALTH_URL="http://127.0.0.1:$HEALTH_PORT/health.txt" HEALTH_TIMEOUT=10 ROLLBACK_DEADLINE=60 \
+    HEALTH_URL="http://$TARGET_ADDR4:$HEALTH_PORT/health.txt" HEALTH_TIMEOUT=10 ROLLBACK_DEADLINE=60 \
     "$repo/scripts/deploy.sh"
 }
 

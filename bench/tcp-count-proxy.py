@@ -1,6 +1,7 @@
 """TCP proxy for the deploy benchmark: forwards 127.0.0.1:<listen> to
-127.0.0.1:<target> and appends one line per closed connection to <log>:
-"<bytes client->server> <bytes server->client>". Runs until killed."""
+<host>:<target> (host: 127.0.0.1 unless given) and appends one line per closed
+connection to <log>: "<bytes client->server> <bytes server->client>". Runs
+until killed."""
 import asyncio
 import sys
 
@@ -20,9 +21,9 @@ async def pipe(reader, writer, counter, index):
             pass
 
 
-async def main(listen_port, target_port, log_path):
+async def main(listen_port, target_port, log_path, target_host):
     async def handle(client_reader, client_writer):
-        server_reader, server_writer = await asyncio.open_connection("127.0.0.1", target_port)
+        server_reader, server_writer = await asyncio.open_connection(target_host, target_port)
         counter = [0, 0]
         await asyncio.gather(
             pipe(client_reader, server_writer, counter, 0),
@@ -37,4 +38,4 @@ async def main(listen_port, target_port, log_path):
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]))
+    asyncio.run(main(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4] if len(sys.argv) > 4 else "127.0.0.1"))

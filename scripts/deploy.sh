@@ -66,10 +66,13 @@ current=""      # what the target runs, its system profile and its generation,
 profile_path="" # as the last "begin" read them
 generation=0
 closure_changed=1 # 0: the target runs and boots SYSTEM_CLOSURE already (only secrets change)
+failed_before=()  # the target's failed units when the deploy began: they do not fail it
+new_failed=() old_failed=() # split_failed's answer: failed now and not before; failed before too
 
 # Secrets (HOST_SECRETS). Values stay in the environment until they are sent;
 # their hashes are compared, never printed.
 readonly secret_name_re='^[A-Za-z][A-Za-z0-9_]{0,63}$'
+readonly unit_name_re='^[-A-Za-z0-9@:._\\]+$' # systemd unit names (escapes like \x2d included)
 secrets_requested=0   # HOST_SECRETS is set
 secret_names=()       # its names, each once
 declare -A secrets_before=() # name -> sha256 of the target's set when the deploy started
@@ -569,6 +572,54 @@ begin_deploy() {
   test_hook begin
 }
 
+# --- Failed units ----------------------------------------------------------
+# switch-to-configuration exits 4 while any unit is failed after the switch
+# (or restarting after a failure), one that failed before the deploy included:
+# its start of every active target runs again what they want. A unit failed
+# before the deploy began does not fail it; one failed by it does.
+
+# failed_units ARRAY: the target's failed units into ARRAY (each checked to be
+# a unit name); the request's status.
+failed_units() {
+  local -n units_ref=$1
+  local unit status=0
+  units_ref=()
+  request 60 failed-units || status=$?
+  ((status == 0)) || return "$status"
+  while IFS= read -r unit; do
+    [[ -n $unit ]] || continue
+    [[ $unit =~ $unit_name_re ]] || unit="(not a unit name)"
+    units_ref+=("$unit")
+  done < <(reply_values unit)
+}
+
+# record_failed_units: the units failed before anything changes.
+record_failed_units() {
+  local status=0
+  failed_units failed_before || status=$?
+  ((status != 255)) || abort "$EXIT_REFUSED" "lost the connection to the target while listing its failed units; nothing was changed"
+  ((status == 0)) || abort "$EXIT_REFUSED" "could not list the target's failed units (status $status); nothing was changed"
+  ((${#failed_before[@]} == 0)) || info "units failed before the deploy (they do not fail it): ${failed_before[*]}"
+}
+
+# split_failed UNIT...: new_failed (not failed before the deploy), old_failed (failed before too).
+split_failed() {
+  local unit
+  new_failed=() old_failed=()
+  for unit in "$@"; do
+    if [[ " ${failed_before[*]} " == *" $unit "* ]]; then
+      old_failed+=("$unit")
+    else
+      new_failed+=("$unit")
+    fi
+  done
+}
+
+# old_failed_note: what the message says about the units that failed before.
+old_failed_note() {
+  ((${#old_failed[@]} == 0)) || printf ' (failed before the deploy as well, not counted: %s)' "${old_failed[*]}"
+}
+
 # --- Secrets -------------------------------------------------------------
 # Everything that touches a value, or its hash, runs untraced.
 
@@ -867,9 +918,25 @@ restart_secret_units() {
   ((status == 0)) || roll_back "restarting the units that use the changed secrets failed (status $status; see above)"
 }
 
+# activate: switch-to-configuration test; its exit 4 fails the deploy only for
+# units that had not failed before it began. Rolls back (exits) on failure.
 activate() {
+  local status=0 now=() what="switch-to-configuration test of $SYSTEM_CLOSURE"
   step "Activating $SYSTEM_CLOSURE (switch-to-configuration test: running, not yet the boot default)"
-  request "$((activate_timeout * 2 + 60))" activate "$SYSTEM_CLOSURE" "$activate_timeout"
+  request "$((activate_timeout * 2 + 60))" activate "$SYSTEM_CLOSURE" "$activate_timeout" || status=$?
+  ((status != 255)) || recover_after_loss "the activation"
+  ((status == 0)) || roll_back "activation failed ($what)"
+  [[ $(reply_value switch_status) == 4 ]] || return 0
+  failed_units now || status=$?
+  ((status != 255)) || recover_after_loss "the activation"
+  ((status == 0)) || roll_back "activation failed ($what exited 4, and the target's failed units could not be listed)"
+  split_failed "${now[@]}"
+  ((${#new_failed[@]} == 0)) || roll_back "activation failed ($what): units failed: ${new_failed[*]}$(old_failed_note)"
+  if ((${#old_failed[@]} > 0)); then
+    info "$what exited 4: units failed before the deploy as well: ${old_failed[*]}; they do not block it"
+  else
+    info "$what exited 4, yet no unit is failed now (a job failed and left none failed); the health check decides"
+  fi
 }
 
 # check_health: HEALTH_URL answers 2xx (with HEALTH_EXPECT) within
@@ -888,7 +955,7 @@ open_health_tunnel() {
 }
 
 check_health() {
-  local deadline=$((SECONDS + HEALTH_TIMEOUT)) remaining i status units
+  local deadline=$((SECONDS + HEALTH_TIMEOUT)) remaining i status now=()
   local targets=() errors=() pending=() still=() failures=() pinned="" placeholder=()
   [[ -z $HEALTH_PINNED_KEY ]] || pinned=" (certificate accepted by its pinned public key only)"
   if [[ $HEALTH_ACME == placeholder ]]; then
@@ -960,7 +1027,7 @@ check_health() {
     sleep 1
   done
   status=0
-  request 60 failed-units || status=$?
+  failed_units now || status=$?
   if ((status == 255)); then
     health_failure="lost the connection to the target while listing its failed units"
     return 255
@@ -969,12 +1036,12 @@ check_health() {
     health_failure="health check: could not list failed units on the target"
     return 1
   fi
-  units=$(reply_values unit | tr '\n' ' ')
-  if [[ -n $units ]]; then
-    health_failure="health check: failed systemd units: $units"
+  split_failed "${now[@]}"
+  if ((${#new_failed[@]} > 0)); then
+    health_failure="health check: failed systemd units: ${new_failed[*]}$(old_failed_note)"
     return 1
   fi
-  info "healthy"
+  info "healthy$( ((${#old_failed[@]} == 0)) || echo "; units failed before the deploy as well, not counted: ${old_failed[*]}")"
 }
 
 # --- The ACME certificate (HEALTH_ACME) -------------------------------------
@@ -1031,7 +1098,7 @@ await_acme_certificate() {
       if [[ $(reply_value ordered) == 1 ]]; then
         info "started acme-order-renew-$health_url_host.service on the target"
       else
-        info "the target has no systemd: nothing to start; waiting"
+        info "the target did not confirm the start of acme-order-renew-$health_url_host.service; waiting"
       fi
       next_order=$((SECONDS + acme_reorder_every))
     fi
@@ -1153,6 +1220,7 @@ main() {
   begin_deploy
   read_secrets
   read_target_state
+  record_failed_units
   if ((closure_changed == 1)); then
     build_on_target
     check_space
@@ -1162,9 +1230,7 @@ main() {
   deliver_secrets
   local status=0
   if ((closure_changed == 1)); then
-    activate || status=$?
-    ((status != 255)) || recover_after_loss "the activation"
-    ((status == 0)) || roll_back "activation failed (switch-to-configuration test of $SYSTEM_CLOSURE)"
+    activate
   fi
   restart_secret_units
   test_hook activate

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Sets up a machine to develop and test this project (the README's set-up
 # command; .ci/run runs it too): Debian's packages the suites use, Node.js 22
-# where the machine's is older, the npm packages, and the Pulumi engine the e2e
-# suite drives (built once per version, cached outside the repository, see
-# scripts/build-engine.sh).
+# where the machine's is older, the npm packages, the root file system the
+# test targets boot (built once per version of its package list and build
+# script, cached outside the repository, see tests/integration/harness/rootfs.sh),
+# and the Pulumi engine the e2e suite drives (built once per version, cached
+# outside the repository, see scripts/build-engine.sh).
 #
 #   scripts/setup.sh              needs root for apt-get (or sudo); the rest runs as you
 #   scripts/setup.sh --node-bin   prints the directory whose `node` is Node.js 22 (nothing
@@ -17,8 +19,10 @@ readonly REPO_DIR
 # ShellCheck (script lint), iproute2 (network namespaces for test hosts),
 # openssl (the e2e suite's test CA), util-linux (unshare, nsenter, flock), git (the flake
 # update's tests stand in for GitHub with local repositories), restic (the backups: the
-# targets' and where pulumi runs).
-readonly APT_PACKAGES=(nix-bin openssh-server openssh-client shellcheck curl jq python3 iproute2 util-linux openssl e2fsprogs strace git restic)
+# targets' and where pulumi runs), systemd-container (systemd-nspawn: the test targets
+# boot systemd in containers) and mmdebstrap (their root file system, from Debian's archive).
+readonly APT_PACKAGES=(nix-bin openssh-server openssh-client shellcheck curl jq python3 iproute2 util-linux openssl e2fsprogs strace git restic
+  systemd-container mmdebstrap)
 
 # versitygw, the S3 server the backup tests use (Apache-2.0; a real S3 gateway
 # over a directory), built from the Go module proxy once per version.
@@ -142,6 +146,27 @@ install_versitygw() {
   echo "versitygw $VERSITYGW_VERSION in $VERSITYGW_CACHE"
 }
 
+# raise_inotify_limit: every test target's systemd holds about 7 inotify
+# instances, and root's limit (fs.inotify.max_user_instances, 128 by default)
+# counts every container of the machine: two suites at once hold about twenty
+# targets. At least 1024 (until the next boot).
+raise_inotify_limit() {
+  local now
+  now=$(sysctl -n fs.inotify.max_user_instances)
+  if ((now < 1024)); then
+    as_root sysctl -q -w fs.inotify.max_user_instances=1024
+    echo "fs.inotify.max_user_instances: $now -> 1024"
+  else
+    echo "fs.inotify.max_user_instances: $now"
+  fi
+}
+
+# build_target_rootfs: the test targets' root file system (tests/integration/
+# harness/rootfs.sh): cached; a build prints how long it took.
+build_target_rootfs() {
+  as_root bash "$REPO_DIR/tests/integration/harness/rootfs.sh" build >/dev/null
+}
+
 main() {
   if [[ ${1:-} == --node-bin ]]; then
     node_bin
@@ -155,6 +180,9 @@ main() {
   PATH=$(node_bin):$PATH
   step "npm packages"
   install_npm_packages
+  step "The test targets' root file system"
+  build_target_rootfs
+  raise_inotify_limit
   step "Pulumi engine"
   build_engine
   step "S3 server for the backup tests"

@@ -12,10 +12,9 @@
 # patterns it shares with this file) ahead of this text; by hand, it is read
 # from next to this file.
 #
-# With systemd (/run/systemd/system exists: the real NixOS host), activation,
-# commit, rollback and the rollback timer are transient systemd units. Without
-# systemd (the integration-test target) they are setsid'd processes whose
-# results are read back the same way. deploy.sh does not know which.
+# Activation, commit, rollback and the rollback timer are transient systemd
+# units (systemd-run), on the NixOS host as on the test targets, which boot
+# systemd too (tests/integration/harness/target.sh).
 #
 # State, all under /run/blog-deploy (gone at reboot, with everything it guards):
 #   lock          flock(1)ed by the serving shim for the whole deploy: one at a time
@@ -33,11 +32,14 @@
 #                             secret, the value byte-exact), at most two: the live set and,
 #                             while a deploy is undecided, the set from before it
 #   .../pending               the undecided delivery: previous=<set or ->, set=, return=, new=,
-#                             units= (to restart), committed=yes once the commit starts
+#                             units= (to restart), boot_id= (the boot it was made in),
+#                             committed=yes once the commit starts
 # A set is replaced by renaming a new symlink over the old one (rename(2)): a reader
 # sees the old set or the new one, never a mix. Rollback (deployer, timer, takeover)
 # points the link back at the previous set; commit deletes it. After a reboot the
-# pending set follows the running system (see secrets.sh's "resolve").
+# pending set follows the running system: at boot (blog-secrets-resolve.service,
+# which leaves a delivery of its own boot alone), else at the next takeover (see
+# secrets.sh's "resolve").
 #
 # Verbs:
 #   begin CLOSURE WAIT IDLE ORIGIN...  takes the lock (waits at most WAIT s; status 75
@@ -53,8 +55,12 @@
 #                          writes the deploy's state, arms the rollback timer (return to
 #                          RETURN after DEADLINE s unless committed), then, if the system
 #                          profile is not RETURN, makes RETURN the profile and boot default
-#   activate NEW SECONDS   NEW/bin/switch-to-configuration test (running, not booted)
-#   failed-units           failed systemd units, one a line
+#   activate NEW SECONDS   NEW/bin/switch-to-configuration test (running, not booted);
+#                          prints switch_status= (its exit status: 4, units failed after
+#                          the switch, is the deployer's to judge) and activated=
+#   failed-units           unit=<unit> per failed unit, and per service restarting after a
+#                          failure (auto-restart, non-zero status): what switch-to-configuration
+#                          counts
 #   commit SECONDS         profile := NEW, NEW/bin/switch-to-configuration boot, timer
 #                          off; status 76 if the rollback already happened, 77 if the
 #                          commit failed and the host went back to RETURN
@@ -68,9 +74,7 @@
 #                          etc/blog/secret-units: "<name> <unit>..." lines)
 #   secrets-restart SECONDS
 #                          restarts those units if active, activating, reloading or failed:
-#                          restarted=<unit>, left=<unit> <state>; without systemd it only
-#                          records them in /run/blog-deploy/restarted (states from
-#                          /run/blog-deploy/unit-states, "<unit> <state>" lines; default active)
+#                          restarted=<unit>, left=<unit> <state>
 #   end                    releases the lock and ends the session
 set -euo pipefail
 
@@ -107,10 +111,6 @@ require_store_path() {
 # sh_quote VALUE: VALUE as one word of a /bin/sh script, in single quotes.
 sh_quote() {
   printf "'%s'" "${1//\'/\'\\\'\'}"
-}
-
-has_systemd() {
-  [[ -d /run/systemd/system ]]
 }
 
 # tool NAME: an absolute path of NAME whose directory is resolved (on NixOS
@@ -158,25 +158,17 @@ holder_summary() {
     "$(date -u -d "@${since:-0}" '+%Y-%m-%d %H:%M:%S UTC')" "$(($(date +%s) - ${since:-0}))" "${pid:-?}"
 }
 
-# run_detached SECONDS COMMAND...: runs COMMAND outside this session (a dropped
-# SSH connection cannot stop it) and waits at most SECONDS (+10) for its exit
-# status, which becomes ours. Its output reaches our stderr.
+# run_detached SECONDS COMMAND...: runs COMMAND as a transient unit, outside
+# this session (a dropped SSH connection cannot stop it), and waits at most
+# SECONDS (+10) for its exit status, which becomes ours. Its last log lines
+# reach our stderr when it fails.
 run_detached() {
   local seconds=$1 status=0 unit
   shift
-  if has_systemd; then
-    unit=blog-deploy-run-$(date +%s%N)
-    timeout "$((seconds + 10))" systemd-run --quiet --wait --collect --unit="$unit" \
-      --property=Type=oneshot --property=TimeoutStartSec="$seconds" "$@" || status=$?
-    ((status == 0)) || journalctl --no-pager -q -o cat -n 40 -u "$unit" >&2 || true
-    return "$status"
-  fi
-  mkdir -p "$state_dir"
-  # setsid: its own session, so neither a hangup nor the end of this SSH
-  # session stops it. `wait` returns when it exits: no polling.
-  setsid timeout "$seconds" "$@" </dev/null >"$state_dir/run.log" 2>&1 9>&- &
-  wait "$!" || status=$?
-  ((status == 0)) || cat "$state_dir/run.log" >&2
+  unit=blog-deploy-run-$(date +%s%N)
+  timeout "$((seconds + 10))" systemd-run --quiet --wait --collect --unit="$unit" \
+    --property=Type=oneshot --property=TimeoutStartSec="$seconds" "$@" || status=$?
+  ((status == 0)) || journalctl --no-pager -q -o cat -n 40 -u "$unit" >&2 || true
   return "$status"
 }
 
@@ -189,16 +181,11 @@ locked() {
   lock_cmd=("$(tool flock)" -o -w "$seconds" "$switch_lock" "$@")
 }
 
+# cancel_timer: only ever after "decided" is written: a rollback the timer
+# might still start finds the decision taken and does nothing.
 cancel_timer() {
-  if has_systemd; then
-    systemctl stop "$rollback_unit.timer" 2>/dev/null || true
-    systemctl reset-failed "$rollback_unit.timer" "$rollback_unit.service" 2>/dev/null || true
-  elif [[ -f $deploy_dir/timer.pid ]]; then
-    # Only ever killed after "decided" is written: a rollback it might still
-    # start finds the decision taken and does nothing.
-    kill -- "-$(cat "$deploy_dir/timer.pid")" 2>/dev/null || true
-    rm -f "$deploy_dir/timer.pid"
-  fi
+  systemctl stop "$rollback_unit.timer" 2>/dev/null || true
+  systemctl reset-failed "$rollback_unit.timer" "$rollback_unit.service" 2>/dev/null || true
 }
 
 # run_rollback SECONDS: returns to the deploy's RETURN system now (the same
@@ -310,10 +297,18 @@ write_scripts() {
   else
     cat >"$deploy_dir/return.sh" <<SCRIPT
 # Makes the system the deploy returns to the running system, the system profile and the boot default.
+# Exit 4 of the switch (units failed after it) still leaves it running and booted:
+# the deployer judges those units, against the ones that failed before the deploy.
 if [ "\$(readlink -e $q_profile)" != $q_return ]; then
   $q_nix_env -p $q_profile --set $q_return || exit 1
 fi
-exec $q_return/bin/switch-to-configuration switch
+$q_return/bin/switch-to-configuration switch
+status=\$?
+if [ "\$status" = 4 ]; then
+  echo "rollback: switch-to-configuration exited 4 (units failed); the host runs the system it returned to" >&2
+  exit 0
+fi
+exit "\$status"
 SCRIPT
   fi
   write_secrets_script "$deploy_dir/secrets.sh"
@@ -369,12 +364,12 @@ SCRIPT
 #                       system runs (CURRENT) is kept, any other is restored and its units
 #                       restarted (FILE as for restore); prints secrets=kept|restored
 write_secrets_script() {
-  local path=$1 systemctl=""
-  ! has_systemd || systemctl=$(tool systemctl)
+  local path=$1 systemctl
+  systemctl=$(tool systemctl)
   {
-    printf 'link=%s root=%s pending=%s run_dir=%s systemctl=%s\n' \
+    printf 'link=%s root=%s pending=%s systemctl=%s\n' \
       "$(sh_quote "$secrets_link")" "$(sh_quote "$secrets_root")" "$(sh_quote "$secrets_pending")" \
-      "$(sh_quote "$state_dir")" "$(sh_quote "$systemctl")"
+      "$(sh_quote "$systemctl")"
     printf 'ln=%s mv=%s rm=%s cp=%s sed=%s sync=%s\n' \
       "$(sh_quote "$(tool ln)")" "$(sh_quote "$(tool mv)")" "$(sh_quote "$(tool rm)")" \
       "$(sh_quote "$(tool cp)")" "$(sh_quote "$(tool sed)")" "$(sh_quote "$(tool sync)")"
@@ -405,25 +400,14 @@ restart() {
   [ -f "$1" ] || return 0
   status=0
   for unit in $(field units "$1"); do
-    if [ -n "$systemctl" ]; then
-      state=$($systemctl is-active -- "$unit" 2>/dev/null)
-    else
-      state=active
-      if [ -f "$run_dir/unit-states" ]; then
-        while read -r name value; do
-          if [ "$name" = "$unit" ]; then state=$value; fi
-        done <"$run_dir/unit-states"
-      fi
-    fi
+    state=$($systemctl is-active -- "$unit" 2>/dev/null)
     case $state in
     active | activating | reloading | failed)
       # A unit that failed for want of its secret may have hit its start
       # limit (nginx does, restarting every 10 s): restart refuses such a
       # unit until its failed state is reset (systemd.unit(5), StartLimitBurst=).
-      [ "$state" != failed ] || [ -z "$systemctl" ] || $systemctl reset-failed -- "$unit" 2>/dev/null || true
-      if [ -z "$systemctl" ]; then
-        echo "$unit" >>"$run_dir/restarted"
-      elif ! $systemctl restart -- "$unit"; then
+      [ "$state" != failed ] || $systemctl reset-failed -- "$unit" 2>/dev/null || true
+      if ! $systemctl restart -- "$unit"; then
         echo "secrets: restarting $unit failed" >&2
         status=1
       fi
@@ -469,17 +453,10 @@ arm_timer() {
   local seconds=$1
   locked 900 /bin/sh "$deploy_dir/rollback.sh"
   cancel_timer
-  if has_systemd; then
-    systemd-run --quiet --unit="$rollback_unit" --on-active="$seconds" \
-      --timer-property=AccuracySec=1s --timer-property=RemainAfterElapse=no \
-      --description="blog deploy: return to $(cat "$deploy_dir/return-to") unless confirmed" \
-      "${lock_cmd[@]}"
-  else
-    # shellcheck disable=SC2016 # expanded by that shell
-    setsid /bin/sh -c 'sleep "$1"; shift; exec "$@"' timer "$seconds" "${lock_cmd[@]}" \
-      </dev/null >"$deploy_dir/timer.log" 2>&1 9>&- &
-    echo "$!" >"$deploy_dir/timer.pid"
-  fi
+  systemd-run --quiet --unit="$rollback_unit" --on-active="$seconds" \
+    --timer-property=AccuracySec=1s --timer-property=RemainAfterElapse=no \
+    --description="blog deploy: return to $(cat "$deploy_dir/return-to") unless confirmed" \
+    "${lock_cmd[@]}"
 }
 
 # prepare: status 2 if nothing was changed, 3 if making RETURN the boot
@@ -512,24 +489,35 @@ cmd_prepare() {
   fi
 }
 
+# cmd_activate NEW SECONDS: switch-to-configuration test, whose own status (in
+# deploy/switch.status: systemd-run --wait reports only that the unit failed)
+# is switch_status=. Status 4 (units failed after the switch) is the deployer's
+# to judge against the units that failed before the deploy.
 cmd_activate() {
-  local new=$1 seconds=$2 status=0
+  local new=$1 seconds=$2 status=0 switch_status
   require_store_path NEW "$new"
+  rm -f "$deploy_dir/switch.status"
+  # One line: systemd re-reads a transient unit's command at a daemon-reload.
   # shellcheck disable=SC2016 # expanded by that shell
   locked "$seconds" /bin/sh -c \
-    '[ ! -e "$1/decided" ] || { echo "activate: the deploy is already decided: $(cat "$1/decided")" >&2; exit 76; }
-     exec "$2/bin/switch-to-configuration" test' activate "$deploy_dir" "$new"
+    '[ ! -e "$1/decided" ] || { echo "activate: the deploy is already decided: $(cat "$1/decided")" >&2; exit 76; }; "$2/bin/switch-to-configuration" test; s=$?; echo "$s" >"$1/switch.status"; exit "$s"' \
+    activate "$deploy_dir" "$new"
   run_detached "$seconds" "${lock_cmd[@]}" || status=$?
-  ((status == 0)) || abort "switch-to-configuration test of $new exited with status $status"
+  switch_status=$(cat "$deploy_dir/switch.status" 2>/dev/null || echo "$status")
+  echo "switch_status=$switch_status"
+  [[ $switch_status == 0 || $switch_status == 4 ]] || abort "switch-to-configuration test of $new exited with status $switch_status"
   echo "activated=$new"
 }
 
+# cmd_failed_units: as switch-to-configuration counts them: failed units, and
+# services restarting after a failure (auto-restart with a non-zero status).
 cmd_failed_units() {
-  if has_systemd; then
-    systemctl --failed --no-legend --plain | awk '{print "unit=" $1}'
-  elif [[ -f $state_dir/failed-units ]]; then
-    sed 's/^/unit=/' "$state_dir/failed-units"
-  fi
+  local unit
+  systemctl list-units --all --state=failed --no-legend --plain | awk '{print "unit=" $1}'
+  while read -r unit _; do
+    [[ $unit == *.service ]] || continue
+    [[ $(systemctl show -p ExecMainStatus --value "$unit") == 0 ]] || echo "unit=$unit"
+  done < <(systemctl list-units --all --state=auto-restart --no-legend --plain)
 }
 
 # acme-state CERT: the state of the NixOS acme module's certificate CERT
@@ -552,16 +540,12 @@ cmd_acme_state() {
 }
 
 # acme-order CERT: starts the order of CERT now (its unit otherwise waits
-# RestartSec, 15 minutes, after a failed order); ordered=0 without systemd.
+# RestartSec, 15 minutes, after a failed order).
 cmd_acme_order() {
   local cert=$1
   [[ $cert =~ $acme_cert_re ]] || abort "acme-order: '$cert' is not a domain name"
-  if has_systemd; then
-    systemctl restart --no-block "acme-order-renew-$cert.service" || abort "could not start acme-order-renew-$cert.service"
-    echo ordered=1
-  else
-    echo ordered=0
-  fi
+  systemctl restart --no-block -- "acme-order-renew-$cert.service" || abort "could not start acme-order-renew-$cert.service"
+  echo ordered=1
 }
 
 cmd_commit() {
@@ -691,8 +675,11 @@ cmd_secrets_deliver() {
     say "secrets: the deploy is already decided: $(cat "$deploy_dir/decided")"
     exit 76
   fi
-  printf 'previous=%s\nset=%s\nreturn=%s\nnew=%s\nunits=%s\n' "$previous" "$set_name" "$return_to" "$new" "${units[*]}" \
-    >"$secrets_pending.new"
+  # boot_id: the boot this delivery belongs to. The boot unit that settles an
+  # undecided delivery (blog-secrets-resolve, nix/modules/units/secrets-resolve.nix)
+  # acts only on one of an earlier boot: this one is this deploy's to decide.
+  printf 'previous=%s\nset=%s\nreturn=%s\nnew=%s\nunits=%s\nboot_id=%s\n' "$previous" "$set_name" "$return_to" "$new" "${units[*]}" \
+    "$(cat /proc/sys/kernel/random/boot_id)" >"$secrets_pending.new"
   sync "$secrets_pending.new"
   mv "$secrets_pending.new" "$secrets_pending"
   ln -sfn "${secrets_root##*/}/$set_name" "$secrets_link.new"

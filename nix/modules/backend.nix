@@ -15,6 +15,7 @@
 let
   cfg = config.services.blog-backend;
   secretNames = import ./secret-names.nix;
+  credentials = import ./units/credentials.nix;
   # StateDirectory=blog-backend with DynamicUser=true lives in
   # /var/lib/private/blog-backend; /var/lib/blog-backend is a symlink to it
   # (systemd.exec(5), StateDirectory=). The data volume keeps the real one.
@@ -111,7 +112,8 @@ in
         # <name>:<path>: systemd copies each file, readable by root, into a
         # private directory of this unit at every start (systemd.exec(5),
         # LoadCredential=). A list: other modules may add their own.
-        LoadCredential = map (name: "${name}:${config.blog.secrets.${name}.path}") cfg.secrets;
+        # (units/credentials.nix: the test systems' services take theirs the same way.)
+        LoadCredential = credentials.loadCredential cfg.secrets;
         # Keep restarting a crashing backend, however often: systemd's
         # default start limit (5 starts in 10 s) would leave it failed for
         # good. The delay grows from 2 s to at most 60 s over 10 restarts

@@ -31,50 +31,31 @@ let
   cfg = config.blog.data;
   enabled = config.blog.host.dataVolume;
 
-  # The contract with the stack: the label it sets, where the host mounts it.
-  label = "blog-data";
-  mountPoint = "/data";
-  sourceOf = dir: "${mountPoint}${dir}";
-  prepareUnit = "blog-data-dirs";
+  # The mounts and the unit that makes their sources: units/data.nix (data,
+  # which the test systems render too: their fstab and unit file come from
+  # the same entries). Why each option is what it is, below.
+  units = import ./units/data.nix;
+  inherit (units) mountPoint prepareUnit;
 
   directories = builtins.attrNames cfg.directories;
 
-  fileSystems = {
-    ${mountPoint} = {
-      device = "/dev/disk/by-label/${label}";
-      fsType = "ext4";
-      # fstab options read by systemd-fstab-generator (systemd.mount(5)):
-      # nofail: local-fs.target only wants the mount and is not ordered after
-      # it, so the boot goes on without the volume; the device timeout bounds
-      # the wait for it (systemd's default is 90 s). A volume labelled later
-      # is mounted when a unit that needs it is started (or at the next boot).
-      options = [
-        "nofail"
-        "x-systemd.device-timeout=30s"
-        # A volume grown at Hetzner (volumeSize) grows its file system when
-        # mounted (systemd-growfs, systemd.mount(5) x-systemd.growfs), should
-        # the online grow of scripts/data-volume.sh attach not have done it.
-        "x-systemd.growfs"
-      ];
-      # Mounted by systemd after the initrd, never in it: a missing volume
-      # must not stop the boot (nixos/modules/system/boot/stage-1.nix).
-      neededForBoot = false;
-    };
-  }
-  // lib.genAttrs directories (dir: {
-    device = sourceOf dir;
-    fsType = "none";
-    # A bind mount requires the mounts its source path needs (systemd
-    # src/core/mount.c, mount_add_mount_dependencies: RequiresMountsFor= on
-    # What=), so it fails, and the services needing it with it, when /data
-    # is not mounted. x-systemd.requires= adds Requires= and After= on the
-    # unit that makes its source (systemd.mount(5)).
-    options = [
-      "bind"
-      "nofail"
-      "x-systemd.requires=${prepareUnit}.service"
-    ];
-  });
+  # The volume (fstab options read by systemd-fstab-generator, systemd.mount(5)):
+  # nofail: local-fs.target only wants the mount and is not ordered after it,
+  # so the boot goes on without the volume; the device timeout bounds the wait
+  # for it (systemd's default is 90 s). A volume labelled later is mounted when
+  # a unit that needs it is started (or at the next boot). x-systemd.growfs: a
+  # volume grown at Hetzner (volumeSize) grows its file system when mounted
+  # (systemd-growfs), should the online grow of scripts/data-volume.sh attach
+  # not have done it. neededForBoot = false: mounted by systemd after the
+  # initrd, never in it: a missing volume must not stop the boot
+  # (nixos/modules/system/boot/stage-1.nix).
+  #
+  # The bind mounts: a bind mount requires the mounts its source path needs
+  # (systemd src/core/mount.c, mount_add_mount_dependencies: RequiresMountsFor=
+  # on What=), so it fails, and the services needing it with it, when /data is
+  # not mounted. x-systemd.requires= adds Requires= and After= on the unit that
+  # makes its source (systemd.mount(5)).
+  fileSystems = units.fileSystems directories;
 
   # The bind sources on the volume, before the bind mounts need them.
   # systemd would create a missing source itself (systemd.mount(5), What=),
@@ -87,38 +68,21 @@ let
   # "that is too permissive"). Each directory on the volume takes the mode and
   # owner of its root-disk counterpart where that exists, else 0755 root;
   # systemd then chowns the innermost one for the service at its start
-  # (StateDirectory=), through the bind mount.
-  prepareService = {
-    description = "State directories on the data volume";
-    unitConfig.RequiresMountsFor = [ mountPoint ];
-    path = [
-      pkgs.coreutils
-      pkgs.util-linux
-    ];
-    serviceConfig = {
-      Type = "oneshot";
-      RemainAfterExit = true;
+  # (StateDirectory=), through the bind mount (units/data-dirs.sh).
+  prepareService =
+    let
+      service = units.prepareService directories;
+    in
+    {
+      inherit (service)
+        description
+        unitConfig
+        serviceConfig
+        environment
+        ;
+      path = map (name: pkgs.${name}) service.path;
+      script = builtins.readFile service.script;
     };
-    script = ''
-      # Never create the sources on the root disk, under an empty ${mountPoint}.
-      mountpoint -q ${mountPoint}
-      install -d -m 0700 -o root -g root /var/lib/private
-      for dir in ${lib.escapeShellArgs directories}; do
-        path=""
-        IFS=/ read -ra parts <<<"''${dir#/}"
-        for part in "''${parts[@]}"; do
-          path="$path/$part"
-          [ -d "${mountPoint}$path" ] && continue
-          if [ -d "$path" ]; then
-            install -d -m "$(stat -c %a "$path")" -o "$(stat -c %u "$path")" \
-              -g "$(stat -c %g "$path")" "${mountPoint}$path"
-          else
-            install -d -m 0755 -o root -g root "${mountPoint}$path"
-          fi
-        done
-      done
-    '';
-  };
 in
 {
   options.blog.data = {

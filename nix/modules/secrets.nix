@@ -24,6 +24,8 @@
 }:
 let
   contract = import ./secret-names.nix;
+  credentials = import ./units/credentials.nix;
+  resolve = import ./units/secrets-resolve.nix;
   cfg = config.blog.secrets;
 
   # A unit name with its suffix ("blog-backend.service"), no whitespace: the
@@ -93,9 +95,9 @@ in
     # `ln -s ${config.system.build.etc}/etc $out/etc`). One line per declared
     # secret, sorted by name: `<name> [<unit> ...]`, the units to restart when
     # it changes (none: the name alone). Present, maybe empty, on every host.
-    environment.etc."blog/secret-units".text = lib.concatMapStrings (
-      name: lib.concatStringsSep " " ([ name ] ++ cfg.${name}.restartUnits) + "\n"
-    ) (builtins.attrNames cfg);
+    environment.etc."blog/secret-units".text = credentials.secretUnitsText (
+      lib.mapAttrs (_: secret: secret.restartUnits) cfg
+    );
 
     # The deploy makes /var/lib/blog-secrets a symlink to a set directory in
     # /var/lib/blog-secrets.d (scripts/target-shim.sh) and swaps the link
@@ -110,50 +112,28 @@ in
     # A reboot between a delivery and its commit (the deploy's state in /run
     # is gone) would boot the old system with the new secrets until the next
     # deploy takes the lock. At boot, before any service reads a credential,
-    # apply the deploy's own rule (scripts/target-shim.sh, secrets.sh
-    # "resolve"): a committed delivery whose system runs is kept, any other
-    # is undone. No unit runs yet, so nothing needs a restart.
+    # the deploy's own rule is applied (scripts/target-shim.sh, secrets.sh
+    # "resolve"): a committed delivery whose system runs is kept, any other is
+    # undone. No unit runs yet, so nothing needs a restart. It acts only on a
+    # delivery of an earlier boot, runs once per boot (RemainAfterExit) and is
+    # never restarted by a switch (restartIfChanged = false): activation starts
+    # sysinit.target, which would otherwise run it again in the middle of every
+    # deploy and undo that deploy's own delivery. The unit and its script:
+    # units/secrets-resolve.nix, which the test systems render too.
     systemd.services.blog-secrets-resolve = {
-      description = "Settle host secrets left undecided by a deploy";
-      wantedBy = [ "sysinit.target" ];
-      before = [
-        "sysinit.target"
-        "shutdown.target"
-      ];
-      after = [ "local-fs.target" ];
-      conflicts = [ "shutdown.target" ];
-      unitConfig = {
-        DefaultDependencies = false;
-        ConditionPathExists = "${contract.store}/pending";
-      };
-      path = [
-        pkgs.coreutils
-        pkgs.gnused
-      ];
-      serviceConfig.Type = "oneshot";
-      script = ''
-        root=${contract.store}
-        link=${contract.directory}
-        pending=$root/pending
-        field() { sed -n "s/^$1=//p" "$pending"; }
-        previous=$(field previous)
-        if [ "$(field committed)" = yes ] && [ "$(readlink -f /run/current-system)" = "$(field new)" ]; then
-          echo "the delivery was committed and its system runs: its secrets stay"
-          [ "$previous" = - ] || [ -z "$previous" ] || rm -rf "''${root:?}/$previous"
-        else
-          echo "the delivery was never committed: the secrets from before it are back"
-          if [ "$previous" = - ] || [ -z "$previous" ]; then
-            rm -f "$link"
-          else
-            ln -sfn "''${root##*/}/$previous" "$link.new"
-            mv -fT "$link.new" "$link"
-          fi
-          delivered=$(field set)
-          [ -z "$delivered" ] || rm -rf "''${root:?}/$delivered"
-        fi
-        rm -f "$pending"
-        sync -f "$root"
-      '';
+      inherit (resolve)
+        description
+        wantedBy
+        before
+        after
+        conflicts
+        unitConfig
+        serviceConfig
+        restartIfChanged
+        environment
+        ;
+      path = map (name: pkgs.${name}) resolve.path;
+      script = builtins.readFile resolve.script;
     };
   };
 }

@@ -61,6 +61,14 @@ let
   nameOfLength = n: builtins.concatStringsSep "" (builtins.genList (_: "a") n);
   placeholderKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA PLACEHOLDER-replace-with-your-own-key";
 
+  # The host units the deploy depends on, as data (nix/modules/units/): what the
+  # NixOS modules build their units from and the test systems render.
+  units = {
+    resolve = import ../modules/units/secrets-resolve.nix;
+    data = import ../modules/units/data.nix;
+    credentials = import ../modules/units/credentials.nix;
+  };
+
   matches = pattern: value: builtins.match pattern value != null;
   singleLine = value: builtins.match ".*[\n\r].*" value == null;
 
@@ -129,6 +137,30 @@ let
     "every declared secret's name follows the contract" = builtins.all isSecretName (
       declaredSecrets "cloudflare-origin"
     );
+    "the settle unit runs once per boot, before sysinit.target, and no switch restarts it" =
+      units.resolve.wantedBy == [ "sysinit.target" ]
+      && units.resolve.serviceConfig.RemainAfterExit
+      && !units.resolve.restartIfChanged
+      && !(units.resolve.unitConfig ? ConditionPathExists)
+      && units.resolve.environment.SECRETS_STORE == secretNames.store;
+    "the data volume is /data by label, nofail, and each state directory a bind mount that needs the unit making its source" =
+      let
+        fs = units.data.fileSystems [ "/var/lib/private/x" ];
+      in
+      fs."/data".device == "/dev/disk/by-label/blog-data"
+      && builtins.elem "nofail" fs."/data".options
+      && fs."/var/lib/private/x".device == "/data/var/lib/private/x"
+      && fs."/var/lib/private/x".options == [
+        "bind"
+        "nofail"
+        "x-systemd.requires=blog-data-dirs.service"
+      ];
+    "a credential is <name>:<the secret's path>; secret-units lists each secret's units by name" =
+      units.credentials.loadCredential [ "backendApiKey" ] == [ "backendApiKey:/var/lib/blog-secrets/backendApiKey" ]
+      && units.credentials.secretUnitsText {
+        b = [ "x.service" ];
+        a = [ ];
+      } == "a\nb x.service\n";
   };
 
   failed = builtins.filter (name: !checks.${name}) (builtins.attrNames checks);

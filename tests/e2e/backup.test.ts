@@ -11,8 +11,6 @@ import { E2eStack, OpResult, changes, ok } from "./harness";
 jest.setTimeout(600_000);
 
 /** The host side (the backup's units on a real systemd) needs the real-systemd harness. */
-const realSystemd = fs.existsSync(path.resolve(__dirname, "../integration/harness/rootfs.sh"));
-if (!realSystemd) console.warn("backup.test.ts: the host-side scenarios are skipped: the real-systemd harness (tests/integration/harness/rootfs.sh) is not in this tree");
 
 const BOX_ID = "4711";
 const s = new E2eStack("backup");
@@ -58,7 +56,7 @@ beforeAll(async () => {
         {},
         {
             host: { dataVolume: true },
-            backup: realSystemd,
+            backup: true,
             env: { BLOG_E2E_STORAGE_BOXES: JSON.stringify({ [BOX_ID]: { name: "backups", location: "fsn1", dir: box.dir } }) },
         },
     );
@@ -142,7 +140,6 @@ test("the repository's password and the box's login password are in no state fil
 });
 
 /** A scenario of the host's own job: it needs the real-systemd harness. */
-const hostTest = realSystemd ? test : test.skip;
 
 // ---- On the host's real systemd: the nightly job, a failure, the drill, a total loss, a NEW stack ----
 
@@ -181,7 +178,7 @@ function sha256Of(stack: E2eStack, dir: string, file: string): string {
     return stack.onTarget(dir, `sha256sum ${file} | cut -d' ' -f1`);
 }
 
-hostTest("the host's nightly job backs up the volume: the services stop for the copy only; the status file names the snapshot; the preview sees it", async () => {
+test("the host's nightly job backs up the volume: the services stop for the copy only; the status file names the snapshot; the preview sees it", async () => {
     const dir = connectServers(s);
     s.onTarget(dir, `mkdir -p ${STATE} && head -c 300000 /dev/urandom > ${STATE}/photo.bin && printf 'a post\\n' > ${STATE}/post.md && head -c 64 /dev/urandom > ${STATE}/actor.key`);
     for (const name of ["photo.bin", "post.md", "actor.key"]) written[name] = sha256Of(s, dir, `${STATE}/${name}`);
@@ -195,7 +192,7 @@ hostTest("the host's nightly job backs up the volume: the services stop for the 
     expect(p.log).toMatch(new RegExp(`backup: the newest backup is \\d+ min old \\(snapshot ${status.lastSnapshot.slice(0, 8)}, `));
 });
 
-hostTest("a failed backup: the unit fails, the status keeps the last good one, and the next preview still says when that was", async () => {
+test("a failed backup: the unit fails, the status keeps the last good one, and the next preview still says when that was", async () => {
     const [dir] = s.targetDirs();
     const good = JSON.parse(s.onTarget(dir, "cat /var/lib/blog-backup/status.json"));
     const password = hostEnvironment(dir).BLOG_BACKUP_SFTP_PASSWORD;
@@ -217,14 +214,14 @@ hostTest("a failed backup: the unit fails, the status keeps the last good one, a
     expect(u.log).toContain(`(snapshot ${good.lastSnapshot.slice(0, 8)}, `);
 });
 
-hostTest("a drill restores the newest snapshot into a scratch directory, compares it with the live data and passes", async () => {
+test("a drill restores the newest snapshot into a scratch directory, compares it with the live data and passes", async () => {
     const r = await backupSh(s, "drill");
     expect([r.status, r.stderr.slice(-1500)]).toEqual([0, expect.any(String)]);
     const [dir] = s.targetDirs();
     expect(JSON.parse(s.onTarget(dir, "cat /var/lib/blog-backup/drill.json"))).toMatchObject({ result: "success" });
 });
 
-hostTest("destroy everything, the volume too; a NEW stack adopts the repository with the old password and restores the data byte-identical", async () => {
+test("destroy everything, the volume too; a NEW stack adopts the repository with the old password and restores the data byte-identical", async () => {
     const password = String((await s.outputs()).backupPassword);
     await s.setConfig({ "blog:deleteDataOnDestroy": "true" });
     ok(record(await s.up()));
@@ -255,7 +252,7 @@ hostTest("destroy everything, the volume too; a NEW stack adopts the repository 
     for (const [name, sha] of Object.entries(written)) expect([name, sha256Of(fresh, dir, `${STATE}/${name}`)]).toEqual([name, sha]);
 });
 
-hostTest("a drill of a corrupted repository fails, and the unit says so", async () => {
+test("a drill of a corrupted repository fails, and the unit says so", async () => {
     const packs = execFileSync("find", [path.join(box.boxRoot!, "blog-backups/blog.e2e-site.test/restic/data"), "-type", "f"], { encoding: "utf8" })
         .trim()
         .split("\n");
@@ -271,7 +268,7 @@ hostTest("a drill of a corrupted repository fails, and the unit says so", async 
     expect(fresh.onTarget(dir, "systemctl is-failed blog-backup-drill.service || true")).toBe("failed");
 });
 
-hostTest("neither password is in either stack's state, the engine's output or the host's journal", () => {
+test("neither password is in either stack's state, the engine's output or the host's journal", () => {
     const [dir] = fresh.targetDirs();
     const secrets = [fresh.onTarget(dir, "cat /var/lib/blog-secrets/backupPassword"), hostEnvironment(dir, fresh).BLOG_BACKUP_SFTP_PASSWORD];
     const journal = fresh.onTarget(dir, "journalctl -o cat --no-pager");

@@ -11,6 +11,7 @@ import * as os from "os";
 import * as path from "path";
 import { EngineEvent, LocalWorkspace, PulumiCommand, Stack } from "@pulumi/pulumi/automation";
 import { nixEnv } from "../nixConfig";
+import { copyClosureSources } from "../integration/harness/target";
 import { buildStandIns } from "./providers/build";
 
 export const repoRoot = path.resolve(__dirname, "../..");
@@ -174,12 +175,8 @@ export class E2eStack {
         const nixDir = path.join(this.projectDir, "nix");
         fs.mkdirSync(nixDir);
         fs.copyFileSync(path.join(repoRoot, "tests/fixtures/e2e-flake/flake.nix"), path.join(nixDir, "flake.nix"));
-        fs.copyFileSync(path.join(harnessDir, "closures.nix"), path.join(nixDir, "closures.nix"));
-        // What the stack's scripts use from the flake (the backup's shared scripts, for
-        // scripts/backup-status.sh), and the backup's units for a test system.
-        fs.cpSync(path.join(repoRoot, "nix/modules/units"), path.join(nixDir, "modules/units"), { recursive: true });
-        fs.copyFileSync(path.join(repoRoot, "nix/modules/secret-names.nix"), path.join(nixDir, "modules/secret-names.nix"));
-        fs.copyFileSync(path.join(harnessDir, "backup-units.nix"), path.join(nixDir, "backup-units.nix"));
+        // The test systems' sources (the backup's units for a test system among them).
+        copyClosureSources(nixDir);
         this.setConfiguration("blog", { host: this.hostFacts(opts.host), closure: "v1", backup: opts.backup });
 
         standInsDir ??= buildStandIns(path.join(os.tmpdir(), `blog-e2e-providers-${process.pid}`));
@@ -196,6 +193,8 @@ export class E2eStack {
             PULUMI_SKIP_UPDATE_CHECK: "true",
             PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
             BLOG_E2E_REPO: repoRoot,
+            // The test process owns the servers' targets (they outlive each provider process).
+            BLOG_E2E_OWNER_PID: String(process.pid),
             BLOG_E2E_CLOUD_DIR: this.cloudDir,
             BLOG_E2E_TLS_CERT: certs.cert,
             BLOG_E2E_TLS_KEY: certs.key,
@@ -378,9 +377,12 @@ export class E2eStack {
         return fs.existsSync(file) ? JSON.parse(fs.readFileSync(file, "utf8")) : {};
     }
 
-    /** Target directories of the servers running now (their sshd is alive). */
+    /** Target directories of the servers running now (not deleted, what boots them alive). */
     targetDirs(): string[] {
-        return this.allTargetDirs().filter((d) => fs.existsSync(`/proc/${this.targetEnv(d).SSHD_PID}`));
+        return this.allTargetDirs().filter((d) => {
+            const env = this.targetEnv(d);
+            return !env.STANDIN_DELETED && !!env.SUPERVISOR_PID && fs.existsSync(`/proc/${env.SUPERVISOR_PID}`);
+        });
     }
 
     /** Target directories of every server the stand-in started, stopped ones too (each holds target.env). */
@@ -451,9 +453,10 @@ export class E2eStack {
         const keys = path.join(this.dir, "machine-authorized-keys");
         fs.writeFileSync(keys, `${this.admin.publicKey}\n`);
         sh(targetScript, ["start", dir], {
+            timeoutMs: 240_000,
             env: {
                 ...process.env,
-                TARGET_NET: "netns",
+                TARGET_OWNER_PID: String(process.pid),
                 TARGET_AUTHORIZED_KEYS: keys,
                 TARGET_TLS_CERT: this.env.BLOG_E2E_TLS_CERT,
                 TARGET_TLS_KEY: this.env.BLOG_E2E_TLS_KEY,
@@ -462,7 +465,7 @@ export class E2eStack {
         return this.targetEnv(dir);
     }
 
-    /** Stops whatever a failed test left running (targets by pid, namespaces), removes the directory. */
+    /** Stops whatever a failed test left running (its targets), removes the directory. */
     cleanup(): void {
         for (const d of this.allTargetDirs()) spawnSync(targetScript, ["stop", d], { timeout: 30_000 });
         fs.rmSync(this.dir, { recursive: true, force: true });

@@ -11,22 +11,10 @@ import { execFileSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import * as harness from "./harness/target";
-import { Target, attachDisk, onTarget, repoRoot, run, runScript, scriptEnv, startTarget, stopTarget } from "./harness/target";
+import * as h from "./harness/target";
+import { Target, attachDisk, onTarget, repoRoot, run, runScript, scriptEnv, startTarget, stopTarget, tryOnTarget, unitState } from "./harness/target";
 
 const harnessDir = path.join(repoRoot, "tests/integration/harness");
-/** The real-systemd harness is here (its root file system builder). */
-const realSystemd = fs.existsSync(path.join(harnessDir, "rootfs.sh"));
-if (!realSystemd) console.warn("backup.test.ts: skipped: the real-systemd harness (tests/integration/harness/rootfs.sh) is not in this tree");
-const suite = realSystemd ? describe : describe.skip;
-// The harness's helpers that only the real-systemd harness has.
-const h = harness as unknown as {
-  installSystem(t: Target, closure: string): { status: number | null; stdout: string; stderr: string };
-  tryOnTarget(t: Target, command: string, timeoutMs?: number): { status: number | null; stdout: string; stderr: string };
-  unitState(t: Target, unit: string): string;
-};
-const tryOnTarget = (t: Target, command: string) => h.tryOnTarget(t, command);
-const unitState = (t: Target, unit: string) => h.unitState(t, unit);
 
 /** A test system with the backup's units (closures.nix given backup-units.nix's units); its store path. */
 function buildBackupClosure(): string {
@@ -85,7 +73,7 @@ function backupSh(...args: string[]) {
   return run(path.join(repoRoot, "scripts/backup.sh"), args, { env: scriptEnv(t()), timeoutMs: 240_000 });
 }
 
-suite("backups on a real systemd", () => {
+describe("backups on a real systemd", () => {
   beforeAll(() => {
     work = fs.mkdtempSync(path.join(os.tmpdir(), "blog-backup-int-"));
     server(["start", path.join(work, "box"), "sftp"]);

@@ -1,10 +1,11 @@
-// scripts/data-backup.sh against a real target (harness/target.sh) and a real ext4 volume: an image
-// file that target.sh attach-disk makes a loop device, brought into use by data-volume.sh attach
-// exactly as on a host. The volume is mounted at /run/blog-data-<n> rather than /data (DATA_MOUNT):
-// the target's /run is a tmpfs of its own, while a /data made inside it would appear on this
-// machine. The target has no systemd, so the script copies without stopping units; the unit
-// bookkeeping (which units are stopped, that exactly those start again on every path) runs against
-// a stand-in systemctl in a target of its own (last describe). Real systemd is not run here.
+// scripts/data-backup.sh against a real target (harness/target.sh: a container with systemd as PID
+// 1) running a system with the data volume's units (harness/closures.nix with dataVolume: /data and
+// the backend's state bound from it, mounted by systemd-fstab-generator's units) and services that
+// need the volume in the ways a host's can: through the bind mount (the backend), directly
+// (RequiresMountsFor=/data), through another service (Requires=), started by a timer, not running
+// at all, slow to stop, failing to start again. Each volume is a real ext4 image, attached as a
+// loop device (target.sh attach-disk) and brought into use by data-volume.sh attach, exactly as on
+// a host; one at a time.
 import { createHash } from "crypto";
 import { execFileSync, spawn } from "child_process";
 import * as fs from "fs";
@@ -13,6 +14,9 @@ import * as path from "path";
 import {
   Target,
   attachDisk,
+  buildClosure,
+  detachDisk,
+  installSystem,
   onTarget,
   repoRoot,
   run,
@@ -21,55 +25,121 @@ import {
   sshConnections,
   startTarget,
   stopTarget,
+  tryOnTarget,
+  unitState,
   waitForAsync,
 } from "./harness/target";
-import { installFakeSystemctl } from "./harness/fake-systemctl";
 
 jest.setTimeout(120_000);
 
 const MIB = 1024 * 1024;
 const script = path.join(repoRoot, "scripts", "data-backup.sh");
+const DATA = "/data";
 let target: Target | undefined;
 let work: string;
 let count = 0;
+let attached: string[] = [];
 
 function t(): Target {
   if (!target) throw new Error("target not started");
   return target;
 }
 
-/** A 16 MiB ext4 volume attached to the target and mounted by data-volume.sh attach; returns its mount point. */
-function mountedVolume(on: Target, viaDataVolume = true): string {
+const service = (unit: string, wantedBy: string[] = ["multi-user.target"]) => ({ text: unit, wantedBy });
+// The system's services besides the backend (which needs /data through its bind mount).
+const UNITS = {
+  "blog-app.service": service("[Unit]\nDescription=Needs /data itself\nRequiresMountsFor=/data\n\n[Service]\nExecStart=/bin/sleep infinity\n"),
+  "blog-app.timer": service("[Unit]\nDescription=Starts blog-app.service\n\n[Timer]\nOnActiveSec=1d\nUnit=blog-app.service\n", ["timers.target"]),
+  "blog-front.service": service("[Unit]\nDescription=Needs blog-app.service\nRequires=blog-app.service\nAfter=blog-app.service\n\n[Service]\nExecStart=/bin/sleep infinity\n"),
+  "blog-idle.service": service("[Unit]\nDescription=Needs /data, and nothing starts it\nRequiresMountsFor=/data\n\n[Service]\nExecStart=/bin/sleep infinity\n", []),
+  "blog-other.service": service("[Unit]\nDescription=Needs nothing of the volume\n\n[Service]\nExecStart=/bin/sleep infinity\n"),
+  // Slow to stop while /run/blog-test-slow-stop exists; fails to start while /run/blog-test-no-start does.
+  "blog-stubborn.service": service(
+    "[Unit]\nDescription=Needs /data; slow to stop on demand\nRequiresMountsFor=/data\n\n[Service]\nExecStart=/bin/sleep infinity\nExecStop=/bin/sh -c 'if [ -e /run/blog-test-slow-stop ]; then sleep 6; fi'\nTimeoutStopSec=60\n",
+  ),
+  "blog-fragile.service": service(
+    "[Unit]\nDescription=Needs /data; fails to start again on demand\nRequiresMountsFor=/data\n\n[Service]\nExecStartPre=/bin/sh -c '! test -e /run/blog-test-no-start'\nExecStart=/bin/sleep infinity\n",
+  ),
+};
+const BIND = "var-lib-private-blog\\x2dbackend.mount";
+/** What needs /data (data-backup.sh's walk: RequiredBy, BoundBy, TriggeredBy through mounts and services). */
+// blog-idle.service is not among them: nothing references it, so systemd has not loaded it, and a
+// unit it has not loaded is no unit's RequiredBy=; nothing can have started it since.
+const NEEDING = [
+  "blog-app.service",
+  "blog-app.timer",
+  "blog-backend.service",
+  "blog-data-dirs.service",
+  "blog-fragile.service",
+  "blog-front.service",
+  "blog-stubborn.service",
+  "systemd-growfs@data.service",
+];
+/** Of those, what runs (and so stops and starts again), with the bind mount that goes with blog-data-dirs. */
+const RUNNING = [BIND, "blog-app.service", "blog-app.timer", "blog-backend.service", "blog-data-dirs.service", "blog-fragile.service", "blog-front.service", "blog-stubborn.service"].sort();
+
+/**
+ * A fresh 16 MiB ext4 volume as Hetzner makes one, in use: the previous one released and detached,
+ * this one attached and brought into use by data-volume.sh attach (labelled, mounted at /data,
+ * what waited for it started).
+ */
+function useVolume(): string {
+  releaseVolumes();
   const n = ++count;
   const image = path.join(work, `volume-${n}.img`);
   fs.writeFileSync(image, "");
   fs.truncateSync(image, 16 * MIB);
   execFileSync("mkfs.ext4", ["-q", "-F", image]);
-  attachDisk(on, image, `scsi-0HC_Volume_${n}`);
-  const mount = `/run/blog-data-${n}`;
-  const device = `/dev/disk/by-id/scsi-0HC_Volume_${n}`;
-  if (viaDataVolume) {
-    const r = run(path.join(repoRoot, "scripts", "data-volume.sh"), ["attach"], {
-      env: scriptEnv(on, { DATA_DEVICE: device, DATA_MOUNT: mount, CONNECT_ATTEMPTS: "2", CONNECT_TIMEOUT: "10", DEVICE_TIMEOUT: "3" }),
-      timeoutMs: 60_000,
-    });
-    if (r.status !== 0) throw new Error(`data-volume.sh attach exited ${r.status}: ${r.stderr}`);
-  } else {
-    onTarget(on, `mkdir -p ${mount} && mount ${device} ${mount}`);
-  }
-  return mount;
+  const name = `scsi-0HC_Volume_${n}`;
+  attachDisk(t(), image, name);
+  attached.push(name);
+  resetStartLimits();
+  const r = run(path.join(repoRoot, "scripts", "data-volume.sh"), ["attach"], {
+    env: scriptEnv(t(), { DATA_DEVICE: `/dev/disk/by-id/${name}`, CONNECT_ATTEMPTS: "2", CONNECT_TIMEOUT: "10", DEVICE_TIMEOUT: "3" }),
+    timeoutMs: 60_000,
+  });
+  if (r.status !== 0) throw new Error(`data-volume.sh attach exited ${r.status}: ${r.stderr}`);
+  return DATA;
 }
 
-function backup(file: string, mount: string, extra: Record<string, string> = {}, on: Target = t()): RunResult {
-  return run(script, ["backup", file], { env: env(on, mount, extra), timeoutMs: 60_000 });
+/** Out of use (what needs /data stops with its mount unit) and detached. */
+function releaseVolumes(): void {
+  tryOnTarget(t(), "systemctl stop data.mount");
+  for (const name of attached.splice(0)) detachDisk(t(), name);
 }
 
-function restore(file: string, mount: string, extra: Record<string, string> = {}, on: Target = t()): RunResult {
-  return run(script, ["restore", file], { env: env(on, mount, extra), timeoutMs: 60_000 });
+/**
+ * The tests stop and start the same units far more often than a host does: systemd refuses a
+ * sixth start of a unit within 10 s (the default start limit, StartLimitBurst=5 in
+ * StartLimitIntervalSec=10s). reset-failed resets that count before each run of a script.
+ */
+function resetStartLimits(): void {
+  tryOnTarget(t(), "systemctl reset-failed");
+}
+
+function backup(file: string, mount = DATA, extra: Record<string, string> = {}): RunResult {
+  resetStartLimits();
+  return run(script, ["backup", file], { env: env(t(), mount, extra), timeoutMs: 60_000 });
+}
+
+function restore(file: string, mount = DATA, extra: Record<string, string> = {}): RunResult {
+  resetStartLimits();
+  return run(script, ["restore", file], { env: env(t(), mount, extra), timeoutMs: 60_000 });
 }
 
 function env(on: Target, mount: string, extra: Record<string, string>): NodeJS.ProcessEnv {
   return scriptEnv(on, { DATA_MOUNT: mount, CONNECT_ATTEMPTS: "2", CONNECT_TIMEOUT: "10", START_TIMEOUT: "10", ...extra });
+}
+
+/** The units a message of the script lists after `prefix` ("stopped: a b c"), sorted. */
+function listed(stderr: string, prefix: string): string[] {
+  const line = stderr.split("\n").find((l) => l.includes(prefix)) ?? "";
+  return line.slice(line.indexOf(prefix) + prefix.length).split(" ").filter((u) => u !== "").sort();
+}
+
+/** The units of RUNNING that are active now. */
+function activeOf(units: string[]): string[] {
+  return units.filter((u) => unitState(t(), u) === "active").sort();
 }
 
 /** Files of various owners and modes, a symlink, a sticky directory, a user xattr and an ACL. */
@@ -166,6 +236,9 @@ with tarfile.open(sys.argv[1], "w:gz") as t:
 beforeAll(() => {
   work = fs.mkdtempSync(path.join(os.tmpdir(), "blog-data-backup-"));
   target = startTarget();
+  const system = buildClosure({ name: "data-backup", dataVolume: true, services: { "blog-backend": [] }, units: UNITS });
+  const r = installSystem(t(), system);
+  if (r.status !== 0) throw new Error(`installing the data system failed: ${r.stderr}${r.stdout}`);
 });
 
 afterAll(() => {
@@ -178,7 +251,7 @@ describe("backup", () => {
   let archive: string;
 
   beforeAll(() => {
-    mount = mountedVolume(t());
+    mount = useVolume();
     fillVolume(t(), mount);
   });
 
@@ -188,7 +261,7 @@ describe("backup", () => {
 
     const r = backup(archive, mount);
 
-    expect(r.stderr).toContain("no systemd on the host: no units to stop");
+    expect(listed(r.stderr, "stopping what needs /data: ")).toEqual(NEEDING);
     expect(r.stderr).toMatch(new RegExp(`backup: wrote ${archive} \\(\\d+ bytes, .*, 12 entries; mode 0600\\)`));
     expect(r.stderr).toContain("store it encrypted");
     expect(r.status).toBe(0);
@@ -251,7 +324,7 @@ describe("restore", () => {
   let originalXattrs: string;
 
   beforeAll(() => {
-    mount = mountedVolume(t());
+    mount = useVolume();
     fillVolume(t(), mount);
     original = manifest(t(), mount);
     originalXattrs = xattrs(t(), `${mount}/srv/other`);
@@ -275,8 +348,9 @@ describe("restore", () => {
 
     const r = restore(archive, mount);
 
-    expect(r.stderr).toContain("no systemd on the host: no units to stop");
+    expect(listed(r.stderr, "stopping what needs /data: ")).toEqual([...NEEDING, BIND].sort());
     expect(r.stderr).toMatch(/moved the current content of \S+ \(3 entries\) to \S+\/\.before-restore-\d{8}T\d{6}Z(-\d+)?/);
+    expect(r.stderr).not.toContain("error:");
     expect(r.status).toBe(0);
     expect(sshConnections(t()) - before).toBe(2); // wait_for_ssh's `true`, then the restore
     expect(manifest(t(), mount)).toEqual(original);
@@ -349,16 +423,17 @@ describe("restore", () => {
     expect(manifest(t(), mount, false)).toEqual(content);
   });
 
-  test("onto an empty volume: restored, nothing kept aside", () => {
-    const empty = mountedVolume(t());
+  test("onto a new volume: restored; only the state directories the system made on it are kept aside", () => {
+    const fresh = useVolume();
+    // What the system made on it when it came into use (blog-data-dirs.service, the backend's state).
+    expect(onTarget(t(), `cd ${fresh} && ls -A`)).toBe("lost+found\nvar");
 
-    const r = restore(archive, empty);
+    const r = restore(archive, fresh);
 
-    expect(r.stderr).toContain(`${empty} holds nothing but lost+found and earlier restores' directories: nothing to move aside`);
-    expect(r.stderr).toContain(`${empty} held nothing before: nothing was kept aside`);
+    expect(r.stderr).toMatch(/moved the current content of \/data \(1 entries\) to \/data\/\.before-restore-/);
     expect(r.status).toBe(0);
-    expect(manifest(t(), empty)).toEqual(original);
-    expect(onTarget(t(), `ls -A ${empty} | grep -c before-restore || true`)).toBe("0");
+    expect(manifest(t(), fresh)).toEqual(original);
+    expect(onTarget(t(), `ls -A ${fresh} | grep -c before-restore || true`)).toBe("1");
   });
 
   test("a host that presents another host key: refused (exit 2), nothing changed", () => {
@@ -389,7 +464,7 @@ describe("the host from the stack (pulumi stack output --json)", () => {
   let bin: string;
 
   beforeAll(() => {
-    mount = mountedVolume(t());
+    mount = useVolume();
     bin = path.join(work, "pulumi-bin");
     fs.mkdirSync(bin);
     fs.writeFileSync(
@@ -411,6 +486,7 @@ describe("the host from the stack (pulumi stack output --json)", () => {
     delete e.TARGET_HOST;
     delete e.HOST_KEY;
     const file = path.join(work, `from-stack-${++count}.tar.gz`);
+    resetStartLimits();
     return run(script, ["backup", file], { env: e, timeoutMs: 60_000 });
   }
 
@@ -459,7 +535,7 @@ describe("input", () => {
   ])("%j with %j is bad input (exit 1)", (args, extra, message) => {
     const before = sshConnections(t());
 
-    const r = run(script, args as string[], { env: env(t(), "/run/blog-data-1", extra), timeoutMs: 30_000, cwd: work });
+    const r = run(script, args as string[], { env: env(t(), DATA, extra), timeoutMs: 30_000, cwd: work });
 
     expect(r.stderr).toContain(message);
     expect(r.status).toBe(1);
@@ -477,14 +553,18 @@ describe("input", () => {
   });
 
   test("even traced with bash -x, the private key is never printed (backup and restore)", () => {
-    const mount = mountedVolume(t());
+    const mount = useVolume();
     fillVolume(t(), mount);
     const secretLines = t().clientKey.split("\n").filter((l) => l.length > 20);
     const file = path.join(work, "traced.tar.gz");
 
+    resetStartLimits();
     const b = run("bash", ["-x", script, "backup", file], { env: env(t(), mount, {}), timeoutMs: 60_000 });
+    resetStartLimits();
     const r = run("bash", ["-x", script, "restore", file], { env: env(t(), mount, {}), timeoutMs: 60_000 });
 
+    expect(b.stderr.split("\n").filter((l) => l.startsWith("error:"))).toEqual([]);
+    expect(r.stderr.split("\n").filter((l) => l.startsWith("error:"))).toEqual([]);
     expect(b.status).toBe(0);
     expect(r.status).toBe(0);
     expect(b.stderr).toContain("+ ");
@@ -498,127 +578,81 @@ test.each(["scripts/data-backup.sh", "scripts/lib/data-target.sh", "scripts/data
   expect(r.status).toBe(0);
 });
 
-// The unit bookkeeping, against a stand-in systemctl (units are directories holding their
-// dependency properties; a stop takes down what Requires= or BindsTo= the unit, as systemd does).
-// The target's sessions find it first on PATH through root's ~/.bashrc, which Debian's bash reads
-// for a command sshd runs; /run/systemd/system inside the target makes the script take that path.
-describe("with systemd (a stand-in systemctl)", () => {
-  let host: Target | undefined;
+// The unit bookkeeping on the real systemd: which units stop, that exactly those start again, on
+// every path.
+describe("the units that need the volume", () => {
   let mount: string;
-  let state: string;
-  let mountUnit: string;
-  let bindUnit: string;
-  const h = (): Target => {
-    if (!host) throw new Error("target not started");
-    return host;
-  };
-
-  const units = (): Record<string, { active?: boolean; RequiredBy?: string; TriggeredBy?: string }> => ({
-    [mountUnit]: { active: true, RequiredBy: `${bindUnit} blog-data-dirs.service idle.service` },
-    [bindUnit]: { active: true, RequiredBy: "app.service" },
-    "blog-data-dirs.service": { active: true, RequiredBy: bindUnit },
-    "app.service": { active: true, RequiredBy: "web.service", TriggeredBy: "app.timer" },
-    "app.timer": { active: true },
-    "web.service": { active: true },
-    "idle.service": {},
-    "unrelated.service": { active: true },
-  });
-  const needing = ["app.service", "app.timer", "blog-data-dirs.service", "idle.service", "web.service"];
-  const running = () => [bindUnit, "app.service", "app.timer", "blog-data-dirs.service", "web.service"].sort();
-
-  function resetUnits(flags: Record<string, string[]> = {}): void {
-    fs.rmSync(state, { recursive: true, force: true });
-    fs.mkdirSync(path.join(state, "units"), { recursive: true });
-    for (const [name, u] of Object.entries(units())) {
-      const dir = path.join(state, "units", name);
-      fs.mkdirSync(dir);
-      if (u.active) fs.writeFileSync(path.join(dir, "active"), "");
-      if (u.RequiredBy) fs.writeFileSync(path.join(dir, "RequiredBy"), u.RequiredBy);
-      if (u.TriggeredBy) fs.writeFileSync(path.join(dir, "TriggeredBy"), u.TriggeredBy);
-      for (const flag of flags[name] ?? []) fs.writeFileSync(path.join(dir, flag), "");
-    }
-    fs.writeFileSync(path.join(state, "log"), "");
-  }
-  const active = () =>
-    fs
-      .readdirSync(path.join(state, "units"))
-      .filter((u) => fs.existsSync(path.join(state, "units", u, "active")))
-      .sort();
-  const calls = () => fs.readFileSync(path.join(state, "log"), "utf8").split("\n").filter((l) => l !== "");
-  const unitsOf = (call: string) => call.split(" ").slice(1).sort();
 
   beforeAll(() => {
-    host = startTarget();
-    mount = mountedVolume(h(), false);
-    fillVolume(h(), mount);
-    onTarget(h(), `set -e; mkdir -p ${mount}/var/lib/app /run/blog-bind && mount --bind ${mount}/var/lib/app /run/blog-bind; mkdir -p /run/systemd/system`);
-    mountUnit = run("systemd-escape", ["--path", "--suffix=mount", mount]).stdout.trim();
-    bindUnit = run("systemd-escape", ["--path", "--suffix=mount", "/run/blog-bind"]).stdout.trim();
-    state = path.join(h().dir, "systemd-state");
-    resetUnits();
-    installFakeSystemctl(h(), state);
+    mount = useVolume();
+    fillVolume(t(), mount);
   });
-  afterAll(() => stopTarget(host));
 
-  test("backup stops the units that need DATA_MOUNT (through its bind mounts, and their triggers) and starts exactly the stopped ones again", () => {
-    resetUnits();
+  afterEach(() => {
+    tryOnTarget(t(), "rm -f /run/blog-test-slow-stop /run/blog-test-no-start; systemctl reset-failed; systemctl start default.target");
+  });
+
+  test("backup stops the units that need /data (through its bind mount, other services and a timer) and starts exactly the stopped ones again", () => {
+    expect(activeOf(RUNNING)).toEqual(RUNNING);
+    const other = onTarget(t(), "systemctl show -p InvocationID --value blog-other.service");
     const file = path.join(work, "systemd.tar.gz");
 
-    const r = backup(file, mount, {}, h());
+    const r = backup(file, mount);
 
     expect(r.status).toBe(0);
-    expect(calls()).toHaveLength(2);
-    expect(calls()[0]).toMatch(/^stop /);
-    expect(unitsOf(calls()[0])).toEqual(needing);
-    expect(calls()[1]).toMatch(/^start /);
-    expect(unitsOf(calls()[1])).toEqual(running()); // the bind mount went down with blog-data-dirs; idle.service was not running
-    expect(active()).toEqual([mountUnit, ...running(), "unrelated.service"].sort());
-    expect(r.stderr).toContain(`stopped: ${running().join(" ")}`);
-    expect(r.stderr).toContain(`started again: ${running().join(" ")}`);
+    expect(listed(r.stderr, "stopping what needs /data: ")).toEqual(NEEDING);
+    expect(listed(r.stderr, "stopped: ")).toEqual(RUNNING);
+    expect(listed(r.stderr, "started again: ")).toEqual(RUNNING);
+    expect(activeOf(RUNNING)).toEqual(RUNNING);
+    expect(unitState(t(), "blog-idle.service")).toBe("inactive"); // it was not running
+    expect(onTarget(t(), "systemctl show -p InvocationID --value blog-other.service")).toBe(other);
     expect(fs.existsSync(file)).toBe(true);
   });
 
   test("restore also stops the bind mounts (to bind the restored directories); a failed extraction starts everything again (exit 4)", () => {
     const file = path.join(work, "systemd-restore.tar.gz");
-    expect(backup(file, mount, {}, h()).status).toBe(0);
-    resetUnits();
-    const ok = restore(file, mount, {}, h());
+    expect(backup(file, mount).status).toBe(0);
+
+    const ok = restore(file, mount);
     expect(ok.stderr).toContain("restored");
     expect(ok.status).toBe(0);
-    expect(unitsOf(calls()[0])).toEqual([...needing, bindUnit].sort());
-    expect(unitsOf(calls()[1])).toEqual(running());
+    expect(listed(ok.stderr, "stopping what needs /data: ")).toEqual([...NEEDING, BIND].sort());
+    expect(listed(ok.stderr, "started again: ")).toEqual(RUNNING);
 
-    resetUnits();
-    const bad = restore(tarGz("systemd-bad.tar.gz", [["./a", "a\n"], ["./a/b", "b\n"]]), mount, {}, h());
+    const bad = restore(tarGz("systemd-bad.tar.gz", [["./a", "a\n"], ["./a/b", "b\n"]]), mount);
 
     expect(bad.status).toBe(4);
-    expect(unitsOf(calls()[1])).toEqual(running());
-    expect(active()).toEqual([mountUnit, ...running(), "unrelated.service"].sort());
+    expect(listed(bad.stderr, "started again: ")).toEqual(RUNNING);
+    expect(activeOf(RUNNING)).toEqual(RUNNING);
   });
 
-  test("a unit that does not stop: refused (exit 2), what did stop started again, no FILE", () => {
-    resetUnits({ "web.service": ["fail-stop"] });
+  test("a unit that does not stop within START_TIMEOUT: refused, what did stop started again (once it is down, exit 4 while it is not), no FILE", async () => {
+    onTarget(t(), "touch /run/blog-test-slow-stop");
     const file = path.join(work, "systemd-nostop.tar.gz");
 
-    const r = backup(file, mount, {}, h());
+    const r = backup(file, mount, { START_TIMEOUT: "2" });
 
-    expect(r.stderr).toContain("refused: could not stop web.service (active) within 10s (START_TIMEOUT): the copy would not be consistent");
-    expect(r.status).toBe(2);
-    expect(active()).toEqual([mountUnit, ...running(), "unrelated.service"].sort());
+    // Still stopping when the others are started again: that start waits for it, past START_TIMEOUT.
+    expect(r.stderr).toContain("could not stop blog-stubborn.service (deactivating) within 2s (START_TIMEOUT)");
+    expect([2, 4]).toContain(r.status);
     expect(fs.existsSync(file)).toBe(false);
     expect(fs.existsSync(`${file}.partial`)).toBe(false);
+    // Its stop finishes later; then everything runs again.
+    expect(await waitForAsync(() => unitState(t(), "blog-stubborn.service") !== "deactivating", 20_000)).toBe(true);
+    onTarget(t(), "rm -f /run/blog-test-slow-stop; systemctl start default.target");
+    expect(activeOf(RUNNING)).toEqual(RUNNING);
   });
 
-  test("a backup killed during the copy: no FILE, no FILE.partial, and the host starts the stopped units again", async () => {
-    resetUnits();
-    fs.writeFileSync(path.join(state, "slow-stop"), "");
+  test("a backup killed while the host stops the units: no FILE, no FILE.partial, and the host starts the stopped units again", async () => {
+    onTarget(t(), "touch /run/blog-test-slow-stop");
     const file = path.join(work, "systemd-killed.tar.gz");
-    const child = spawn(script, ["backup", file], { env: env(h(), mount, {}), stdio: ["ignore", "ignore", "pipe"] });
+    resetStartLimits();
+    const child = spawn(script, ["backup", file], { env: env(t(), mount, {}), stdio: ["ignore", "ignore", "pipe"] });
     let stderr = "";
     child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
     const done = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
     try {
-      expect(await waitForAsync(() => calls().length > 0, 20_000)).toBe(true); // the host is stopping the units
+      expect(await waitForAsync(() => stderr.includes("stopping what needs /data"), 20_000)).toBe(true);
 
       child.kill("SIGTERM");
 
@@ -630,19 +664,17 @@ describe("with systemd (a stand-in systemctl)", () => {
     }
     expect(fs.existsSync(file)).toBe(false);
     expect(fs.existsSync(`${file}.partial`)).toBe(false);
-    expect(await waitForAsync(() => calls().length === 2, 20_000)).toBe(true);
-    expect(unitsOf(calls()[1])).toEqual(running());
-    expect(active()).toEqual([mountUnit, ...running(), "unrelated.service"].sort());
+    expect(await waitForAsync(() => activeOf(RUNNING).length === RUNNING.length, 30_000)).toBe(true);
     expect(stderr).not.toContain("started again"); // the host said so to a connection that was gone
   });
 
   test("a unit that does not start again: the archive is kept, exit 4 naming the unit", () => {
-    resetUnits({ "app.timer": ["fail-start"] });
+    onTarget(t(), "touch /run/blog-test-no-start");
     const file = path.join(work, "systemd-nostart.tar.gz");
 
-    const r = backup(file, mount, {}, h());
+    const r = backup(file, mount);
 
-    expect(r.stderr).toContain("not running: app.timer (inactive)");
+    expect(r.stderr).toContain("not running: blog-fragile.service (failed)");
     expect(r.stderr).toContain(`backup: wrote ${file}`);
     expect(r.stderr).toContain("but units that were stopped for it did not start again");
     expect(r.status).toBe(4);

@@ -1,11 +1,12 @@
-// scripts/data-volume.sh against a real target (harness/target.sh) and real block devices: each
-// "volume" is an image file that target.sh attach-disk makes a loop device, linked inside the
-// target as /dev/disk/by-id/scsi-0HC_Volume_<n> (the target's own /dev/disk: this machine's /dev
-// is not written to). The target has no systemd, so the script takes its fallback and mounts the
-// device itself; the systemd path (udev, the mount unit, default.target) is not run here, but for
-// release's, against a stand-in systemctl in a target of its own (its describe). Each
-// test mounts at its own /run/blog-data-<n>: the target's /run is a tmpfs of its own, so no
-// directory appears on this machine.
+// scripts/data-volume.sh against a real target (harness/target.sh: a container with systemd as PID
+// 1) running a system with the data volume's units (harness/closures.nix with dataVolume: /data and
+// the backend's state directory bound from it, in its fstab as nix/modules/units/data.nix has them,
+// mounted by systemd-fstab-generator's units; blog-data-dirs.service; a backend with
+// RequiresMountsFor= on its state), and real block devices: each "volume" is an image file that
+// target.sh attach-disk makes a loop device, whose node appears in the target, linked as
+// /dev/disk/by-id/scsi-0HC_Volume_<n>. There is no udev inside: the target's udevadm makes the
+// by-label link a change event would. One volume at a time is labelled blog-data: each test
+// detaches the volumes it attached.
 import { createHash, randomBytes } from "crypto";
 import { execFileSync } from "child_process";
 import * as fs from "fs";
@@ -14,8 +15,10 @@ import * as path from "path";
 import {
   Target,
   attachDisk,
+  buildClosure,
   closedPort,
   detachDisk,
+  installSystem,
   onTarget,
   repoRoot,
   run,
@@ -24,17 +27,21 @@ import {
   sshConnections,
   startTarget,
   stopTarget,
+  tryOnTarget,
+  unitState,
   waitFor,
 } from "./harness/target";
-import { installFakeSystemctl } from "./harness/fake-systemctl";
 
 jest.setTimeout(120_000);
 
 const MIB = 1024 * 1024;
+const STATE = "/var/lib/private/blog-backend";
+const BIND_UNIT = "var-lib-private-blog\\x2dbackend.mount";
 let target: Target | undefined;
 let work: string;
 let devDiskBefore: boolean;
 let count = 0;
+let attached: string[] = [];
 
 function t(): Target {
   if (!target) throw new Error("target not started");
@@ -44,7 +51,7 @@ function t(): Target {
 interface Volume {
   image: string;
   device: string;
-  mount: string;
+  name: string;
 }
 
 /**
@@ -64,25 +71,32 @@ function volume(kind: string, on: Target = t()): Volume {
     fs.writeSync(fd, randomBytes(64 * 1024), 0, 64 * 1024, 4 * MIB);
     fs.closeSync(fd);
   }
-  attachDisk(on, image, `scsi-0HC_Volume_${n}`);
-  return { image, device: `/dev/disk/by-id/scsi-0HC_Volume_${n}`, mount: `/run/blog-data-${n}` };
+  const name = `scsi-0HC_Volume_${n}`;
+  attachDisk(on, image, name);
+  if (on === target) attached.push(name);
+  return { image, device: `/dev/disk/by-id/${name}`, name };
 }
 
 function sha256(file: string): string {
   return createHash("sha256").update(fs.readFileSync(file)).digest("hex");
 }
 
+/**
+ * The tests stop and start the same units far more often than a host does: systemd refuses a
+ * sixth start of a unit within 10 s (its default start limit); reset-failed resets that count.
+ */
 function dataVolume(verb: string, v: Volume, extra: Record<string, string> = {}, on: Target = t()) {
+  tryOnTarget(on, "systemctl reset-failed");
   return run(path.join(repoRoot, "scripts", "data-volume.sh"), [verb], {
     env: scriptEnv(on, {
       DATA_DEVICE: v.device,
-      DATA_MOUNT: v.mount,
       CONNECT_ATTEMPTS: "2",
       CONNECT_TIMEOUT: "10",
       DEVICE_TIMEOUT: "3",
+      START_TIMEOUT: "20",
       ...extra,
     }),
-    timeoutMs: 60_000,
+    timeoutMs: 90_000,
   });
 }
 
@@ -100,10 +114,26 @@ function features(image: string): string {
   return run("dumpe2fs", ["-h", image]).stdout.split("\n").find((l) => l.startsWith("Filesystem features:")) ?? "";
 }
 
+/** The units the script reports it stopped with /data's mount unit. */
+function reportedStopped(stderr: string): string[] {
+  const line = stderr.split("\n").find((l) => l.includes("stopped data.mount and what needed it: ")) ?? "";
+  return line.slice(line.indexOf("what needed it: ") + "what needed it: ".length).split(" ").filter((u) => u !== "").sort();
+}
+
 beforeAll(() => {
   devDiskBefore = fs.existsSync("/dev/disk");
   work = fs.mkdtempSync(path.join(os.tmpdir(), "blog-data-volume-"));
   target = startTarget();
+  const system = buildClosure({ name: "data-volume", dataVolume: true, services: { "blog-backend": [] } });
+  const r = installSystem(t(), system);
+  if (r.status !== 0) throw new Error(`installing the data system failed: ${r.stderr}${r.stdout}`);
+});
+
+afterEach(() => {
+  // Out of use first, as release leaves it (what needs it stops with /data's mount unit), then
+  // detached: the next test's volume may be labelled blog-data too, one at a time.
+  tryOnTarget(t(), "systemctl stop data.mount");
+  for (const name of attached.splice(0)) detachDisk(t(), name);
 });
 
 afterAll(() => {
@@ -111,32 +141,65 @@ afterAll(() => {
   fs.rmSync(work, { recursive: true, force: true });
 });
 
-describe("attach", () => {
-  let v: Volume;
+test("the system without its volume boots and runs; what needs /data does not start, and nothing failed", () => {
+  expect(unitState(t(), "data.mount")).toBe("inactive");
+  expect(unitState(t(), "blog-backend.service")).toBe("inactive");
+  expect(onTarget(t(), "systemctl --failed --no-legend --plain")).toBe("");
+});
 
-  test("labels an unlabelled ext4 volume (as Hetzner formats one) and mounts it at DATA_MOUNT", () => {
-    v = volume("ext4");
+describe("attach", () => {
+  test("labels an unlabelled ext4 volume (as Hetzner formats one), mounts it at /data (its mount unit) and starts what waited for it", () => {
+    const v = volume("ext4");
     expect(label(v.image)).toBe("");
 
     const r = dataVolume("attach", v);
 
     expect(r.stderr).toContain(`labelled ${v.device} 'blog-data'`);
-    expect(r.stderr).toContain(`mounted ${v.device} at ${v.mount}`);
+    expect(r.stderr).toContain(`mounted ${v.device} at /data (data.mount)`);
+    expect(r.stderr).toContain("started default.target");
     expect(r.status).toBe(0);
     expect(label(v.image)).toBe("blog-data");
-    expect(mountedAt(v.mount)).toMatch(/^\/dev\/loop\d+ ext4$/);
+    expect(onTarget(t(), "readlink /dev/disk/by-label/blog-data")).toMatch(/^\.\.\/\.\.\/loop\d+$/);
+    expect(mountedAt("/data")).toMatch(/^\/dev\/loop\d+ ext4$/);
+    expect(mountedAt(STATE)).toMatch(/^\/dev\/loop\d+\[\/var\/lib\/private\/blog-backend\] ext4$/);
+    expect(unitState(t(), "blog-backend.service")).toBe("active");
+
+    // A second attach changes nothing, in one SSH session after the wait for SSH.
+    const before = sshConnections(t());
+    const again = dataVolume("attach", v);
+
+    expect(again.stderr).toContain(`attach: nothing to do: ${v.device} is ext4 labelled 'blog-data' and mounted at /data`);
+    expect(again.stderr).not.toContain(`labelled ${v.device}`);
+    expect(again.status).toBe(0);
+    expect(onTarget(t(), "findmnt -n --mountpoint /data | wc -l")).toBe("1");
+    expect(sshConnections(t()) - before).toBe(2); // wait_for_ssh's `true`, then the script
+
+    // A second volume, unlabelled: the host has its data volume already.
+    const second = volume("ext4");
+    const sum = sha256(second.image);
+    const refused = dataVolume("attach", second);
+
+    expect(refused.status).toBe(2);
+    expect(refused.stderr).toMatch(/refused: \/dev\/disk\/by-label\/blog-data already names another device, \/dev\/loop\d+: two file systems labelled 'blog-data' on one host/);
+    expect(sha256(second.image)).toBe(sum);
+    expect(label(second.image)).toBe("");
   });
 
-  test("a second attach changes nothing, in one SSH session after the wait for SSH", () => {
-    const before = sshConnections(t());
+  test("refuses when /data already holds another file system (exit 2)", () => {
+    onTarget(t(), "mkdir -p /data && mount -t tmpfs by-hand /data");
+    try {
+      const v = volume("ext4");
+      const sum = sha256(v.image);
 
-    const r = dataVolume("attach", v);
+      const r = dataVolume("attach", v);
 
-    expect(r.stderr).toContain(`attach: nothing to do: ${v.device} is ext4 labelled 'blog-data' and mounted at ${v.mount}`);
-    expect(r.stderr).not.toContain("labelled the unlabelled");
-    expect(r.status).toBe(0);
-    expect(onTarget(t(), `findmnt -n --mountpoint ${v.mount} | wc -l`)).toBe("1");
-    expect(sshConnections(t()) - before).toBe(2); // wait_for_ssh's `true`, then the script
+      expect(r.status).toBe(2);
+      expect(r.stderr).toContain("refused: /data already holds another file system");
+      expect(sha256(v.image)).toBe(sum);
+      expect(label(v.image)).toBe("");
+    } finally {
+      tryOnTarget(t(), "umount /data");
+    }
   });
 
   test("refuses a volume without a file system and does not write to it (exit 2)", () => {
@@ -151,7 +214,7 @@ describe("attach", () => {
     expect(r.stderr).toContain(`mkfs.ext4 -L blog-data ${none.device}`);
     expect(r.stderr).toContain("Nothing was changed.");
     expect(sha256(none.image)).toBe(sum);
-    expect(mountedAt(none.mount)).toBe("");
+    expect(mountedAt("/data")).toBe("");
   });
 
   test("refuses an ext4 volume labelled for something else and does not write to it (exit 2)", () => {
@@ -165,7 +228,7 @@ describe("attach", () => {
     expect(r.stderr).toContain(`e2label ${other.device} blog-data`);
     expect(sha256(other.image)).toBe(sum);
     expect(label(other.image)).toBe("other-host");
-    expect(mountedAt(other.mount)).toBe("");
+    expect(mountedAt("/data")).toBe("");
   });
 
   test("refuses another kind of file system and does not write to it (exit 2)", () => {
@@ -177,85 +240,105 @@ describe("attach", () => {
     expect(r.status).toBe(2);
     expect(r.stderr).toContain(`refused: ${swap.device} holds a swap file system, not ext4`);
     expect(sha256(swap.image)).toBe(sum);
-    expect(mountedAt(swap.mount)).toBe("");
-  });
-
-  test("refuses when DATA_MOUNT already holds another file system (exit 2)", () => {
-    const second = volume("ext4");
-    const sum = sha256(second.image);
-
-    const r = dataVolume("attach", { ...second, mount: v.mount });
-
-    expect(r.status).toBe(2);
-    expect(r.stderr).toContain(`refused: ${v.mount} already holds another file system`);
-    expect(sha256(second.image)).toBe(sum);
-    expect(label(second.image)).toBe("");
+    expect(mountedAt("/data")).toBe("");
   });
 
   test("a device that does not appear within DEVICE_TIMEOUT is refused (exit 2)", () => {
-    const r = dataVolume("attach", { image: "", device: "/dev/disk/by-id/scsi-0HC_Volume_404", mount: "/run/blog-data-404" }, { DEVICE_TIMEOUT: "2" });
+    const r = dataVolume("attach", { image: "", device: "/dev/disk/by-id/scsi-0HC_Volume_404", name: "" }, { DEVICE_TIMEOUT: "2" });
 
     expect(r.status).toBe(2);
     expect(r.stderr).toContain("refused: /dev/disk/by-id/scsi-0HC_Volume_404 did not appear within 2s (DEVICE_TIMEOUT)");
   });
 
   test("an unreachable server is refused (exit 2)", () => {
-    const r = dataVolume("attach", v, { TARGET_PORT: String(closedPort()), CONNECT_TIMEOUT: "4" });
+    const r = dataVolume("attach", { image: "", device: "/dev/disk/by-id/scsi-0HC_Volume_1", name: "" }, { TARGET_PORT: String(closedPort()), CONNECT_TIMEOUT: "4" });
 
     expect(r.status).toBe(2);
     expect(r.stderr).toMatch(/error: attach: timed out: .* did not answer after 2 attempts/);
   });
 });
 
+// release on a NixOS host: the volume's device is mounted at /data and bound at the backend's state
+// directory, all one device. Stopping /data's mount unit takes down first whatever Requires= it, as
+// systemd does: the backend, the bind mount, blog-data-dirs.service.
 describe("release", () => {
-  test("unmounts DATA_MOUNT cleanly and syncs: the image holds what was written, no journal to replay", () => {
-    const v = volume("ext4");
-    expect(dataVolume("attach", v).status).toBe(0);
-    onTarget(t(), `echo written-before-release > ${v.mount}/note`);
+  /** A labelled volume in use: attached, mounted at /data, the backend running on it. */
+  function inUse(): Volume {
+    const v = volume("ext4:blog-data");
+    const r = dataVolume("attach", v);
+    if (r.status !== 0) throw new Error(`attach: ${r.stderr}`);
+    expect(unitState(t(), "blog-backend.service")).toBe("active");
+    return v;
+  }
+
+  test("stops /data's mount unit: the backend, then the bind mount, then /data go down; the device is mounted nowhere, cleanly (exit 0)", () => {
+    const v = inUse();
+    onTarget(t(), `echo written-before-release > ${STATE}/note`);
     expect(features(v.image)).toContain("needs_recovery"); // mounted
 
     const r = dataVolume("release", v);
 
-    expect(r.stderr).toContain(`unmounted ${v.mount}`);
     expect(r.stderr).toContain(`release: ${v.device} is out of use and unmounted, file systems synced: it can be detached`);
+    expect(reportedStopped(r.stderr)).toEqual(expect.arrayContaining(["blog-backend.service", "blog-data-dirs.service", BIND_UNIT]));
     expect(r.status).toBe(0);
-    expect(mountedAt(v.mount)).toBe("");
+    expect(mountedAt("/data")).toBe("");
+    expect(mountedAt(STATE)).toBe("");
+    expect(unitState(t(), "blog-backend.service")).toBe("inactive");
+    // The last mount of the file system went: its superblock says clean.
     expect(features(v.image)).not.toContain("needs_recovery");
-    expect(run("debugfs", ["-R", "cat /note", v.image]).stdout.trim()).toBe("written-before-release");
+    expect(run("debugfs", ["-R", "cat /var/lib/private/blog-backend/note", v.image]).stdout.trim()).toBe("written-before-release");
     expect(run("e2fsck", ["-n", v.image]).status).toBe(0);
+
+    // Nothing mounted any more: nothing to do.
+    const again = dataVolume("release", v);
+    expect(again.stderr).toContain("release: /data is not mounted: nothing to stop");
+    expect(again.status).toBe(0);
   });
 
-  test("a busy file system stays mounted and is refused (exit 2), naming who holds it; released once it is free", () => {
-    const v = volume("ext4");
-    expect(dataVolume("attach", v).status).toBe(0);
-    const holder = Number(onTarget(t(), `cd ${v.mount} && (sleep 100 >/dev/null 2>&1 </dev/null & echo $!)`));
+  test("a process outside the units works in the bind mount: refused (exit 2), naming it; the units started again; released once it is gone", () => {
+    const v = inUse();
+    const holder = onTarget(t(), `cd ${STATE} && (sleep 100 >/dev/null 2>&1 </dev/null & echo $!)`);
     try {
       const busy = dataVolume("release", v);
 
+      expect(busy.stderr).toContain(`still mounted at ${STATE} (processes using it: ${STATE}: ${holder} (sleep)`);
+      expect(busy.stderr).toContain("Nothing was changed.");
       expect(busy.status).toBe(2);
-      expect(busy.stderr).toContain(`refused: ${v.mount} is busy and stays mounted (processes using it: ${holder} (sleep))`);
-      expect(mountedAt(v.mount)).toMatch(/^\/dev\/loop\d+ ext4$/);
+      expect(mountedAt("/data")).toMatch(/^\/dev\/loop\d+ ext4$/);
+      expect(onTarget(t(), `findmnt -n --mountpoint ${STATE} | wc -l`)).toBe("1");
+      expect(unitState(t(), "blog-backend.service")).toBe("active");
     } finally {
-      process.kill(holder, "SIGKILL");
+      tryOnTarget(t(), `kill ${holder}`);
     }
+    expect(waitFor(() => tryOnTarget(t(), `kill -0 ${holder}`).status !== 0, 10_000)).toBe(true);
     const r = dataVolume("release", v);
     expect(r.status).toBe(0);
-    expect(mountedAt(v.mount)).toBe("");
+    expect(mountedAt("/data")).toBe("");
+    expect(mountedAt(STATE)).toBe("");
   });
 
-  test("nothing mounted: nothing to do (exit 0)", () => {
-    const v = volume("ext4:blog-data");
+  test("a mount of the volume made by hand, outside the units, stays after the stop: refused (exit 2), the stopped units and /data started again", () => {
+    const v = inUse();
+    onTarget(t(), "mkdir -p /run/by-hand && mount --bind /data /run/by-hand");
+    try {
+      const r = dataVolume("release", v);
 
-    const r = dataVolume("release", v);
-
-    expect(r.stderr).toContain(`release: ${v.mount} is not mounted: nothing to stop`);
-    expect(r.status).toBe(0);
+      expect(r.stderr).toContain("still mounted at /run/by-hand (");
+      expect(r.stderr).toContain("data.mount and the units the stop took down (");
+      expect(r.stderr).toContain("were started again");
+      expect(r.stderr).toContain("Nothing was changed.");
+      expect(r.status).toBe(2);
+      expect(mountedAt("/data")).toMatch(/^\/dev\/loop\d+ ext4$/);
+      expect(mountedAt(STATE)).toMatch(/^\/dev\/loop\d+\[\/var\/lib\/private\/blog-backend\] ext4$/);
+      expect(unitState(t(), "blog-backend.service")).toBe("active");
+    } finally {
+      tryOnTarget(t(), "umount /run/by-hand");
+    }
+    expect(dataVolume("release", v).status).toBe(0);
   });
 
   test("a server that does not answer within CONNECT_TIMEOUT: a loud warning, exit 0 (the volume can be detached)", () => {
-    const v = volume("ext4:blog-data");
-
-    const r = dataVolume("release", v, { TARGET_PORT: String(closedPort()), CONNECT_TIMEOUT: "4" });
+    const r = dataVolume("release", { image: "", device: "/dev/disk/by-id/scsi-0HC_Volume_1", name: "" }, { TARGET_PORT: String(closedPort()), CONNECT_TIMEOUT: "4" });
 
     expect(r.status).toBe(0);
     expect(r.stderr).toContain("did not answer within CONNECT_TIMEOUT=4s");
@@ -266,8 +349,7 @@ describe("release", () => {
   });
 
   test("a server that answers with another host key, or refuses our key, is refused (exit 2), not taken as gone", () => {
-    const v = volume("ext4");
-    expect(dataVolume("attach", v).status).toBe(0);
+    const v = inUse();
     const other = path.join(work, "other-key");
     execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", other]);
 
@@ -279,176 +361,13 @@ describe("release", () => {
     expect(wrongKey.status).toBe(2);
     expect(wrongKey.stderr).toContain("refused our key");
     expect(wrongKey.stderr).not.toContain("warning:");
-    expect(mountedAt(v.mount)).toMatch(/^\/dev\/loop\d+ ext4$/);
-  });
-});
-
-// release on a NixOS host: the volume's device is mounted at DATA_MOUNT and bind-mounted at the
-// services' state directories (nix/modules/data.nix), all one device. In a target of its own with
-// /run/systemd/system (the script takes its systemd path) and a stand-in systemctl its SSH sessions
-// find first on PATH (harness/fake-systemctl.ts): the units' mounts, unmounts and the service's
-// process are real inside the target, and a stop takes down first whatever Requires= the unit, as
-// systemd does: the service, the bind mount, then DATA_MOUNT.
-describe("release with systemd (a stand-in systemctl): DATA_MOUNT and a bind mount of the same device", () => {
-  let host: Target | undefined;
-  let state: string;
-  let bin: string;
-  const h = (): Target => {
-    if (!host) throw new Error("target not started");
-    return host;
-  };
-  const service = "blog-backend.service";
-  const dirs = "blog-data-dirs.service";
-  const unitOf = (p: string) => run("systemd-escape", ["--path", "--suffix=mount", p]).stdout.trim();
-  const active = () =>
-    fs
-      .readdirSync(path.join(state, "units"))
-      .filter((u) => fs.existsSync(path.join(state, "units", u, "active")))
-      .sort();
-  const calls = () => fs.readFileSync(path.join(state, "log"), "utf8").split("\n").filter((l) => l !== "");
-  const servicePid = () => Number(fs.readFileSync(path.join(state, "service.pid"), "utf8").trim());
-  /** Whether the process runs, and with its working directory under dir (inside the target). */
-  const runsIn = (pid: number, dir: string) => onTarget(h(), `readlink /proc/${pid}/cwd || true`).startsWith(dir);
-
-  interface Setup {
-    v: Volume;
-    bind: string;
-    mountUnit: string;
-    bindUnit: string;
-  }
-
-  /**
-   * A volume, and the units of nix/modules/data.nix for it: DATA_MOUNT's mount unit, the service that
-   * makes the bind source, the bind mount of <DATA_MOUNT>/var/lib/private/blog-backend at
-   * /run/blog-state-<n>, and a service whose process works in the bind mount; all started through
-   * the stand-in. bindStopUnmounts false: stopping the bind mount's unit leaves it mounted.
-   */
-  function mountedThroughUnits(opts: { bindStopUnmounts?: boolean } = {}): Setup {
-    const v = volume("ext4:blog-data", h());
-    const bind = v.mount.replace("/blog-data-", "/blog-state-");
-    const source = `${v.mount}/var/lib/private/blog-backend`;
-    const mountUnit = unitOf(v.mount);
-    const bindUnit = unitOf(bind);
-    const pidFile = path.join(state, "service.pid");
-    const units: Record<string, Record<string, string>> = {
-      [mountUnit]: {
-        RequiredBy: `${dirs} ${bindUnit}`,
-        ExecStart: `mkdir -p ${v.mount} && mount ${v.device} ${v.mount}`,
-        ExecStop: `umount ${v.mount}`,
-      },
-      [dirs]: { RequiredBy: bindUnit, ExecStart: `install -d -m 0700 ${v.mount}/var/lib/private && install -d ${source}` },
-      [bindUnit]: {
-        RequiredBy: service,
-        ExecStart: `mountpoint -q ${bind} || { mkdir -p ${bind} && mount --bind ${source} ${bind}; }`,
-        ...(opts.bindStopUnmounts === false ? {} : { ExecStop: `umount ${bind}` }),
-      },
-      [service]: {
-        ExecStart: `(cd ${bind} && exec sleep 300) >/dev/null 2>&1 & echo $! > ${pidFile}`,
-        // Until it is gone (a zombie holds no mount).
-        ExecStop: `pid=$(cat ${pidFile}); kill "$pid"; while s=$(cut -d' ' -f3 /proc/$pid/stat 2>/dev/null) && [ "$s" != Z ]; do sleep 0.05; done`,
-      },
-      "unrelated.service": {},
-    };
-    fs.rmSync(state, { recursive: true, force: true });
-    for (const [name, props] of Object.entries(units)) {
-      const dir = path.join(state, "units", name);
-      fs.mkdirSync(dir, { recursive: true });
-      for (const [prop, value] of Object.entries(props)) fs.writeFileSync(path.join(dir, prop), value);
-    }
-    onTarget(h(), `${bin}/systemctl start ${service} unrelated.service`);
-    fs.writeFileSync(path.join(state, "log"), "");
-    // The stand-in's Requires= brought up what the service needs, in the target.
-    expect(active()).toEqual([bindUnit, dirs, mountUnit, service, "unrelated.service"].sort());
-    expect(mountedAt(v.mount, h())).toMatch(/^\/dev\/loop\d+ ext4$/);
-    expect(mountedAt(bind, h())).toMatch(/^\/dev\/loop\d+\[\/var\/lib\/private\/blog-backend\] ext4$/);
-    expect(runsIn(servicePid(), bind)).toBe(true);
-    return { v, bind, mountUnit, bindUnit };
-  }
-
-  /** The units the script reports it stopped with DATA_MOUNT's ("" if it did not say). */
-  function reportedStopped(stderr: string, mountUnit: string): string[] {
-    const line = stderr.split("\n").find((l) => l.includes(`stopped ${mountUnit} and what needed it: `)) ?? "";
-    return line
-      .slice(line.indexOf(": ", line.indexOf("what needed it")) + 2)
-      .split(" ")
-      .filter((u) => u !== "")
-      .sort();
-  }
-
-  beforeAll(() => {
-    host = startTarget();
-    onTarget(h(), "mkdir -p /run/systemd/system");
-    state = path.join(h().dir, "systemd-state");
-    bin = installFakeSystemctl(h(), state);
-  });
-  afterAll(() => stopTarget(host)); // its processes (the services' sleeps) and disks with it
-
-  test("stops DATA_MOUNT's unit: the service, then the bind mount, then DATA_MOUNT go down; the device is mounted nowhere, cleanly (exit 0)", () => {
-    const { v, bind, mountUnit, bindUnit } = mountedThroughUnits();
-    const pid = servicePid();
-    onTarget(h(), `echo written-before-release > ${bind}/note`);
-
-    const r = dataVolume("release", v, { START_TIMEOUT: "10" }, h());
-
-    expect(r.stderr).not.toContain("also mounted at");
-    expect(reportedStopped(r.stderr, mountUnit)).toEqual([bindUnit, dirs, service].sort());
-    expect(r.stderr).toContain(`release: ${v.device} is out of use and unmounted, file systems synced: it can be detached`);
-    expect(r.status).toBe(0);
-    expect(calls()).toEqual([`stop ${mountUnit}`]);
-    expect(active()).toEqual(["unrelated.service"]);
-    expect(mountedAt(v.mount, h())).toBe("");
-    expect(mountedAt(bind, h())).toBe("");
-    expect(runsIn(pid, bind)).toBe(false);
-    // The last mount of the file system went: its superblock says clean.
-    expect(features(v.image)).not.toContain("needs_recovery");
-    expect(run("debugfs", ["-R", "cat /var/lib/private/blog-backend/note", v.image]).stdout.trim()).toBe("written-before-release");
-  });
-
-  test("the bind mount stays mounted after the stop (kept outside the units): refused (exit 2), the stopped units started again, DATA_MOUNT mounted again", () => {
-    const { v, bind, mountUnit, bindUnit } = mountedThroughUnits({ bindStopUnmounts: false });
-
-    const r = dataVolume("release", v, { START_TIMEOUT: "10" }, h());
-
-    expect(r.stderr).toContain(`still mounted at ${bind} (`);
-    expect(r.stderr).toContain(`${mountUnit} and the units the stop took down (`);
-    expect(r.stderr).toContain("were started again");
-    expect(r.stderr).toContain("Nothing was changed.");
-    expect(r.status).toBe(2);
-    expect(calls()).toHaveLength(2);
-    expect(calls()[0]).toBe(`stop ${mountUnit}`);
-    // The mount unit itself too: nothing below may pull it in again.
-    expect(calls()[1].split(" ").slice(1).sort()).toEqual([mountUnit, bindUnit, dirs, service].sort());
-    expect(active()).toEqual([bindUnit, dirs, mountUnit, service, "unrelated.service"].sort());
-    expect(mountedAt(v.mount, h())).toMatch(/^\/dev\/loop\d+ ext4$/);
-    expect(onTarget(h(), `findmnt -n --mountpoint ${bind} | wc -l`)).toBe("1");
-    expect(runsIn(servicePid(), bind)).toBe(true);
-  });
-
-  test("a process outside the units works in the bind mount: refused (exit 2), the units started again; released once it is gone", () => {
-    const { v, bind, mountUnit, bindUnit } = mountedThroughUnits();
-    const holder = Number(onTarget(h(), `cd ${bind} && (sleep 100 >/dev/null 2>&1 </dev/null & echo $!)`));
-    try {
-      const busy = dataVolume("release", v, { START_TIMEOUT: "10" }, h());
-
-      expect(busy.stderr).toContain(`still mounted at ${bind} (processes using it: ${bind}: ${holder} (sleep)`);
-      expect(busy.stderr).toContain("Nothing was changed.");
-      expect(busy.status).toBe(2);
-      expect(active()).toEqual([bindUnit, dirs, mountUnit, service, "unrelated.service"].sort());
-      expect(mountedAt(v.mount, h())).toMatch(/^\/dev\/loop\d+ ext4$/);
-      expect(onTarget(h(), `findmnt -n --mountpoint ${bind} | wc -l`)).toBe("1");
-      expect(runsIn(servicePid(), bind)).toBe(true);
-    } finally {
-      process.kill(holder, "SIGKILL");
-    }
-    const r = dataVolume("release", v, { START_TIMEOUT: "10" }, h());
-    expect(r.status).toBe(0);
-    expect(mountedAt(v.mount, h())).toBe("");
-    expect(mountedAt(bind, h())).toBe("");
+    expect(mountedAt("/data")).toMatch(/^\/dev\/loop\d+ ext4$/);
+    expect(dataVolume("release", v).status).toBe(0);
   });
 });
 
 describe("input", () => {
-  const v = (): Volume => ({ image: "", device: "/dev/disk/by-id/scsi-0HC_Volume_1", mount: "/run/blog-data-1" });
+  const v = (): Volume => ({ image: "", device: "/dev/disk/by-id/scsi-0HC_Volume_1", name: "" });
 
   test.each([
     [[], {}, "a verb is required: attach or release"],
@@ -461,7 +380,7 @@ describe("input", () => {
     [["release"], { DATA_DEVICE: "" }, "DATA_DEVICE is not set"],
   ])("%j with %j is bad input (exit 1)", (args, extra, message) => {
     const before = sshConnections(t());
-    const env = scriptEnv(t(), { DATA_DEVICE: v().device, DATA_MOUNT: v().mount, ...extra });
+    const env = scriptEnv(t(), { DATA_DEVICE: v().device, ...extra });
 
     const r = run(path.join(repoRoot, "scripts", "data-volume.sh"), args as string[], { env, timeoutMs: 30_000 });
 
@@ -480,7 +399,7 @@ describe("input", () => {
 
   test("even traced with bash -x, the private key is never printed", () => {
     const secretLines = t().clientKey.split("\n").filter((l) => l.length > 20);
-    const env = scriptEnv(t(), { DATA_DEVICE: v().device, DATA_MOUNT: v().mount, DEVICE_TIMEOUT: "1" });
+    const env = scriptEnv(t(), { DATA_DEVICE: v().device, DEVICE_TIMEOUT: "1" });
 
     const r = run("bash", ["-x", path.join(repoRoot, "scripts", "data-volume.sh"), "attach"], { env, timeoutMs: 60_000 });
 
@@ -490,16 +409,39 @@ describe("input", () => {
 });
 
 describe("the harness's disks (target.sh attach-disk, detach-disk)", () => {
-  test("detach-disk takes a mounted disk away (its mount lazily) and frees its loop device; this machine's /dev is untouched", () => {
-    const v = volume("ext4:blog-data");
-    expect(dataVolume("attach", v).status).toBe(0);
+  test("detach-disk takes a mounted disk away (its mount lazily), its node and links, and frees its loop device; this machine's /dev is untouched", () => {
+    const v = volume("ext4:elsewhere");
+    onTarget(t(), `mkdir -p /run/d && mount ${v.device} /run/d`);
+    const loop = onTarget(t(), `readlink -f ${v.device}`);
 
-    detachDisk(t(), path.basename(v.device));
+    detachDisk(t(), v.name);
+    attached = attached.filter((n) => n !== v.name);
 
-    expect(mountedAt(v.mount)).toBe("");
-    expect(onTarget(t(), `test -e ${v.device} && echo present || echo gone`)).toBe("gone");
-    expect(run("losetup", ["-n", "-O", "NAME", "-j", v.image]).stdout.trim()).toBe("");
+    expect(mountedAt("/run/d")).toBe("");
+    expect(onTarget(t(), `test -e ${v.device} || test -e /dev/disk/by-label/elsewhere || test -e ${loop} && echo present || echo gone`)).toBe("gone");
+    expect(waitFor(() => run("losetup", ["-n", "-O", "NAME", "-j", v.image]).stdout.trim() === "", 10_000)).toBe(true);
     expect(fs.existsSync("/dev/disk")).toBe(devDiskBefore);
+  });
+
+  test("no other loop device of this machine is open to a target: only its own attached disks (the devices cgroup's allow-list)", () => {
+    const other = startTarget();
+    try {
+      const v = volume("ext4:blog-data");
+      const [major, minor] = onTarget(t(), `stat -L -c '%t %T' ${v.device}`).split(" ").map((x) => parseInt(x, 16));
+      // The owner reads its disk; the other target may not even make a node for it.
+      expect(tryOnTarget(t(), `head -c 1024 ${v.device} >/dev/null && echo read`).stdout.trim()).toBe("read");
+      const elsewhere = tryOnTarget(other, `mknod /tmp/loop b ${major} ${minor}`);
+      expect(elsewhere.status).not.toBe(0);
+      expect(elsewhere.stderr).toContain("Operation not permitted");
+      // Detached, it is closed to its former owner too.
+      const device = onTarget(t(), `readlink -f ${v.device}`);
+      detachDisk(t(), v.name);
+      attached = attached.filter((n) => n !== v.name);
+      expect(tryOnTarget(t(), `mknod /tmp/again b ${major} ${minor}`).stderr).toContain("Operation not permitted");
+      expect(device).toMatch(/^\/dev\/loop\d+$/);
+    } finally {
+      stopTarget(other);
+    }
   });
 
   test("stopping a target frees the loop devices of its disks, mounted or not", () => {
@@ -514,7 +456,7 @@ describe("the harness's disks (target.sh attach-disk, detach-disk)", () => {
     } finally {
       stopTarget(other);
     }
-    // The last user of the loop device (the namespace's mount) goes away with the namespace.
+    // The last user of the loop device (the container's mount) went with it.
     expect(waitFor(() => run("losetup", ["-n", "-O", "NAME", "-j", image]).stdout.trim() === "", 10_000)).toBe(true);
   });
 });

@@ -1,5 +1,6 @@
-// The deploy scripts, the target shim, the test harness and the benchmark
-// pass shellcheck (following `source`d files).
+// The deploy scripts, the target shim, the host units' scripts, the test
+// harness (the targets' own programs included) and the benchmark pass
+// shellcheck (following `source`d files).
 import * as fs from "fs";
 import * as path from "path";
 import { repoRoot, run } from "./harness/target";
@@ -20,7 +21,17 @@ const scripts = [
   "scripts/backup-status.sh",
   "tests/integration/harness/target.sh",
   "tests/integration/harness/hostile-shim.sh",
+  "tests/integration/harness/rootfs.sh",
+  "tests/integration/harness/activate.sh",
+  "tests/integration/harness/service.sh",
+  "tests/integration/harness/rootfs/usr/local/sbin/udevadm",
+  "tests/integration/harness/rootfs/etc/systemd/system-generators/systemd-fstab-generator",
+  "tests/integration/harness/rootfs/usr/local/lib/blog-test/boot-system",
   "tests/integration/harness/fake-nixos-anywhere.sh",
+  "tests/e2e/fake-nixos-anywhere.sh",
+  "nix/modules/units/secrets-resolve.sh",
+  "nix/modules/units/data-dirs.sh",
+  "scripts/setup.sh",
   "bench/deploy-bench.sh",
 ].filter((f) => fs.existsSync(path.join(repoRoot, f)));
 

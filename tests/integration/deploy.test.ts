@@ -1,6 +1,7 @@
-// deploy.sh against a real target: an sshd in its own mount namespace with
-// its own Nix store (see harness/target.sh). The tests run in order on one
-// target; each states the state it starts from.
+// deploy.sh against a real target: a container with systemd as PID 1, its own
+// network and its own Nix store (see harness/target.sh), running fake systems
+// whose units and switch-to-configuration are real (harness/closures.nix). The
+// tests run in order on one target; each states the state it starts from.
 import { execFileSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
@@ -12,9 +13,11 @@ import {
   buildClosure,
   changeHostKey,
   closedPort,
+  copyClosureSources,
   copyToTarget,
   currentSystem,
   generation,
+  healthPage,
   killGroup,
   leftoverControlMasters,
   onTarget,
@@ -28,6 +31,8 @@ import {
   startTarget,
   stopTarget,
   targetHasPath,
+  tryOnTarget,
+  unitState,
   waitFor,
   waitForAsync,
 } from "./harness/target";
@@ -42,15 +47,10 @@ function t(): Target {
   return target;
 }
 
-function healthPage(): string {
-  const file = path.join(t().dir, "health", "health.txt");
-  return fs.existsSync(file) ? fs.readFileSync(file, "utf8").trim() : "";
-}
-
 // Every deploy, whatever its outcome, closes its SSH connection on exit.
 function deploy(closure: string, extra: Record<string, string> = {}) {
   const r = runScript("deploy.sh", scriptEnv(t(), { SYSTEM_CLOSURE: closure, ...extra }));
-  expect(leftoverControlMasters()).toEqual([]);
+  expect(leftoverControlMasters(t())).toEqual([]);
   return r;
 }
 
@@ -90,7 +90,7 @@ test("first deploy copies the closure, activates generation 1 and passes the hea
   expect(targetHasPath(t(), closures.first)).toBe(true);
   expect(currentSystem(t())).toBe(closures.first);
   expect(generation(t())).toBe(1);
-  expect(healthPage()).toBe("blog ok first");
+  expect(healthPage(t())).toBe("blog ok first");
 });
 
 test("deploying the running closure again copies nothing, adds no generation and opens one connection", () => {
@@ -128,7 +128,7 @@ test("a failing activation is rolled back to the previous generation (exit 3, na
   expect(r.stderr).toContain(`rolled back: the host runs generation ${before.generation}`);
   expect(currentSystem(t())).toBe(before.system);
   expect(generation(t())).toBe(before.generation);
-  expect(healthPage()).toBe("blog ok second");
+  expect(healthPage(t())).toBe("blog ok second");
 });
 
 test("a clean activation that fails the health check is rolled back (exit 3)", () => {
@@ -141,7 +141,7 @@ test("a clean activation that fails the health check is rolled back (exit 3)", (
   expect(r.stderr).toContain(`rolled back: the host runs generation ${before.generation}`);
   expect(currentSystem(t())).toBe(before.system);
   expect(generation(t())).toBe(before.generation);
-  expect(healthPage()).toBe("blog ok second");
+  expect(healthPage(t())).toBe("blog ok second");
 });
 
 test("a page without the HEALTH_EXPECT content fails the health check and is rolled back (exit 3)", () => {
@@ -234,7 +234,8 @@ test("a deploy lost after the switch and before confirming is rolled back by the
   const rolledBack = waitFor(() => currentSystem(t()) === before.system, 15_000);
   expect(rolledBack).toBe(true);
   expect(generation(t())).toBe(before.generation);
-  expect(healthPage()).toBe("blog ok second");
+  // The switch back starts the site's unit of `second` after it points /run/current-system at it.
+  expect(waitFor(() => healthPage(t()) === "blog ok second", 15_000)).toBe(true);
 });
 
 test("a closure missing locally is built from FLAKE_ATTR; a FLAKE_ATTR that builds another path is refused (exit 1)", () => {
@@ -242,12 +243,12 @@ test("a closure missing locally is built from FLAKE_ATTR; a FLAKE_ATTR that buil
   try {
     const suffix = path.basename(flake).replace(/[^A-Za-z0-9]/g, "");
     const system = process.arch === "arm64" ? "aarch64-linux" : "x86_64-linux";
-    fs.copyFileSync(path.join(__dirname, "harness", "closures.nix"), path.join(flake, "closures.nix"));
+    copyClosureSources(flake);
     fs.writeFileSync(
       path.join(flake, "flake.nix"),
       `{ outputs = { self }: {
-          toplevel = import ./closures.nix { name = "flake-${suffix}"; system = "${system}"; };
-          other = import ./closures.nix { name = "other-${suffix}"; system = "${system}"; };
+          toplevel = import ./closures.nix { name = "flake-${suffix}"; system = "${system}"; modules = ./modules; };
+          other = import ./closures.nix { name = "other-${suffix}"; system = "${system}"; modules = ./modules; };
         }; }`,
     );
     const nix = ["--extra-experimental-features", "nix-command flakes"];
@@ -293,7 +294,7 @@ describe("deploy v2", () => {
   // Checks that no SSH control master is left, unless another deploy still runs.
   function deployTo(target: Target, closure: string, extra: Record<string, string> = {}, alone = true) {
     const r = runScript("deploy.sh", scriptEnv(target, { SYSTEM_CLOSURE: closure, ...extra }));
-    if (alone) expect(leftoverControlMasters()).toEqual([]);
+    if (alone) expect(leftoverControlMasters(target)).toEqual([]);
     return r;
   }
 
@@ -326,13 +327,24 @@ describe("deploy v2", () => {
     };
   });
 
+  // The targets a test starts stop when it ends (each boots a systemd: few at a time, whatever
+  // else runs on the machine); those a describe's beforeAll starts, when it ends.
+  let mark = 0;
+  beforeEach(() => {
+    mark = targets.length;
+  });
+
   afterEach(() => {
     for (const pid of background.splice(0)) killGroup(pid);
+    for (const target of targets.splice(mark)) {
+      for (const pid of leftoverControlMasters(target)) killGroup(pid);
+      stopTarget(target);
+    }
   });
 
   afterAll(() => {
-    for (const pid of leftoverControlMasters()) killGroup(pid);
-    for (const target of targets) stopTarget(target);
+    for (const target of targets) for (const pid of leftoverControlMasters(target)) killGroup(pid);
+    for (const target of targets.splice(0)) stopTarget(target);
   });
 
   test("commit after verify: a new system runs first, and becomes the profile and boot default only once healthy", () => {
@@ -386,7 +398,7 @@ describe("deploy v2", () => {
     expect(currentSystem(target)).toBe(v2.base);
     expect(profileSystem(target)).toBe(v2.base);
     expect(bootDefault(target)).toBe(v2.base);
-    expect(leftoverControlMasters()).toEqual([]);
+    expect(leftoverControlMasters(target)).toEqual([]);
   });
 
   test("two deploys at once: the second waits a bounded time and refuses, naming the holder; a patient one runs after", async () => {
@@ -417,7 +429,7 @@ describe("deploy v2", () => {
     expect(three.stderr).toContain(`the target runs ${v2.next}`); // it started after the first one committed
     expect(currentSystem(target)).toBe(v2.other);
     expect(bootDefault(target)).toBe(v2.other);
-    expect(leftoverControlMasters()).toEqual([]);
+    expect(leftoverControlMasters(target)).toEqual([]);
   });
 
   test("the lock of a dead deployer is taken over; its unconfirmed system is returned before the next deploy", async () => {
@@ -432,7 +444,7 @@ describe("deploy v2", () => {
     expect(currentSystem(target)).toBe(v2.next);
     killGroup(dead.pid);
     await dead.done;
-    for (const pid of leftoverControlMasters()) killGroup(pid); // its ssh master outlives it (ControlPersist)
+    for (const pid of leftoverControlMasters(target)) killGroup(pid); // its ssh master outlives it (ControlPersist)
 
     const r = deployTo(target, v2.unhealthy, { LOCK_WAIT: "30" });
 
@@ -495,6 +507,58 @@ describe("deploy v2", () => {
     expect(currentSystem(target)).toBe(v2.base);
   });
 
+  // switch-to-configuration exits 4 while any unit is failed after the switch, one that failed
+  // before the deploy included: a start of every active target at its end runs again the units
+  // they want that are not running (switch-to-configuration-ng, main.rs), an ACME order that
+  // keeps failing among them. Here a oneshot wanted by multi-user.target that fails once
+  // /var/lib/blog-flaky/fail exists plays it.
+  describe("units that failed before the deploy", () => {
+    const flaky = {
+      "blog-flaky.service": {
+        text: "[Unit]\nDescription=Fails once /var/lib/blog-flaky/fail exists, as an ACME order that keeps failing\n\n[Service]\nType=oneshot\nExecStart=/bin/sh -c 'test ! -e /var/lib/blog-flaky/fail'\n",
+        wantedBy: ["multi-user.target"],
+      },
+    };
+    let systems: Record<string, string>;
+    let target: Target;
+
+    beforeAll(() => {
+      systems = {
+        base: buildClosure({ name: "flaky-base", units: flaky }),
+        next: buildClosure({ name: "flaky-next", changedDep: 1, units: flaky }),
+        breaks: buildClosure({ name: "flaky-breaks", fail: true, units: flaky }),
+      };
+      target = fresh();
+      const r = deployTo(target, systems.base);
+      expect(r.status).toBe(0);
+      // It fails now, days after the last deploy.
+      tryOnTarget(target, "mkdir -p /var/lib/blog-flaky && touch /var/lib/blog-flaky/fail && systemctl start blog-flaky.service");
+      expect(unitState(target, "blog-flaky.service")).toBe("failed");
+    });
+
+    test("a unit already failed before the deploy does not block it; the output says it failed before", () => {
+      const r = deployTo(target, systems.next);
+
+      expect(r.stderr).toMatch(/switch-to-configuration test .* exited 4: units failed before the deploy as well: blog-flaky\.service; they do not block it/);
+      expect(r.stderr).toContain("Deployed:");
+      expect(r.status).toBe(0);
+      expect(currentSystem(target)).toBe(systems.next);
+      expect(bootDefault(target)).toBe(systems.next);
+      expect(unitState(target, "blog-flaky.service")).toBe("failed");
+    });
+
+    test("a unit the new system breaks fails the deploy, which rolls back; the output names it, and the unit that failed before", () => {
+      const r = deployTo(target, systems.breaks);
+
+      expect(r.stderr).toMatch(/deploy failed: activation failed \(switch-to-configuration test of \S+\): units failed: blog-broken\.service \(failed before the deploy as well, not counted: blog-flaky\.service\)/);
+      expect(r.stderr).toMatch(new RegExp(`rolled back: the host runs generation \\d+ \\(${systems.next}\\) again, boots it, and passed the health check`));
+      expect(r.status).toBe(3);
+      expect(currentSystem(target)).toBe(systems.next);
+      expect(bootDefault(target)).toBe(systems.next);
+      expect(unitState(target, "blog-broken.service")).not.toBe("active");
+    });
+  });
+
   describe("where the system is built", () => {
     let flake: string;
     const nix = ["--extra-experimental-features", "nix-command flakes"];
@@ -505,12 +569,12 @@ describe("deploy v2", () => {
       const suffix = path.basename(flake).replace(/[^A-Za-z0-9]/g, "");
       const local = process.arch === "arm64" ? "aarch64-linux" : "x86_64-linux";
       const foreign = process.arch === "arm64" ? "x86_64-linux" : "aarch64-linux";
-      fs.copyFileSync(path.join(__dirname, "harness", "closures.nix"), path.join(flake, "closures.nix"));
+      copyClosureSources(flake);
       fs.writeFileSync(
         path.join(flake, "flake.nix"),
         `{ outputs = { self }: {
-            remote = import ./closures.nix { name = "remote-${suffix}"; system = "${local}"; };
-            foreign = import ./closures.nix { name = "foreign-${suffix}"; system = "${foreign}"; };
+            remote = import ./closures.nix { name = "remote-${suffix}"; system = "${local}"; modules = ./modules; };
+            foreign = import ./closures.nix { name = "foreign-${suffix}"; system = "${foreign}"; modules = ./modules; };
           }; }`,
       );
     });

@@ -1,7 +1,8 @@
-// install.sh against a real target (harness/target.sh). nixos-anywhere itself
-// cannot run here (it needs nixpkgs and kexec); NIXOS_ANYWHERE points at
-// harness/fake-nixos-anywhere.sh, which copies the --extra-files tree onto the
-// target and restarts its sshd, as the installed system would come back.
+// install.sh against a real target (harness/target.sh: a container with
+// systemd). nixos-anywhere itself cannot run here (it needs nixpkgs and
+// kexec); NIXOS_ANYWHERE points at harness/fake-nixos-anywhere.sh, which
+// copies the --extra-files tree onto the target and has its sshd reload, as
+// the installed system would come back.
 import { execFileSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
@@ -21,7 +22,7 @@ function t(): Target {
 }
 
 function presentedKey(): string {
-  const r = run("ssh-keyscan", ["-T", "5", "-t", "ed25519", "-p", String(t().port), "127.0.0.1"], {
+  const r = run("ssh-keyscan", ["-T", "5", "-t", "ed25519", "-p", String(t().port), t().addr4], {
     timeoutMs: 15_000,
   });
   return r.stdout.split("\n").find((l) => l.includes("ssh-ed25519"))?.split(" ").slice(1, 3).join(" ") ?? "";
@@ -39,7 +40,6 @@ function install(extra: Record<string, string> = {}, target: Target = t()) {
       FLAKE: "./nix",
       NIXOS_ANYWHERE: fakeNixosAnywhere,
       FAKE_NA_LOG: path.join(work, "nixos-anywhere.args"),
-      FAKE_NA_SSHD_PID: String(target.sshdPid),
       CONNECT_ATTEMPTS: "3",
       CONNECT_TIMEOUT: "15",
       ...extra,
@@ -121,7 +121,7 @@ test("nixos-anywhere gets --flake, --target-host, --ssh-port and --extra-files, 
 
   const after = (flag: string) => args[args.indexOf(flag) + 1];
   expect(after("--flake")).toBe("./nix#blog");
-  expect(after("--target-host")).toBe("root@127.0.0.1");
+  expect(after("--target-host")).toBe(`root@${t().addr4}`);
   expect(after("--ssh-port")).toBe(String(t().port));
   expect(after("--extra-files")).toMatch(/\/blog-deploy\.\d+-[\d-]+\.\w+\/extra-files$/); // in the work directory, on a tmpfs
   expect(after("--build-on")).toBe("auto");
@@ -154,7 +154,7 @@ test("BUILD_ON reaches nixos-anywhere as --build-on (remote: an Arm host from an
 
 describe("install verification at every published address", () => {
   const targets: Target[] = [];
-  afterAll(() => targets.forEach((target) => stopTarget(target)));
+  afterEach(() => targets.splice(0).forEach((target) => stopTarget(target)));
 
   test("a dual-stack server answers at its A and AAAA addresses with the pinned key", () => {
     const target = startTarget({ netns: true });

@@ -5,8 +5,8 @@
 // initialisation has little to write). A create with `format: "ext4"` formats it as Hetzner does,
 // once: mkfs.ext4 -F, no label; without a format it stays blank. It outlives the servers it is
 // attached to. Attached, it is a block device inside that server's target: target.sh attach-disk
-// (tests/integration/harness/target.sh) makes the image a loop device of this machine and links it
-// in the target's own /dev (an overlay: this machine's /dev/disk is not touched) as
+// (tests/integration/harness/target.sh) makes the image a loop device of this machine, whose node
+// appears in the target (a container: this machine's /dev/disk is not touched), linked as
 // /dev/disk/by-id/scsi-0HC_Volume_<id>, the volume's linuxDevice. Nothing mounts it: `automount` is
 // recorded only (the servers play NixOS hosts, which mount their volumes themselves). Detaching runs
 // target.sh detach-disk: a file system still mounted from it inside the target is unmounted lazily

@@ -654,7 +654,7 @@ const server: ResourceType = {
                 if (upgradeDisk) s.primary_disk_size = target!.disk;
                 s.status = "running";
             });
-            powerOn(current.target.netns, current.public_net.ipv6);
+            powerOn(current.target.dir, current.target.netns, current.public_net.ipv6);
         }
         const protection = { delete: bool(news.deleteProtection) ?? false, rebuild: bool(news.rebuildProtection) ?? false };
         const firewallIds = news.firewallIds === undefined ? undefined : (arr(news.firewallIds) ?? []).map(Number);

@@ -49,10 +49,10 @@ install_files() {
   local ssh_opts=(-o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null
     -o LogLevel=ERROR -o ConnectTimeout=10 -p "$port")
   [[ -z $identity ]] || ssh_opts+=(-i "$identity")
-  # Files only (no directory entries), and only into the target's own /etc/ssh mount.
+  # Files only (no directory entries), and only onto a test target.
   (cd "$extra_files" && find . -type f | tar -cf - --no-recursion -T -) |
     timeout 60 ssh "${ssh_opts[@]}" "$target_host" \
-      "mountpoint -q /etc/ssh && tar -C / -xf - --no-same-owner && kill -HUP $FAKE_NA_SSHD_PID"
+      "test -e /etc/blog-test/target && tar -C / -xf - --no-same-owner && systemctl reload ssh.service"
 }
 
 main() {

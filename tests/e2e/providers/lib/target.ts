@@ -1,6 +1,7 @@
-// A stand-in server's machine: a real SSH target started by tests/integration/harness/target.sh
-// in a network namespace of its own (TARGET_NET=netns), so that installs and deploys reach it at
-// its own addresses, as they would a Hetzner server.
+// A stand-in server's machine: a real target started by tests/integration/harness/target.sh (a
+// container booting systemd, in a network namespace of its own), so that installs and deploys
+// reach it at its own addresses, as they would a Hetzner server. Its owner is the test process
+// (BLOG_E2E_OWNER_PID): a target whose test process died is reclaimed by the next start.
 import { execFile, execFileSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
@@ -39,7 +40,11 @@ export function startTarget(dir: string, authorizedKeys: string[], hostKey?: str
     fs.mkdirSync(dir, { recursive: true });
     const keys = path.join(dir, "hetzner-authorized-keys");
     fs.writeFileSync(keys, authorizedKeys.map((k) => `${k.trim()}\n`).join(""), { mode: 0o600 });
-    const env: NodeJS.ProcessEnv = { ...process.env, TARGET_NET: "netns", TARGET_AUTHORIZED_KEYS: keys };
+    const env: NodeJS.ProcessEnv = {
+        ...process.env,
+        TARGET_AUTHORIZED_KEYS: keys,
+        TARGET_OWNER_PID: process.env.BLOG_E2E_OWNER_PID ?? String(process.pid),
+    };
     if (hostKey !== undefined) {
         const file = path.join(dir, "cloud-init-host-key");
         fs.writeFileSync(file, hostKey.endsWith("\n") ? hostKey : `${hostKey}\n`, { mode: 0o600 });
@@ -48,7 +53,7 @@ export function startTarget(dir: string, authorizedKeys: string[], hostKey?: str
     if (process.env.BLOG_E2E_TLS_CERT) env.TARGET_TLS_CERT = process.env.BLOG_E2E_TLS_CERT;
     if (process.env.BLOG_E2E_TLS_KEY) env.TARGET_TLS_KEY = process.env.BLOG_E2E_TLS_KEY;
     return new Promise((resolve, reject) => {
-        execFile("bash", [targetScript(), "start", dir], { env, timeout: 120_000, maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => {
+        execFile("bash", [targetScript(), "start", dir], { env, timeout: 240_000, maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => {
             if (err) {
                 reject(new Error(`stand-in hcloud: starting the server's machine (target.sh start ${dir}) failed: ${stderr.trim() || err.message}`));
                 return;
@@ -60,9 +65,9 @@ export function startTarget(dir: string, authorizedKeys: string[], hostKey?: str
 }
 
 /**
- * Stops every process of the target and removes its network (target.sh stop). The directory stays
- * for tests to read (sshd.log...); target.env gets STANDIN_DELETED=<time>, so that a test looking
- * for the live server at an address (addresses are reused) can skip it.
+ * Stops the target and removes everything it made (target.sh stop). The directory stays for tests
+ * to read (sshd.log, in the target's upper layer); target.env gets STANDIN_DELETED=<time>, so that
+ * a test looking for the live server at an address (addresses are reused) can skip it.
  */
 export function stopTarget(dir: string): void {
     const env = path.join(dir, "target.env");
@@ -83,8 +88,11 @@ export function powerOff(netns: string): void {
     if (l) execFileSync("ip", ["link", "set", l.host, "down"], { stdio: "ignore" });
 }
 
-/** Powers it on again, with the addresses it had (a link going down drops its IPv6 addresses). */
-export function powerOn(netns: string, ipv6: string): void {
+/**
+ * Powers it on again, with the addresses it had (a link going down drops its IPv6 addresses): it
+ * boots again (target.sh reboot: the machine was off), into its boot default.
+ */
+export function powerOn(dir: string, netns: string, ipv6: string): void {
     const l = links(netns);
     if (!l) return;
     execFileSync("ip", ["link", "set", l.host, "up"], { stdio: "ignore" });
@@ -93,16 +101,17 @@ export function powerOn(netns: string, ipv6: string): void {
         execFileSync("ip", ["-6", "addr", "replace", `${prefix}1/64`, "dev", l.host, "nodad"], { stdio: "ignore" });
         execFileSync("ip", ["-6", "-n", netns, "addr", "replace", `${prefix}2/64`, "dev", l.inside, "nodad"], { stdio: "ignore" });
     }
+    execFileSync("bash", [targetScript(), "reboot", dir], { stdio: ["ignore", "pipe", "pipe"], timeout: 120_000 });
 }
 
-/** Whether the target in `dir` is up: started, not stopped, its sshd (the namespace's anchor) alive. */
+/** Whether the target in `dir` is up: started, not stopped, its supervisor (what boots it) alive. */
 export function targetAlive(dir: string): boolean {
     const file = path.join(dir, "target.env");
     if (!fs.existsSync(file)) return false;
     const env = parseEnv(fs.readFileSync(file, "utf8"));
-    if (env.STANDIN_DELETED || !env.SSHD_PID) return false;
+    if (env.STANDIN_DELETED || !env.SUPERVISOR_PID) return false;
     try {
-        process.kill(Number(env.SSHD_PID), 0);
+        process.kill(Number(env.SUPERVISOR_PID), 0);
         return true;
     } catch {
         return false;
