@@ -267,7 +267,7 @@ function backupProblems(paths: string[], host: Record<string, unknown>, config: 
 
 /**
  * Whether the configuration is built for where the host comes from: a Hetzner server needs the
- * Hetzner Cloud platform (its disk, cloud-init, guest drivers); a machine nixos-anywhere installs
+ * Hetzner Cloud platform (its disk, guest drivers, IPv6 from the metadata service); a machine nixos-anywhere installs
  * elsewhere needs its disk named by a stable path, since the install erases it.
  */
 function platformProblems(host: Record<string, unknown>, config: StackConfig, option: (name: string) => string): InputProblem[] {

@@ -51,7 +51,7 @@
       example = "generic";
       description = ''
         What the host runs on. `hetzner-cloud`: a Hetzner Cloud server (its
-        disk layout, virtio guest, IPv6 from the metadata service, cloud-init),
+        disk layout, virtio guest, IPv6 from the metadata service),
         what the stack's `host: hetzner` creates. `generic`: any other machine
         (`host: existing`); the host file imports that machine's own hardware
         configuration, or names `disk` for nixos-anywhere to install on.
