@@ -71,8 +71,6 @@ new_failed=() old_failed=() # split_failed's answer: failed now and not before; 
 
 # Secrets (HOST_SECRETS). Values stay in the environment until they are sent;
 # their hashes are compared, never printed.
-readonly secret_name_re='^[A-Za-z][A-Za-z0-9_]{0,63}$'
-readonly unit_name_re='^[-A-Za-z0-9@:._\\]+$' # systemd unit names (escapes like \x2d included)
 secrets_requested=0   # HOST_SECRETS is set
 secret_names=()       # its names, each once
 declare -A secrets_before=() # name -> sha256 of the target's set when the deploy started

@@ -53,9 +53,9 @@ function makePlaceholder(): { ca: string; cert: string; key: string } {
     return { ca: f("ca.pem"), cert: f("leaf.pem"), key: f("leaf.key") };
 }
 
-/** The target's /var/lib/acme/DOMAIN (its /var/lib is a directory of the target's own). */
+/** The target's /var/lib/acme/DOMAIN (in its root, as this machine sees it). */
 function acmeDir(): string {
-    return path.join(t().dir, "var-lib", "acme", DOMAIN);
+    return path.join(t().root, "var/lib/acme", DOMAIN);
 }
 
 function deploy(extra: Record<string, string> = {}) {
@@ -63,8 +63,8 @@ function deploy(extra: Record<string, string> = {}) {
         "deploy.sh",
         scriptEnv(t(), {
             SYSTEM_CLOSURE: closure,
-            HEALTH_URL: `https://${DOMAIN}:${t().healthPort}/health.txt`,
-            HEALTH_RESOLVE: `${DOMAIN}:${t().healthPort}:${t().addr4}`,
+            HEALTH_URL: `https://${DOMAIN}/health.txt`,
+            HEALTH_RESOLVE: `${DOMAIN}:443:${t().addr4}`,
             // The "public CAs": a bundle without the placeholder's CA.
             CURL_CA_BUNDLE: path.join(tmp, "public.pem"),
             ...extra,
@@ -82,7 +82,7 @@ beforeAll(() => {
     process.env.TARGET_TLS_CERT = p.cert;
     process.env.TARGET_TLS_KEY = p.key;
     try {
-        target = startTarget({ netns: true, ipv6: false }); // HTTPS is served in netns mode only
+        target = startTarget({ ipv6: false }); // its site serves that certificate on 443
     } finally {
         for (const [k, v] of [["TARGET_TLS_CERT", saved.cert], ["TARGET_TLS_KEY", saved.key]] as const) {
             if (v === undefined) delete process.env[k];
@@ -146,10 +146,52 @@ test("a placeholder CA that is not a PEM certificate is not used", () => {
 test("after the records: a certificate that is not issued within ACME_TIMEOUT fails with exit 5 naming the order unit", () => {
     const r = deploy({ HEALTH_ACME: "issued", ACME_TIMEOUT: "6" });
     expect(r.stderr).toContain(`has never had its ACME certificate for ${DOMAIN}`);
-    expect(r.stderr).toContain("the target has no systemd: nothing to start");
+    // The order unit is started on the target's systemd (it has none here: the start fails, and
+    // the deploy waits on, as it would for an order that fails).
+    expect(r.stderr).toMatch(/started acme-order-renew-|could not start acme-order-renew-/);
     expect(r.stderr).toContain(`its ACME certificate for ${DOMAIN} was not issued within 6s (ACME_TIMEOUT)`);
     expect(r.stderr).toContain(`acme-order-renew-${DOMAIN}.service`);
     expect(r.status).toBe(5);
+});
+
+test("after the records: the deploy starts the host's order unit on its systemd and waits until the certificate is issued", () => {
+    // A system whose acme-order-renew-DOMAIN.service succeeds, as an order once the records point at
+    // the host (the NixOS acme module's unit marks its first success with acme-success).
+    const ordering = buildClosure({
+        name: "acme-ordering",
+        units: {
+            [`acme-order-renew-${DOMAIN}.service`]: {
+                text: `[Unit]\nDescription=Order (test)\n[Service]\nType=oneshot\nExecStart=/bin/sh -c 'sleep 2; touch /var/lib/acme/${DOMAIN}/acme-success'\n`,
+            },
+        },
+    });
+    // Once issued, the site's certificate is one the public CAs accept (here: the placeholder's CA
+    // stands for one).
+    const bundle = path.join(tmp, "public-and-issued.pem");
+    fs.writeFileSync(bundle, fs.readFileSync(path.join(tmp, "public.pem"), "utf8") + placeholderCa);
+    const env = (acme: string) =>
+        scriptEnv(t(), {
+            SYSTEM_CLOSURE: ordering,
+            HEALTH_URL: `https://${DOMAIN}/health.txt`,
+            HEALTH_RESOLVE: `${DOMAIN}:443:${t().addr4}`,
+            CURL_CA_BUNDLE: bundle,
+            HEALTH_ACME: acme,
+            ACME_TIMEOUT: "60",
+        });
+    try {
+        // The deploy before the records (the placeholder passes), then the check after them (the
+        // stack's blog-check: the same system, nothing to change, HEALTH_ACME=issued).
+        const before = runScript("deploy.sh", env("placeholder"));
+        expect(before.status).toBe(0);
+        expect(fs.existsSync(path.join(acmeDir(), "acme-success"))).toBe(false);
+        const r = runScript("deploy.sh", env("issued"));
+        expect(r.stderr).toContain(`started acme-order-renew-${DOMAIN}.service on the target`);
+        expect(r.stderr).toContain(`the certificate for ${DOMAIN} is issued`);
+        expect(r.status).toBe(0);
+        expect(fs.existsSync(path.join(acmeDir(), "acme-success"))).toBe(true);
+    } finally {
+        fs.rmSync(path.join(acmeDir(), "acme-success"), { force: true });
+    }
 });
 
 test("bad HEALTH_ACME input is refused with exit 1", () => {

@@ -135,6 +135,8 @@ const beforeChange: [string, Rule][] = [
   ["an unknown key", { verb: "begin", mode: "inject", line: "eval=touch" }],
   ["the status line: not a number", { verb: "begin", mode: "status", line: `@@ 0${pwn()}` }],
   ["the status line: above 255 (256 would read as 0)", { verb: "begin", mode: "status", line: "@@ 256" }],
+  // The deploy lists the failed units right after the lock (those failed before it do not count).
+  ["a failed unit that is an option", { verb: "failed-units", mode: "inject", line: "unit=--all" }],
 ];
 
 describe("hostile replies before the target changes are refused (exit 2)", () => {
@@ -196,7 +198,6 @@ describe("hostile replies before the target changes are refused (exit 2)", () =>
 const afterChange: [string, Rule, Record<string, string>][] = [
   ["the armed timer: an array subscript", { verb: "prepare", mode: "replace", key: "armed", line: `armed=SECONDS[${pwn()}]` }, {}],
   ["the activated system: a path outside /nix/store", { verb: "activate", mode: "replace", key: "activated", line: "activated=/etc/passwd" }, {}],
-  ["a failed unit that is an option", { verb: "failed-units", mode: "inject", line: "unit=--all" }, {}],
   ["the committed system: a command substitution", { verb: "commit", mode: "replace", key: "current", line: `current=${pwn()}` }, {}],
   ["the committed generation: an array subscript", { verb: "commit", mode: "replace", key: "generation", line: `generation=SECONDS[${pwn()}]` }, {}],
   ["a delivered set's name: a path", { verb: "secrets-deliver", mode: "inject", line: "set=../../../etc" }, { HOST_SECRETS: "hostileKey" }],

@@ -36,7 +36,7 @@ function install(extra: Record<string, string> = {}, target: Target = t()) {
       HOST_KEY: pinned.publicKey,
       HOST_KEY_PRIVATE: pinned.privateKey,
       // What the server presents before the install, read out of band (its key file).
-      BOOTSTRAP_HOST_KEY: fs.readFileSync(path.join(target.dir, "etc-ssh", "ssh_host_ed25519_key.pub"), "utf8").trim(),
+      BOOTSTRAP_HOST_KEY: fs.readFileSync(path.join(target.root, "etc/ssh/ssh_host_ed25519_key.pub"), "utf8").trim(),
       FLAKE: "./nix",
       NIXOS_ANYWHERE: fakeNixosAnywhere,
       FAKE_NA_LOG: path.join(work, "nixos-anywhere.args"),
@@ -188,7 +188,7 @@ describe("pinned from the first packet: a server that presents another key than 
 
   /** What the target holds under /etc/ssh: each file's name and content. */
   function etcSsh(target: Target): Record<string, string> {
-    const dir = path.join(target.dir, "etc-ssh");
+    const dir = path.join(target.root, "etc/ssh");
     const files = (fs.readdirSync(dir, { recursive: true }) as string[]).filter((f) => fs.statSync(path.join(dir, f)).isFile());
     return Object.fromEntries(files.sort().map((f) => [f, fs.readFileSync(path.join(dir, f), "utf8")]));
   }

@@ -113,18 +113,24 @@ backup_data_units() {
 }
 
 # backup_stop_units FILE UNIT...: stops the units that are active, records in
-# FILE (one a line) every unit that was active and is not any more (the named
-# ones and whatever the stop took down with them); fails, naming them, when a
-# unit is still active after START_TIMEOUT (300 s).
+# FILE (one a line) every unit that was active and is not any more and is one
+# of the named ones or depends on one (what the stop took down with them; not
+# a unit that ended by itself meanwhile, as systemd-fsckd does when idle);
+# fails, naming them, when a unit is still active after START_TIMEOUT (300 s).
 backup_stop_units() {
-  local file=$1 before after unit state still=()
+  local file=$1 before after dependents unit state still=()
   shift
   : >"$file"
   (($# > 0)) || return 0
+  dependents=$({
+    printf '%s\n' "$@"
+    systemctl list-dependencies --reverse --all --plain --no-legend "$@" 2>/dev/null | awk '{print $1}'
+  } | sort -u)
   before=$(systemctl list-units --state=active --no-legend --plain | awk '{print $1}' | sort)
   timeout "${START_TIMEOUT:-300}" systemctl stop "$@" || true
   after=$(systemctl list-units --state=active --no-legend --plain | awk '{print $1}' | sort)
-  comm -23 <(printf '%s\n' "$before") <(printf '%s\n' "$after") >"$file" || true
+  comm -23 <(printf '%s\n' "$before") <(printf '%s\n' "$after") |
+    comm -12 - <(printf '%s\n' "$dependents") >"$file" || true
   for unit in "$@"; do
     state=$(systemctl show -p ActiveState --value "$unit")
     [[ $state == inactive || $state == failed ]] || still+=("$unit ($state)")
