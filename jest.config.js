@@ -22,6 +22,9 @@ module.exports = {
       transform: tsJest,
       transformIgnorePatterns,
       testMatch: ["<rootDir>/tests/unit/**/*.test.ts"],
+      // Each runs in well under a second alone; on a machine busy with the other suites'
+      // targets, a mocked program run has taken more than Jest's default 5 s.
+      testTimeout: 30_000,
     },
     {
       displayName: "integration",

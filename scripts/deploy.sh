@@ -363,7 +363,7 @@ declare -rA reply_kinds=(
   [missing]=store_path [nix_free]=uint [boot_free]=uint_or_empty [boot_needed]=uint
   [out]=store_path [armed]=uint [repaired]=uint [activated]=store_path
   [unit]=unit [secret]=secret_hash [set]=set_name [decided]=decision
-  [acme]=acme_state [chain]=base64 [ordered]=bit
+  [acme]=acme_state [chain]=base64 [ordered]=bit [switch_status]=uint
 )
 readonly reply_max_lines=1000000 reply_max_length=4096
 target_changed=0 # 1 once a request may have changed the target (a refused reply then exits 4)
