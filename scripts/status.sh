@@ -131,13 +131,17 @@ check_cloud() {
   fi
   # Every resource the refresh would change in the state: its name, type and what
   # differs (gone from the cloud, or the properties that changed).
+  # A refresh step is a change when the resource is gone or its outputs differ.
   changed=$(jq -r '
     [.steps // [] | .[] | select(.op != "same" and .op != "read")
       | select((.urn // "") | test("::pulumi:(pulumi:Stack|providers:)") | not)
       | (.urn // "" | split("::") | last) as $name
       | (.newState.type // .oldState.type // (.urn | split("::") | .[-2])) as $type
+      | (.oldState.outputs // {}) as $old | (.newState.outputs // {}) as $new
       | if .op == "delete" or (.newState == null and .oldState != null) then "\($name) (\($type)): gone from the cloud"
-        else "\($name) (\($type)): \(.op)\(if (.diffReasons // []) | length > 0 then " of " + ((.diffReasons) | join(", ")) else "" end)" end
+        elif $old != $new then "\($name) (\($type)): changed in the cloud: \([($old + $new) | keys[] | select($old[.] != $new[.])] | join(", "))"
+        elif .op != "refresh" then "\($name) (\($type)): \(.op)"
+        else empty end
     ] | .[]' "$work_dir/refresh.json" 2>/dev/null) || changed=""
   if [[ -z $changed ]]; then
     n=$(jq '[.steps // [] | .[] | select((.urn // "") | test("::pulumi:(pulumi:Stack|providers:)") | not)] | length' "$work_dir/refresh.json" 2>/dev/null || echo "?")
