@@ -143,7 +143,8 @@ ask_host() {
   elif ((status == 124)); then
     unknown "the host did not answer within ${STATUS_TIMEOUT}s (STATUS_TIMEOUT)"
   fi
-  unknown "the host could not be reached or its script failed (ssh exit $status: $(shown "$(tail -n 1 "$work_dir/err")"))"
+  # ssh's message may name the address, which behind Cloudflare's proxy stays hidden.
+  unknown "the host could not be reached or its script failed (ssh exit $status: $(shown "$(tail -n 1 "$work_dir/err" | tr -d "\r" | sed "s/$(sed 's/[].[^$*\/]/\\&/g' <<<"$TARGET_HOST")/[host]/g")"))"
 }
 
 # check_answer: every line KEY=VALUE of host_kinds, of its form; the last is end=1.
