@@ -4,6 +4,7 @@ import { readStackConfig } from "./src/config";
 import { NixosCheck, NixosDeploy } from "./src/deploy";
 import { BlogDns, HetznerDns, addressRecords } from "./src/dns";
 import { evaluateHost } from "./src/host";
+import { checkHostDrift } from "./src/hostStatus";
 import { NixosInstall } from "./src/install";
 import { ageRecipient } from "./src/keys";
 import { existingMachine, hetznerMachine } from "./src/machine";
@@ -155,6 +156,18 @@ const deploy = new NixosDeploy(
     { ...deployArgs, healthAcme: host.tls === "acme" ? "placeholder" : undefined },
     { dependsOn: data ? [data] : install ? [install] : [] },
 );
+
+// A preview of a stack that has deployed asks the host (read-only, bounded) whether it still runs
+// the stack's last deployed system: a hand rollback or switch is a warning naming the command that
+// puts the stack's system back. Without an SSH key here (a pull request's preview) it only says so.
+checkHostDrift({
+    targetHost: addresses.ssh,
+    targetPort: machine.sshPort,
+    hostKey: pinnedHostKey,
+    sshPrivateKey: config.sshPrivateKey,
+    planned: closure,
+    deployUrn: deploy.command.urn,
+});
 
 // Where its records live: they move to the host only once the deploy has checked it.
 const dnsArgs = { domain: host.domain, ipv4: addresses.ipv4, ipv6: addresses.ipv6, ttl: config.ttl };

@@ -1182,10 +1182,21 @@ recover_after_loss() {
   abort "$EXIT_UNKNOWN" "$reason; the target now runs ${current:-nothing} (profile ${profile_path:-none}${secrets_now:+, secrets: $secrets_now}), not $return_to; an operator must look"
 }
 
+# deployer: who runs this deploy, for the host's record of the last one
+# (/var/lib/blog-deploy/last, read by scripts/status.sh): $GITHUB_ACTOR in a
+# workflow, else $USER, else the login; every character outside deployer_re's
+# as '_', at most 64.
+deployer() {
+  local LC_ALL=C who=${GITHUB_ACTOR:-${USER:-$(id -un 2>/dev/null || true)}}
+  who=${who//[^ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._@+-]/_}
+  who=${who:0:64}
+  printf '%s\n' "${who:-unknown}"
+}
+
 commit() {
   local status=0
   step "Committing: $SYSTEM_CLOSURE becomes the system profile and the boot default; the rollback timer is cancelled"
-  request "$((activate_timeout * 2 + 60))" commit "$activate_timeout" || status=$?
+  request "$((activate_timeout * 2 + 60))" commit "$activate_timeout" "$(deployer)" || status=$?
   case $status in
   0) ;;
   255) recover_after_loss "the commit" ;;

@@ -61,9 +61,12 @@
 #   failed-units           unit=<unit> per failed unit, and per service restarting after a
 #                          failure (auto-restart, non-zero status): what switch-to-configuration
 #                          counts
-#   commit SECONDS         profile := NEW, NEW/bin/switch-to-configuration boot, timer
-#                          off; status 76 if the rollback already happened, 77 if the
-#                          commit failed and the host went back to RETURN
+#   commit SECONDS [DEPLOYER]
+#                          profile := NEW, NEW/bin/switch-to-configuration boot, timer
+#                          off, and the record of it in /var/lib/blog-deploy/last (time,
+#                          generation, system, by=DEPLOYER, origin); status 76 if the
+#                          rollback already happened, 77 if the commit failed and the
+#                          host went back to RETURN
 #   rollback SECONDS       returns to RETURN now (running, profile, boot default)
 #   status                 current=, profile=, generation=, decided=
 #   secrets-hashes         secret=<name> <sha256 of its value> per secret of the live set
@@ -549,14 +552,38 @@ cmd_acme_order() {
 }
 
 cmd_commit() {
-  local seconds=$1 status=0
+  local seconds=$1 deployer=$2 status=0
   locked "$seconds" /bin/sh "$deploy_dir/commit.sh"
   run_detached "$seconds" "${lock_cmd[@]}" || status=$?
   if ((status == 0)); then
     cancel_timer
+    record_deploy "$deployer"
   fi
   print_state
   return "$status"
+}
+
+# record_deploy DEPLOYER: the record of the last committed deploy,
+# /var/lib/blog-deploy/last (persistent, 0644: nothing secret): time= (epoch
+# seconds), generation=, system=, by= (DEPLOYER if of deployer_re's form, else
+# "unknown"), origin= (the lock holder's, printable). scripts/status.sh and the
+# program's preview read it (scripts/host-status.sh). A failure to write it
+# fails nothing: the deploy is committed.
+record_deploy() {
+  local by=$1 origin="" key value dir=/var/lib/blog-deploy
+  [[ $by =~ $deployer_re ]] || by=unknown
+  if [[ -f $state_dir/holder ]]; then
+    while IFS='=' read -r key value; do
+      [[ $key != origin ]] || origin=$value
+    done <"$state_dir/holder"
+  fi
+  origin=${origin//[^[:print:]]/?}
+  {
+    mkdir -p "$dir" &&
+      printf 'time=%s\ngeneration=%s\nsystem=%s\nby=%s\norigin=%s\n' "$(date +%s)" "$(profile_generation)" \
+        "$(readlink -e "$profile" 2>/dev/null || true)" "$by" "${origin:0:200}" >"$dir/last.tmp" &&
+      mv "$dir/last.tmp" "$dir/last"
+  } || say "could not write $dir/last (the record of this deploy); the deploy is committed"
 }
 
 cmd_rollback() {
@@ -723,7 +750,7 @@ dispatch() {
   failed-units) cmd_failed_units ;;
   acme-state) cmd_acme_state "$1" ;;
   acme-order) cmd_acme_order "$1" ;;
-  commit) cmd_commit "$1" ;;
+  commit) cmd_commit "$1" "${2:-}" ;;
   rollback) cmd_rollback "$1" ;;
   status) cmd_status ;;
   secrets-hashes) cmd_secrets_hashes ;;

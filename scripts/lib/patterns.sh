@@ -33,3 +33,9 @@ device_path_re='^/dev/[ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01234
 # 010 as octal), at most 18 of them (below 2^63, bash's integers).
 # shellcheck disable=SC2034
 uint_re='^(0|[123456789][0123456789]{0,17})$'
+
+# Who ran a deploy, as the host records it (/var/lib/blog-deploy/last, by=):
+# $GITHUB_ACTOR or $USER, in the characters of a GitHub login or a Unix user
+# name (anything else is replaced by '_' before it is sent), at most 64.
+# shellcheck disable=SC2034
+deployer_re='^[ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._@+-]{1,64}$'

@@ -371,6 +371,22 @@ export class E2eStack {
         return JSON.parse(out);
     }
 
+    /**
+     * Runs one of the project's scripts (`scripts/<name>`) in the project's copy, with the stack's
+     * environment (the engine and the stand-ins on PATH, the backend, the passphrase) and `--stack`
+     * left to the caller; bounded.
+     */
+    script(name: string, args: string[], env: Record<string, string> = {}, timeoutMs = 900_000): { status: number | null; stdout: string; stderr: string } {
+        const r = spawnSync("bash", [path.join(this.projectDir, "scripts", name), ...args], {
+            cwd: this.projectDir,
+            env: { ...process.env, ...this.env, ...env },
+            encoding: "utf8",
+            timeout: timeoutMs,
+            maxBuffer: 64 * 1024 * 1024,
+        });
+        return { status: r.status, stdout: r.stdout ?? "", stderr: r.stderr ?? "" };
+    }
+
     /** The fake cloud's records (written by the stand-in providers). */
     cloud(name: "hcloud" | "cloudflare"): any {
         const file = path.join(this.cloudDir, `${name}.json`);

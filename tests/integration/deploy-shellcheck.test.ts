@@ -19,6 +19,8 @@ const scripts = [
   "scripts/data-backup.sh",
   "scripts/backup.sh",
   "scripts/backup-status.sh",
+  "scripts/host-status.sh",
+  "scripts/status.sh",
   "tests/integration/harness/target.sh",
   "tests/integration/harness/hostile-shim.sh",
   "tests/integration/harness/rootfs.sh",

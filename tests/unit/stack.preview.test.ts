@@ -10,11 +10,13 @@ describe("pulumi preview of a new stack", () => {
         run = await runProgram({ preview: true });
     });
 
-    test("declares the same resources as an update", async () => {
+    test("declares the same resources as an update, and reads the stack's own outputs (src/hostStatus.ts)", async () => {
         const update = await runProgram();
+        const self = "pulumi:pulumi:StackReference::organization/blog/test";
         expect(run.resources.map((r) => `${r.type}::${r.name}`).sort()).toEqual(
-            update.resources.map((r) => `${r.type}::${r.name}`).sort(),
+            [...update.resources.map((r) => `${r.type}::${r.name}`), self].sort(),
         );
+        expect(update.resources.map((r) => `${r.type}::${r.name}`)).not.toContain(self);
     });
 
     test("shows the closure the deploy will push, known before anything is created", () => {

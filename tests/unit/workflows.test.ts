@@ -31,7 +31,7 @@ type Workflow = {
   jobs: Record<string, Job>;
 };
 
-const files = ["ci.yml", "preview.yml", "deploy.yml", "update.yml"];
+const files = ["ci.yml", "preview.yml", "deploy.yml", "update.yml", "status.yml"];
 const text: Record<string, string> = {};
 const workflows: Record<string, Workflow> = {};
 for (const file of files) {
@@ -42,6 +42,7 @@ const ci = workflows["ci.yml"];
 const preview = workflows["preview.yml"];
 const deploy = workflows["deploy.yml"];
 const update = workflows["update.yml"];
+const status = workflows["status.yml"];
 
 const allSteps = (wf: Workflow): Step[] => Object.values(wf.jobs).flatMap((job) => job.steps);
 const stepUsing = (job: Job, action: string): Step[] => job.steps.filter((s) => s.uses?.startsWith(`${action}@`));
@@ -49,6 +50,7 @@ const previewJob = preview.jobs.preview;
 const forkJob = preview.jobs.fork;
 const deployJob = deploy.jobs.deploy;
 const updateJob = update.jobs.update;
+const statusJob = status.jobs.status;
 
 /** Every string in a YAML tree with its path, e.g. ["jobs.x.steps.2.env.TOKEN", "${{ secrets.TOKEN }}"]. */
 function strings(node: unknown, at = ""): [string, string][] {
@@ -59,7 +61,7 @@ function strings(node: unknown, at = ""): [string, string][] {
   return [];
 }
 
-test("the four workflows exist, and there are no others", () => {
+test("the five workflows exist, and there are no others", () => {
   expect(fs.readdirSync(dir).sort()).toEqual([...files].sort());
 });
 
@@ -326,7 +328,7 @@ test("the Pulumi CLI the workflows install is @pulumi/pulumi's version in packag
   const pkg = JSON.parse(fs.readFileSync(path.join(repo, "package.json"), "utf8"));
   const locked = JSON.parse(fs.readFileSync(path.join(repo, "package-lock.json"), "utf8")).packages["node_modules/@pulumi/pulumi"].version;
   expect(pkg.dependencies["@pulumi/pulumi"]).toBe(locked);
-  for (const job of [previewJob, deployJob]) {
+  for (const job of [previewJob, deployJob, statusJob]) {
     const versionStep = job.steps.findIndex((s) => s.id === "pulumi-version");
     const actions = job.steps.findIndex((s) => s.uses?.startsWith("pulumi/actions@"));
     expect(versionStep).toBeGreaterThan(-1);
@@ -476,5 +478,41 @@ describe("dependabot.yml", () => {
         g.patterns.some((p) => (p.endsWith("*") ? name.startsWith(p.slice(0, -1)) : name === p) && p !== "*"),
       );
     expect(Object.keys(pkg.dependencies).filter((d) => !grouped(d))).toEqual([]);
+  });
+});
+
+describe("status.yml", () => {
+  test("runs daily and by hand, on main only", () => {
+    expect(Object.keys(status.on).sort()).toEqual(["schedule", "workflow_dispatch"]);
+    expect((status.on.schedule as Array<{ cron: string }>)[0].cron).toMatch(/^\d+ \d+ \* \* \*$/);
+    expect(statusJob.if).toBe("github.ref == 'refs/heads/main'");
+  });
+
+  test("runs in production with contents: read only", () => {
+    expect(statusJob.environment).toBe("production");
+    expect(status.permissions).toEqual({ contents: "read" });
+    expect(statusJob.permissions).toBeUndefined();
+  });
+
+  test("runs npm run status of the configured stack and fails the run on any exit but 0, with the findings in the job summary", () => {
+    const step = statusJob.steps.find((s) => s.id === "status")!;
+    expect(step.run).toContain('npm run --silent status -- --stack "$PULUMI_STACK"');
+    expect(step.run).toContain("GITHUB_STEP_SUMMARY");
+    expect(step.run).toMatch(/exit "\$status"\s*$/);
+    // The step's script, with a stand-in npm that exits 3, fails with 3 and writes the summary.
+    const out = runScript(step.run!, { PULUMI_STACK: "production" }, (d) => {
+      fs.writeFileSync(path.join(d, "npm"), "#!/bin/sh\necho 'NEEDS A PERSON units: the unit x.service has failed'\nexit 3\n", { mode: 0o755 });
+    });
+    expect(out.code).toBe(3);
+    expect(out.stdout).toContain("::error::npm run status exited 3");
+    expect(out.summary).toContain("NEEDS A PERSON units: the unit x.service has failed");
+  });
+
+  test("the deploy key reaches only the step that loads it into an ssh-agent, and the agent stops", () => {
+    const holders = statusJob.steps.filter((s) => strings(s).some(([, v]) => v.includes("secrets.DEPLOY_SSH_KEY")));
+    expect(holders.map((s) => s.name)).toEqual(["Load the deploy key into an ssh-agent"]);
+    expect(Object.keys(holders[0].env ?? {})).toEqual(["DEPLOY_SSH_KEY"]);
+    const stop = statusJob.steps.find((s) => s.name === "Stop the ssh-agent")!;
+    expect(stop.if).toBe("${{ always() }}");
   });
 });
