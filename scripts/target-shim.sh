@@ -3,10 +3,16 @@
 # sends this file once per deploy, as the command of one SSH session, and then
 # talks to it over that session's stdin/stdout:
 #   ssh ... "bash -c '<this file>' blog-deploy-shim serve"
-# Each request is one line, "<verb> <args...>"; a verb that takes a list reads
-# that many more lines. Each reply is zero or more "key=value" lines and then
-# "@@ <status>". Progress and errors go to stderr (the operator sees them).
-# "ping" gets no reply (the deployer's keepalive during long local steps).
+# Each request is one line, "<verb> <args...>"; a verb that takes a payload
+# (survey, secrets-deliver, commit: its first argument is the payload's size in
+# bytes) reads that many bytes more. Each reply is zero or more "key=value"
+# lines and then "@@ <status>". Progress and errors go to stderr (the operator
+# sees them). "ping" gets no reply (the deployer's keepalive during long local
+# steps). The deployer may send several requests before it reads their replies
+# (one round trip for a batch); they run in order, one at a time, and are
+# answered in order. "if-ok <verb> <args...>" runs the request only if the one
+# before it exited 0; otherwise its payload is read and dropped, and it is
+# answered "@@ 125" (skipped) at once: a batch stops at its first failure.
 # `target-shim.sh <verb> <args...>` runs one request by hand, without the lock.
 # deploy.sh sends lib/patterns.sh (the store path, unit name and secret name
 # patterns it shares with this file) ahead of this text; by hand, it is read
@@ -23,7 +29,8 @@
 #   deploy/       the deploy in flight: return-to (the system that ran before),
 #                 new, rollback.sh, commit.sh, secrets.sh, and "decided" (commit or
 #                 rollback, written once, under switch.lock: whoever writes it first wins)
-#   secrets.XXXXXX/  a 0700 spool for one "secrets-deliver" request, removed at once
+#   spool.XXXXXX/ a 0700 spool for one request's payload (the secrets of a
+#                 "secrets-deliver"), removed at once
 #
 # Secrets, on persistent disk (only when the deployer sends HOST_SECRETS):
 #   /var/lib/blog-secrets     a relative symlink to the live set: blog-secrets.d/set-<id>
@@ -57,13 +64,19 @@
 #                          profile is not RETURN, makes RETURN the profile and boot default
 #   activate NEW SECONDS   NEW/bin/switch-to-configuration test (running, not booted);
 #                          prints switch_status= (its exit status: 4, units failed after
-#                          the switch, is the deployer's to judge) and activated=
+#                          the switch, is the deployer's to judge; with 4, unit= per
+#                          failed unit, as failed-units lists them) and activated=
 #   failed-units           unit=<unit> per failed unit, and per service restarting after a
 #                          failure (auto-restart, non-zero status): what switch-to-configuration
 #                          counts
-#   commit SECONDS         profile := NEW, NEW/bin/switch-to-configuration boot, timer
-#                          off; status 76 if the rollback already happened, 77 if the
-#                          commit failed and the host went back to RETURN
+#   commit BYTES SECONDS + units
+#                          first lists the failed units (unit=, as failed-units); if one
+#                          of them is not among the units that follow the request (one a
+#                          line, BYTES in all: those that failed before the deploy),
+#                          status 70 and nothing is done. Otherwise profile := NEW,
+#                          NEW/bin/switch-to-configuration boot, timer off; status 76 if
+#                          the rollback already happened, 77 if the commit failed and the
+#                          host went back to RETURN
 #   rollback SECONDS       returns to RETURN now (running, profile, boot default)
 #   status                 current=, profile=, generation=, decided=
 #   secrets-hashes         secret=<name> <sha256 of its value> per secret of the live set
@@ -222,7 +235,7 @@ takeover() {
     cancel_timer
     rm -rf "$deploy_dir"
   fi
-  rm -rf "$state_dir"/secrets.??????
+  rm -rf "$state_dir"/secrets.?????? "$state_dir"/spool.??????
   # A delivery still pending here was cut short by a reboot (which took /run with
   # the deploy's state) or by a rollback that failed half-way.
   if [[ -f $secrets_pending ]]; then
@@ -506,6 +519,8 @@ cmd_activate() {
   switch_status=$(cat "$deploy_dir/switch.status" 2>/dev/null || echo "$status")
   echo "switch_status=$switch_status"
   [[ $switch_status == 0 || $switch_status == 4 ]] || abort "switch-to-configuration test of $new exited with status $switch_status"
+  # The units the deployer judges exit 4 by, in the same reply.
+  [[ $switch_status != 4 ]] || cmd_failed_units
   echo "activated=$new"
 }
 
@@ -548,8 +563,23 @@ cmd_acme_order() {
   echo ordered=1
 }
 
+# cmd_commit FILE SECONDS: FILE lists the units that failed before the deploy;
+# any other failed unit now leaves the deploy undecided (status 70).
 cmd_commit() {
-  local seconds=$1 status=0
+  local allowed=$1 seconds=$2 status=0 unit fresh=()
+  local -A before=()
+  while IFS= read -r unit; do
+    [[ -z $unit ]] || before[$unit]=1
+  done <"$allowed"
+  while IFS= read -r unit; do
+    echo "$unit"
+    unit=${unit#unit=}
+    [[ -n ${before[$unit]:-} ]] || fresh+=("$unit")
+  done < <(cmd_failed_units)
+  if ((${#fresh[@]} > 0)); then
+    say "not committing: units failed since the deploy began: ${fresh[*]}"
+    return 70
+  fi
   locked "$seconds" /bin/sh "$deploy_dir/commit.sh"
   run_detached "$seconds" "${lock_cmd[@]}" || status=$?
   if ((status == 0)); then
@@ -723,7 +753,7 @@ dispatch() {
   failed-units) cmd_failed_units ;;
   acme-state) cmd_acme_state "$1" ;;
   acme-order) cmd_acme_order "$1" ;;
-  commit) cmd_commit "$1" ;;
+  commit) cmd_commit "$1" "$2" ;;
   rollback) cmd_rollback "$1" ;;
   status) cmd_status ;;
   secrets-hashes) cmd_secrets_hashes ;;
@@ -762,11 +792,22 @@ release_lock() {
   fi
 }
 
+# read_payload BYTES FILE: the BYTES that follow the request line, into FILE
+# (a 0700 spool on /run, tmpfs; removed after the request). Status 1 if
+# they were cut short.
+read_payload() {
+  local bytes=$1 file=$2
+  [[ $bytes =~ ^(0|[123456789][0123456789]{0,9})$ ]] || abort "a payload size '$bytes' is not a number of bytes"
+  (umask 077 && head -c "$bytes" >"$file") || return 1
+  [[ $(stat -c %s "$file") == "$bytes" ]]
+}
+
 # serve: requests from stdin until "end", EOF, or IDLE seconds without one.
 spool=""
 serve() {
-  local idle=600 line verb status text words=() payload=()
+  local idle=600 line verb status=0 last=0 conditional words=() payload=()
   trap '[[ -z $spool ]] || rm -rf "$spool"' EXIT
+  mkdir -p "$state_dir"
   while :; do
     if ! IFS= read -r -t "$idle" line; then
       say "no request for ${idle}s, or the deployer went away: ending the session (an armed rollback timer stays armed)"
@@ -774,54 +815,76 @@ serve() {
     fi
     read -r -a words <<<"$line"
     ((${#words[@]} > 0)) || continue
+    conditional=0
+    if [[ ${words[0]} == if-ok ]]; then
+      conditional=1
+      words=("${words[@]:1}")
+      line=${line#if-ok }
+      ((${#words[@]} > 0)) || continue
+    fi
     verb=${words[0]}
+    [[ $verb != ping ]] || continue
+    last=$status
     status=0
+    # A payload is read whether or not the request runs: never parsed as requests.
+    spool=""
     case $verb in
-    ping) continue ;;
-    begin)
-      # begin CLOSURE WAIT IDLE ORIGIN...: the lock is this process's.
-      idle=${words[3]}
-      acquire_lock "${words[2]}" || status=$?
-      if ((status == 0)); then
-        cmd_begin "${words[1]}" "$(cut -d' ' -f5- <<<"$line")" &
-        wait "$!" || status=$?
-      fi
-      ;;
-    survey)
-      # survey BYTES, then BYTES of paths, one a line (head -c reads no more).
-      payload=()
-      if ((words[1] > 0)); then
-        text=$(head -c "${words[1]}")
-        mapfile -t payload <<<"$text"
-      fi
-      dispatch survey "${payload[@]}" &
-      wait "$!" || status=$?
-      ;;
-    secrets-deliver)
-      # secrets-deliver BYTES RETURN NEW, then BYTES: the values never reach a command
-      # line or a log, only this 0700 spool on /run (tmpfs), removed right after.
-      spool=$(mktemp -d "$state_dir/secrets.XXXXXX")
-      if ! (umask 077 && head -c "${words[1]}" >"$spool/payload") ||
-        [[ $(stat -c %s "$spool/payload") != "${words[1]}" ]]; then
-        say "the request's secrets were cut short"
+    survey | secrets-deliver | commit)
+      # The values of secrets never reach a command line or a log, only this spool.
+      spool=$(mktemp -d "$state_dir/spool.XXXXXX")
+      if ! read_payload "${words[1]:-}" "$spool/payload"; then
+        say "the request's payload was cut short"
         status=1
-      else
-        dispatch secrets-deliver "$spool/payload" "${words[2]}" "${words[3]}" &
-        wait "$!" || status=$?
       fi
-      rm -rf "$spool"
-      spool=""
-      ;;
-    end)
-      release_lock
-      echo "@@ 0"
-      exit 0
-      ;;
-    *)
-      dispatch "${words[@]}" &
-      wait "$!" || status=$?
       ;;
     esac
+    if ((conditional == 1 && last != 0)); then
+      status=125
+    elif ((status == 0)); then
+      case $verb in
+      begin)
+        # begin CLOSURE WAIT IDLE ORIGIN...: the lock is this process's.
+        idle=${words[3]}
+        acquire_lock "${words[2]}" || status=$?
+        if ((status == 0)); then
+          cmd_begin "${words[1]}" "$(cut -d' ' -f5- <<<"$line")" &
+          wait "$!" || status=$?
+        fi
+        ;;
+      survey)
+        # survey BYTES, then BYTES of paths, one a line.
+        payload=()
+        if ((words[1] > 0)); then
+          mapfile -t payload <"$spool/payload"
+        fi
+        dispatch survey "${payload[@]}" &
+        wait "$!" || status=$?
+        ;;
+      secrets-deliver)
+        # secrets-deliver BYTES RETURN NEW, then BYTES.
+        dispatch secrets-deliver "$spool/payload" "${words[2]}" "${words[3]}" &
+        wait "$!" || status=$?
+        ;;
+      commit)
+        # commit BYTES SECONDS, then BYTES: the units that failed before the deploy.
+        dispatch commit "$spool/payload" "${words[2]}" &
+        wait "$!" || status=$?
+        ;;
+      end)
+        release_lock
+        echo "@@ 0"
+        exit 0
+        ;;
+      *)
+        dispatch "${words[@]}" &
+        wait "$!" || status=$?
+        ;;
+      esac
+    fi
+    if [[ -n $spool ]]; then
+      rm -rf "$spool"
+      spool=""
+    fi
     echo "@@ $status"
   done
 }
