@@ -364,7 +364,7 @@ declare -rA reply_kinds=(
   [holder]=text [takeover]=text [recovered]=store_path_or_dash [unconfirmed]=store_path
   [secrets]=outcome [restarted]=unit [left]=unit_state
   [missing]=store_path [nix_free]=uint [boot_free]=uint_or_empty [boot_needed]=uint
-  [out]=store_path [armed]=uint [repaired]=uint [activated]=store_path [switch_status]=switch_status
+  [out]=store_path [armed]=uint [repaired]=uint [activated]=store_path
   [unit]=unit [secret]=secret_hash [set]=set_name [decided]=decision
   [acme]=acme_state [chain]=base64 [ordered]=bit [switch_status]=uint
 )
@@ -391,7 +391,6 @@ reply_form_ok() {
   acme_state) [[ $value == none || $value == pending || $value == issued ]] ;;
   base64) [[ $value =~ ^[ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/]+={0,2}$ ]] ;;
   bit) [[ $value == 0 || $value == 1 ]] ;;
-  switch_status) [[ $value == 0 || $value == 4 ]] ;;
   text) ((${#value} <= 1000)) && printable "$value" ;;
   *) return 1 ;;
   esac
@@ -411,7 +410,6 @@ reply_kind_expected() {
   acme_state) echo "none, pending or issued" ;;
   base64) echo "base64 text" ;;
   bit) echo "0 or 1" ;;
-  switch_status) echo "0 or 4 (the exit statuses of switch-to-configuration the activation accepts)" ;;
   text) echo "printable text of at most 1000 characters" ;;
   esac
 }
