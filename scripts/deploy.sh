@@ -44,6 +44,11 @@ readonly copy_attempts=3
 readonly activate_timeout=600 # seconds one switch-to-configuration may take
 readonly build_timeout=7200   # seconds a build on the target may take
 readonly keepalive_every=20   # seconds between pings to the shim during a copy
+# Missing paths of at most this many bytes of NAR in all go inside the shim's
+# session, in the batch that prepares and activates (nix-store --export here,
+# --import there: no second session, no round trips of their own); more go
+# by nix copy, with its retries.
+readonly inline_copy_max=$((16 * 1024 * 1024))
 readonly EXIT_UNHEALTHY=5     # runs SYSTEM_CLOSURE already, unchanged, and fails the health check
 
 work_dir=""
@@ -74,7 +79,6 @@ new_failed=() old_failed=() # split_failed's answer: failed now and not before; 
 # Secrets (HOST_SECRETS). Values stay in the environment until they are sent;
 # their hashes are compared, never printed.
 readonly secret_name_re='^[A-Za-z][A-Za-z0-9_]{0,63}$'
-readonly unit_name_re='^[-A-Za-z0-9@:._\\]+$' # systemd unit names (escapes like \x2d included)
 secrets_requested=0   # HOST_SECRETS is set
 secret_names=()       # its names, each once
 declare -A secrets_before=() # name -> sha256 of the target's set when the deploy started
@@ -470,6 +474,18 @@ send_request() {
   ((payload_status == 0)) || send_failed=1
 }
 
+# send_file_request FILE VERB ARGS...: sends one request followed by FILE's
+# bytes, exactly (the request's arguments say how many).
+send_file_request() {
+  local file=$1
+  shift
+  send_request "$@"
+  ((send_failed == 0)) || return 0
+  trap '' PIPE
+  cat "$file" 1>&"$shim_in" 2>/dev/null || send_failed=1
+  trap - PIPE
+}
+
 # read_reply SECONDS VERB: the reply to the oldest request not yet read, in
 # `reply` (checked), its status as ours (255: the session is gone, no answer
 # within SECONDS, or the request could not be sent).
@@ -595,7 +611,7 @@ begin_deploy() {
       survey=1
       load_closure_paths
       request_payload=$(printf '%s\n' "${closure_paths[@]}")
-      send_request if-ok survey "$((${#request_payload} + 1))"
+      send_request if-ok survey "$((${#request_payload} + 1))" "$SYSTEM_CLOSURE"
     fi
   fi
   read_reply "$((LOCK_WAIT + 700))" begin || status=$?
@@ -876,6 +892,10 @@ build_on_target() {
   info "built on the target: $SYSTEM_CLOSURE"
 }
 
+missing=()  # check_space: the closure's paths the target lacks, in the order of
+needed=0    # nix-store --query --requisites (dependencies first), and their NAR bytes
+copy_inline="" # copy_closure: a nix-store --export stream of them, for the prepare batch
+
 # load_closure_paths: closure_paths and in_closure := the closure's store
 # paths (each checked to be one), once.
 closure_paths=()
@@ -894,7 +914,7 @@ load_closure_paths() {
 
 check_space() {
   step "Checking free space on the target"
-  local missing=() needed=0 nix_free boot_free boot_needed=0 file status=0 path size
+  local nix_free boot_free boot_needed=0 file status=0 path size
   if [[ -n $build_where ]]; then
     request 60 boot-needed "$SYSTEM_CLOSURE" || status=$?
     boot_needed=$(reply_value boot_needed)
@@ -909,11 +929,18 @@ check_space() {
       request_payload=$(printf '%s\n' "${closure_paths[@]}")
       request 120 survey "$((${#request_payload} + 1))" || status=$?
     fi
-    mapfile -t missing < <(reply_values missing)
+    local -A lacks=()
     # The target may only name paths it was asked about.
-    for path in "${missing[@]}"; do
+    while IFS= read -r path; do
+      [[ -n $path ]] || continue
       [[ -v in_closure[$path] ]] ||
         refuse_reply survey "it lists $path as missing, a path it was not asked about"
+      lacks[$path]=1
+    done < <(reply_values missing)
+    # In the closure's order (dependencies first), each once.
+    missing=()
+    for path in "${closure_paths[@]}"; do
+      [[ ! -v lacks[$path] ]] || missing+=("$path")
     done
     for file in kernel initrd; do
       if [[ -e $SYSTEM_CLOSURE/$file ]]; then
@@ -946,6 +973,18 @@ check_space() {
 
 copy_closure() {
   [[ -z $build_where ]] || return 0
+  if ((${#missing[@]} == 0)); then
+    info "nothing to copy: the target has every path of the closure"
+    return 0
+  fi
+  if ((needed <= inline_copy_max)); then
+    step "Exporting the ${#missing[@]} missing paths ($needed bytes) for the target to import in the session"
+    # In the order of closure.paths: every path after the paths it refers to.
+    nix-store --export "${missing[@]}" >"$work_dir/export" ||
+      abort "$EXIT_REFUSED" "nix-store --export of the missing paths failed; the target's system was not changed"
+    copy_inline=$work_dir/export
+    return 0
+  fi
   step "Copying the closure (nix copy over the open connection)"
   local attempt=1 status=0
   keepalive_start
@@ -973,16 +1012,25 @@ copy_closure() {
 early_activate_status="" early_activate=()
 prepare_target() {
   local status=0 with_activation=0 prepare_reply=()
-  target_changed=1 # from here on a refused reply leaves the target changed
+  target_changed=1 # from here on a refused reply leaves the target changed (the batch may have run on)
   if [[ -z $return_to ]]; then
     step "Nothing runs on the target yet: no system to return to, no rollback timer"
   else
     step "Arming the target's rollback to $return_to in ${ROLLBACK_DEADLINE}s"
   fi
-  send_request prepare "${return_to:--}" "$SYSTEM_CLOSURE" "$ROLLBACK_DEADLINE" "$activate_timeout"
+  local batch_prefix=() import_status=0
+  if [[ -n $copy_inline ]]; then
+    send_file_request "$copy_inline" import "$(stat -c %s "$copy_inline")"
+    batch_prefix=(if-ok)
+  fi
+  send_request "${batch_prefix[@]}" prepare "${return_to:--}" "$SYSTEM_CLOSURE" "$ROLLBACK_DEADLINE" "$activate_timeout"
   if ((closure_changed == 1 && secrets_differ == 0)); then
     with_activation=1
     send_request if-ok activate "$SYSTEM_CLOSURE" "$activate_timeout"
+  fi
+  if [[ -n $copy_inline ]]; then
+    read_reply "$((activate_timeout * 2 + 60))" import || import_status=$?
+    info "imported on the target: ${#missing[@]} paths ($needed bytes of NAR)$( ((import_status == 0)) || echo ": FAILED (status $import_status)")"
   fi
   read_reply "$((activate_timeout * 2 + 60))" prepare || status=$?
   prepare_reply=("${reply[@]}")
@@ -995,6 +1043,10 @@ prepare_target() {
     early_activate=("${reply[@]}")
   fi
   reply=("${prepare_reply[@]}")
+  if ((import_status != 0)); then
+    ((import_status != 255)) || abort "$EXIT_REFUSED" "lost the connection to the target while it imported the closure; nothing was activated"
+    abort "$EXIT_REFUSED" "the target could not import the closure (status $import_status; see above); nothing was prepared or activated"
+  fi
   case $status in
   0) ;;
   2 | 255) abort "$EXIT_REFUSED" "the target could not prepare the deploy (status $status; see above); nothing was activated" ;;

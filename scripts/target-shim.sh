@@ -4,8 +4,8 @@
 # talks to it over that session's stdin/stdout:
 #   ssh ... "bash -c '<this file>' blog-deploy-shim serve"
 # Each request is one line, "<verb> <args...>"; a verb that takes a payload
-# (survey, secrets-deliver, commit: its first argument is the payload's size in
-# bytes) reads that many bytes more. Each reply is zero or more "key=value"
+# (survey, secrets-deliver, commit, import: its first argument is the payload's
+# size in bytes) reads that many bytes more. Each reply is zero or more "key=value"
 # lines and then "@@ <status>". Progress and errors go to stderr (the operator
 # sees them). "ping" gets no reply (the deployer's keepalive during long local
 # steps). The deployer may send several requests before it reads their replies
@@ -53,9 +53,14 @@
 #                          and holder=... when another deploy keeps it), takes over
 #                          after a deployer that died (rolls its unconfirmed system
 #                          back first), prints current=, profile=, generation=
-#   survey BYTES + paths   missing=<path> per path this store lacks, nix_free=, boot_free=
-#                          (the paths follow the request, one a line, BYTES in all)
+#   survey BYTES [CLOSURE] + paths
+#                          missing=<path> per path this store lacks, nix_free=, boot_free=
+#                          (the paths follow the request, one a line, BYTES in all; not
+#                          checked when CLOSURE runs and is the system profile already)
 #   boot-needed CLOSURE    boot_needed=<bytes of CLOSURE's kernel+initrd>
+#   import BYTES + stream  BYTES of a nix-store --export stream (the missing paths of the
+#                          closure, each after the paths it refers to) follow the request,
+#                          fed to nix-store --import as they come (never spooled)
 #   realise PATH SECONDS   builds a derivation here, or substitutes a store path
 #                          (nix-store --realise); prints out=<path>
 #   prepare RETURN NEW DEADLINE SECONDS
@@ -255,13 +260,18 @@ cmd_begin() {
   print_state
 }
 
+# runs_and_boots CLOSURE: CLOSURE is the running system and the system profile.
+runs_and_boots() {
+  [[ -n $1 && $(readlink -e /run/current-system 2>/dev/null) == "$1" && $(readlink -e "$profile" 2>/dev/null) == "$1" ]]
+}
+
 cmd_survey() {
   local dir path
   for path in "$@"; do
     require_store_path "a path to survey" "$path"
   done
   if (($# > 0)); then
-    printf '%s\n' "$@" | xargs nix-store --check-validity --print-invalid | sed 's/^/missing=/'
+    nix-store --check-validity --print-invalid "$@" | sed 's/^/missing=/'
   fi
   for dir in /nix /boot; do
     if [[ -d $dir ]]; then
@@ -802,6 +812,21 @@ read_payload() {
   [[ $(stat -c %s "$file") == "$bytes" ]]
 }
 
+# import_stream BYTES: the next BYTES of stdin into nix-store --import (root:
+# a trusted user; the deployer sends what it would send by nix copy
+# --no-check-sigs); what the import does not read is read all the same.
+import_stream() {
+  local bytes=$1 status=0
+  say "importing $bytes bytes of store paths"
+  head -c "$bytes" | (
+    s=0
+    nix-store --import >/dev/null || s=$?
+    cat >/dev/null
+    exit "$s"
+  ) || status=$?
+  return "$status"
+}
+
 # serve: requests from stdin until "end", EOF, or IDLE seconds without one.
 spool=""
 serve() {
@@ -838,7 +863,17 @@ serve() {
       fi
       ;;
     esac
-    if ((conditional == 1 && last != 0)); then
+    if [[ $verb == import ]]; then
+      # import BYTES, then BYTES of nix-store --export, streamed (a closure may be
+      # larger than /run): read in full whether or not it runs, or is imported.
+      [[ ${words[1]:-} =~ ^(0|[123456789][0123456789]{0,12})$ ]] || abort "a payload size '${words[1]:-}' is not a number of bytes"
+      if ((conditional == 1 && last != 0)); then
+        head -c "${words[1]}" >/dev/null
+        status=125
+      else
+        import_stream "${words[1]}" || status=$?
+      fi
+    elif ((conditional == 1 && last != 0)); then
       status=125
     elif ((status == 0)); then
       case $verb in
@@ -852,9 +887,10 @@ serve() {
         fi
         ;;
       survey)
-        # survey BYTES, then BYTES of paths, one a line.
+        # survey BYTES [CLOSURE], then BYTES of paths, one a line; when CLOSURE
+        # runs and is the profile already, the deployer copies nothing: free space only.
         payload=()
-        if ((words[1] > 0)); then
+        if ((words[1] > 0)) && ! runs_and_boots "${words[2]:-}"; then
           mapfile -t payload <"$spool/payload"
         fi
         dispatch survey "${payload[@]}" &

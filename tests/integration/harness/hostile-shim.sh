@@ -5,7 +5,7 @@
 # `serve` reads the requests through hostile_record, which appends each
 # request's verb to a queue file (one a line, in the order they come: the
 # deployer may send a batch before it reads the replies; "if-ok VERB" counts
-# as VERB; a payload's lines are passed on unread), and its replies go through
+# as VERB; a payload is passed on unread), and its replies go through
 # hostile_rewrite, which applies the rules to the reply of the verb at the
 # head of the queue and moves on at each status line. The rules are
 # "<verb> <mode> <key> <base64 of a line>", one a line:
@@ -16,11 +16,11 @@
 # hostile_main is what the copy runs instead of main.
 
 # shellcheck disable=SC2154 # hostile_rules is set by the test, above this text
-hostile_verbs=" begin survey boot-needed realise prepare activate failed-units commit rollback status secrets-hashes secrets-deliver secrets-restart acme-state acme-order end "
+hostile_verbs=" begin import survey boot-needed realise prepare activate failed-units commit rollback status secrets-hashes secrets-deliver secrets-restart acme-state acme-order end "
 # The verbs whose first argument is the size in bytes of a payload that follows the request line.
-hostile_payload_verbs=" survey secrets-deliver commit "
+hostile_payload_verbs=" survey secrets-deliver commit import "
 hostile_record() {
-  local LC_ALL=C line word words=() bytes
+  local LC_ALL=C line word words=()
   while IFS= read -r line; do
     printf '%s\n' "$line"
     read -r -a words <<<"${line#if-ok }"
@@ -28,11 +28,8 @@ hostile_record() {
     [[ $hostile_verbs == *" $word "* ]] || continue
     printf '%s\n' "$word" >>"$1"
     [[ $hostile_payload_verbs == *" $word "* && ${words[1]:-} =~ ^[0-9]+$ ]] || continue
-    bytes=${words[1]}
-    while ((bytes > 0)) && IFS= read -r line; do
-      printf '%s\n' "$line"
-      bytes=$((bytes - ${#line} - 1))
-    done
+    # Byte-exact (an import's payload is binary): read reads no further than a line.
+    head -c "${words[1]}"
   done
 }
 hostile_rewrite() {
