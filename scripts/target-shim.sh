@@ -135,10 +135,42 @@ sh_quote() {
 # /run/current-system/sw/bin becomes a store path), so that scripts run later
 # do not depend on /run/current-system, which a switch changes. The name
 # itself stays: nix-env is a link to the multi-call nix binary.
+# resolve_tools NAME... sets tools[NAME] for each, found along PATH as
+# command -v finds them, with one readlink for all their directories (each
+# fork costs, on a busy host: the scripts below need nine tools).
+declare -A tools=()
+resolve_tools() {
+  local name dir found path_dirs=() tool_names=() dirs=() resolved=() i
+  IFS=: read -r -a path_dirs <<<"$PATH"
+  for name in "$@"; do
+    [[ -z ${tools[$name]:-} ]] || continue
+    found=""
+    for dir in "${path_dirs[@]}"; do
+      if [[ -n $dir && -f $dir/$name && -x $dir/$name ]]; then
+        found=$dir
+        break
+      fi
+    done
+    [[ -n $found ]] || abort "$name not found"
+    tool_names+=("$name")
+    dirs+=("$found")
+  done
+  ((${#tool_names[@]} > 0)) || return 0
+  mapfile -t resolved < <(readlink -f -- "${dirs[@]}")
+  ((${#resolved[@]} == ${#tool_names[@]})) || abort "could not resolve the directories of ${tool_names[*]}"
+  for i in "${!tool_names[@]}"; do
+    tools[${tool_names[i]}]=${resolved[i]}/${tool_names[i]}
+  done
+}
+
 tool() {
-  local found
-  found=$(command -v "$1") || abort "$1 not found"
-  printf '%s/%s\n' "$(readlink -f "$(dirname "$found")")" "${found##*/}"
+  resolve_tools "$1"
+  printf '%s\n' "${tools[$1]}"
+}
+
+# quote_to VAR VALUE: VAR := sh_quote VALUE, without a subshell.
+quote_to() {
+  printf -v "$1" "'%s'" "${2//\'/\'\\\'\'}"
 }
 
 profile_generation() {
@@ -196,12 +228,15 @@ lock_cmd=()
 locked() {
   local seconds=$1
   shift
-  lock_cmd=("$(tool flock)" -o -w "$seconds" "$switch_lock" "$@")
+  resolve_tools flock
+  lock_cmd=("${tools[flock]}" -o -w "$seconds" "$switch_lock" "$@")
 }
 
 # cancel_timer: only ever after "decided" is written: a rollback the timer
 # might still start finds the decision taken and does nothing.
 cancel_timer() {
+  # Transient units keep their files here while systemd knows them: none, nothing to cancel.
+  [[ -e /run/systemd/transient/$rollback_unit.timer || -e /run/systemd/transient/$rollback_unit.service ]] || return 0
   systemctl stop "$rollback_unit.timer" 2>/dev/null || true
   systemctl reset-failed "$rollback_unit.timer" "$rollback_unit.service" 2>/dev/null || true
 }
@@ -310,11 +345,12 @@ cmd_realise() {
 # character, and nothing the request carried is code.
 write_scripts() {
   local return_to=$1 new=$2 q_return q_new q_nix_env q_profile q_dir
-  q_nix_env=$(sh_quote "$(tool nix-env)")
-  q_return=$(sh_quote "$return_to")
-  q_new=$(sh_quote "$new")
-  q_profile=$(sh_quote "$profile")
-  q_dir=$(sh_quote "$deploy_dir")
+  resolve_tools nix-env systemctl ln mv rm cp sed sync flock
+  quote_to q_nix_env "${tools[nix-env]}"
+  quote_to q_return "$return_to"
+  quote_to q_new "$new"
+  quote_to q_profile "$profile"
+  quote_to q_dir "$deploy_dir"
   if [[ $return_to == - ]]; then
     printf 'echo "nothing ran before this deploy: nothing to return to" >&2\nexit 1\n' >"$deploy_dir/return.sh"
   else
@@ -387,15 +423,19 @@ SCRIPT
 #                       system runs (CURRENT) is kept, any other is restored and its units
 #                       restarted (FILE as for restore); prints secrets=kept|restored
 write_secrets_script() {
-  local path=$1 systemctl
-  systemctl=$(tool systemctl)
+  local path=$1 name q=() value
+  resolve_tools systemctl ln mv rm cp sed sync
+  for value in "$secrets_link" "$secrets_root" "$secrets_pending"; do
+    quote_to value "$value"
+    q+=("$value")
+  done
+  for name in systemctl ln mv rm cp sed sync; do
+    quote_to value "${tools[$name]}"
+    q+=("$value")
+  done
   {
-    printf 'link=%s root=%s pending=%s systemctl=%s\n' \
-      "$(sh_quote "$secrets_link")" "$(sh_quote "$secrets_root")" "$(sh_quote "$secrets_pending")" \
-      "$(sh_quote "$systemctl")"
-    printf 'ln=%s mv=%s rm=%s cp=%s sed=%s sync=%s\n' \
-      "$(sh_quote "$(tool ln)")" "$(sh_quote "$(tool mv)")" "$(sh_quote "$(tool rm)")" \
-      "$(sh_quote "$(tool cp)")" "$(sh_quote "$(tool sed)")" "$(sh_quote "$(tool sync)")"
+    printf 'link=%s root=%s pending=%s systemctl=%s\n' "${q[@]:0:4}"
+    printf 'ln=%s mv=%s rm=%s cp=%s sed=%s sync=%s\n' "${q[@]:4:6}"
     cat <<'SCRIPT'
 field() { $sed -n "s/^$1=//p" "$2"; }
 
@@ -537,12 +577,15 @@ cmd_activate() {
 # cmd_failed_units: as switch-to-configuration counts them: failed units, and
 # services restarting after a failure (auto-restart with a non-zero status).
 cmd_failed_units() {
-  local unit
-  systemctl list-units --all --state=failed --no-legend --plain | awk '{print "unit=" $1}'
-  while read -r unit _; do
-    [[ $unit == *.service ]] || continue
-    [[ $(systemctl show -p ExecMainStatus --value "$unit") == 0 ]] || echo "unit=$unit"
-  done < <(systemctl list-units --all --state=auto-restart --no-legend --plain)
+  local unit active sub
+  # One listing for both (--state matches the active or the sub state).
+  while read -r unit _ active sub _; do
+    if [[ $active == failed ]]; then
+      echo "unit=$unit"
+    elif [[ $sub == auto-restart && $unit == *.service ]]; then
+      [[ $(systemctl show -p ExecMainStatus --value "$unit") == 0 ]] || echo "unit=$unit"
+    fi
+  done < <(systemctl list-units --all --state=failed,auto-restart --no-legend --plain)
 }
 
 # acme-state CERT: the state of the NixOS acme module's certificate CERT
