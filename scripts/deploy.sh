@@ -978,7 +978,7 @@ copy_closure() {
     return 0
   fi
   if ((needed <= inline_copy_max)); then
-    step "Exporting the ${#missing[@]} missing paths ($needed bytes) for the target to import in the session"
+    step "Copying the closure: the ${#missing[@]} missing paths ($needed bytes of NAR), exported here, imported by the target inside the session, before the arming"
     # In the order of closure.paths: every path after the paths it refers to.
     nix-store --export "${missing[@]}" >"$work_dir/export" ||
       abort "$EXIT_REFUSED" "nix-store --export of the missing paths failed; the target's system was not changed"
