@@ -59,7 +59,7 @@ evaluate() {
 install_system() {
   NIX_SSHOPTS="${ssh_opts[*]}" timeout 300 nix copy --to "ssh://$target" "$toplevel"
   (cd "$extra_files" && find . -type f | tar -cf - --no-recursion -T -) |
-    timeout 60 ssh "${ssh_opts[@]}" "$target" "test -e /etc/blog-test/target && rm -rf /run/blog-install/extra && mkdir -p /run/blog-install && mkdir -m 700 /run/blog-install/extra &&
+    timeout 60 ssh "${ssh_opts[@]}" "$target" "test -e /etc/blog-test/target && rm -rf /run/blog-install && mkdir -m 700 /run/blog-install && mkdir -m 755 /run/blog-install/extra &&
       tar -C /run/blog-install/extra -xf - --no-same-owner"
   printf '%s\n' "$admin_keys" |
     timeout 60 ssh "${ssh_opts[@]}" "$target" "cat >/run/blog-install/authorized_keys &&
