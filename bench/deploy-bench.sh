@@ -181,7 +181,9 @@ measure() {
   sleep 0.3
   read -r sent received turns < <(tail -n +"$((lines_before + 1))" "$target_dir/proxy.log" |
     awk '{s += $1; r += $2; t += $3} END {print s + 0, r + 0, t + 0}')
-  copied=$(sed -n 's/^copying \([0-9]*\) paths.*/\1/p' "$target_dir/deploy.log" | awk '{s += $1} END {print s + 0}')
+  # nix copy's "copying N paths", or the deploy's own copy inside its session.
+  copied=$(sed -n -e 's/^copying \([0-9]*\) paths.*/\1/p' -e 's/^ *imported on the target: \([0-9]*\) paths.*/\1/p' "$target_dir/deploy.log" |
+    awk '{s += $1} END {print s + 0}')
   printf '%s|%s|%s|%s|%s|%s|%s|%s|%s|%s\n' "$profile" "$kind" "$scenario" "$(((end - start) / 1000000))" \
     "$(($(grep -c 'Accepted publickey' "$target_dir/sshd.log") - logins_before))" \
     "$(($(wc -l <"$target_dir/proxy.log") - lines_before))" "$sent" "$received" "$copied" "$turns" >>"$work_dir/results"
