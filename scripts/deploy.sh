@@ -1043,6 +1043,10 @@ prepare_target() {
     early_activate=("${reply[@]}")
   fi
   reply=("${prepare_reply[@]}")
+  # A batch that activates may have run in full before the connection dropped.
+  if ((with_activation == 1)) && ((import_status == 255 || status == 255 || early_activate_status == 255)); then
+    recover_after_loss "the arming and the activation"
+  fi
   if ((import_status != 0)); then
     ((import_status != 255)) || abort "$EXIT_REFUSED" "lost the connection to the target while it imported the closure; nothing was activated"
     abort "$EXIT_REFUSED" "the target could not import the closure (status $import_status; see above); nothing was prepared or activated"
