@@ -11,11 +11,17 @@ import { existingMachine, hetznerMachine } from "./src/machine";
 import { toplevelAttribute } from "./src/nixEval";
 import { CloudflareOrigin } from "./src/origin";
 import { preflight, rrsetName, stackLabels } from "./src/preflight";
+import { timed, timing } from "./src/timings";
 import { DataVolume } from "./src/volume";
+
+// BLOG_TIMINGS=<file>: where the program's time goes (src/timings.ts). Node's start, the
+// compilation and the SDKs' loading come first: the imports above have run by now.
+timing("program-loaded", process.uptime() * 1000);
+process.on("exit", () => timing("program-exit", process.uptime() * 1000));
 
 // Everything is checked here, before the first resource: bad config fails `pulumi preview`.
 const config = readStackConfig();
-const { host, toplevel, warnings } = evaluateHost(config);
+const { host, toplevel, warnings } = timed("nix-eval", () => evaluateHost(config));
 warnings.forEach((w) => pulumi.log.warn(w));
 const closure = config.systemClosure ?? toplevel;
 
@@ -36,6 +42,8 @@ const checked = preflight({
             ? { volumeSize: config.volumeSize, deleteOnDestroy: config.deleteDataOnDestroy, existingId: config.dataVolumeId }
             : undefined,
 });
+const preflightStart = performance.now();
+checked.apply(() => timing("preflight", performance.now() - preflightStart));
 const checkedLabels = checked.apply(() => labels);
 
 // Behind Cloudflare's proxy: the origin's certificate (Cloudflare's Origin CA) and Cloudflare's ranges.

@@ -44,6 +44,11 @@ readonly copy_attempts=3
 readonly activate_timeout=600 # seconds one switch-to-configuration may take
 readonly build_timeout=7200   # seconds a build on the target may take
 readonly keepalive_every=20   # seconds between pings to the shim during a copy
+# Missing paths of at most this many bytes of NAR in all go inside the shim's
+# session, in the batch that prepares and activates (nix-store --export here,
+# --import there: no second session, no round trips of their own); more go
+# by nix copy, with its retries.
+readonly inline_copy_max=$((16 * 1024 * 1024))
 readonly EXIT_UNHEALTHY=5     # runs SYSTEM_CLOSURE already, unchanged, and fails the health check
 
 work_dir=""
@@ -60,6 +65,8 @@ shim_in=""
 shim_out=""
 shim_pid=""
 shim_abandon=0
+shim_ended=0  # the shim answered "end": the lock is released, the session over
+send_failed=0 # a request could not be sent: the session is gone
 reply=()
 request_payload=""
 current=""      # what the target runs, its system profile and its generation,
@@ -188,7 +195,7 @@ parse_addresses() {
 cleanup() {
   local status=$?
   in_cleanup=1
-  if [[ -n $shim_in ]] && ((shim_abandon == 0)); then
+  if [[ -n $shim_in ]] && ((shim_abandon == 0 && shim_ended == 0)); then
     request 5 end || true
   fi
   close_shim
@@ -334,6 +341,7 @@ start_shim() {
     <"$work_dir/to-shim" >"$work_dir/from-shim" 2> >(sanitize_stream >&2) &
   shim_pid=$!
   exec {shim_in}>"$work_dir/to-shim" {shim_out}<"$work_dir/from-shim"
+  send_failed=0 shim_ended=0
 }
 
 close_shim() {
@@ -443,8 +451,18 @@ check_reply() {
 # gone or gave no answer within SECONDS. request_payload, if set, follows the
 # request line.
 request() {
-  local seconds=$1 verb=$2 line sent=0 status
+  local seconds=$1
   shift
+  send_request "$@"
+  read_reply "$seconds" "$1"
+}
+
+# send_request VERB ARGS...: sends one request (and request_payload) without
+# waiting for its reply: a batch is several of these, then as many
+# read_reply, in order (one round trip). "if-ok VERB ...": the shim runs it
+# only if the request before it exited 0 (status 125 otherwise).
+send_request() {
+  local sent=0
   reply=()
   if [[ -n $shim_in ]]; then
     trap '' PIPE
@@ -452,7 +470,29 @@ request() {
   fi
   untraced send_payload "$sent"
   trap - PIPE
-  ((payload_status == 0)) || return 255
+  ((payload_status == 0)) || send_failed=1
+}
+
+# send_file_request FILE VERB ARGS...: sends one request followed by FILE's
+# bytes, exactly (the request's arguments say how many).
+send_file_request() {
+  local file=$1
+  shift
+  send_request "$@"
+  ((send_failed == 0)) || return 0
+  trap '' PIPE
+  cat "$file" 1>&"$shim_in" 2>/dev/null || send_failed=1
+  trap - PIPE
+}
+
+# read_reply SECONDS VERB: the reply to the oldest request not yet read, in
+# `reply` (checked), its status as ours (255: the session is gone, no answer
+# within SECONDS, or the request could not be sent).
+read_reply() {
+  local seconds=$1 verb=$2 line status
+  reply=()
+  ((send_failed == 0)) || return 255
+  [[ -n $shim_out ]] || return 255
   while IFS= read -r -t "$seconds" -u "$shim_out" line; do
     if [[ $line == '@@ '* ]]; then
       status=${line#@@ }
@@ -541,8 +581,17 @@ test_hook() {
   fi
 }
 
+# Replies of requests batched with "begin" (read with it, used later):
+# status "" when the request was not batched.
+early_failed_status="" early_failed=()
+early_secrets_status="" early_secrets=()
+early_survey_status="" early_survey=()
+
 # begin_deploy: the target's lock (waiting at most LOCK_WAIT), a takeover
-# after a dead deployer, and what the target runs.
+# after a dead deployer, and what the target runs. In the same batch (one
+# round trip; each runs only if the one before it succeeded): the failed
+# units, the secrets' hashes (with HOST_SECRETS), and, for a closure that is
+# here, which of its paths the target lacks and its free space.
 begin_deploy() {
   local status=0 idle=$((HEALTH_TIMEOUT + 120)) fail=$EXIT_REFUSED unchanged="nothing was changed"
   if ((recovering == 1)); then
@@ -550,7 +599,39 @@ begin_deploy() {
     unchanged="the target's rollback timer returns it to $return_to; an operator must look"
   fi
   step "Taking the target's deploy lock (waiting at most ${LOCK_WAIT}s for another deploy)"
-  request "$((LOCK_WAIT + 700))" begin "$SYSTEM_CLOSURE" "$LOCK_WAIT" "$idle" "$DEPLOY_ORIGIN" || status=$?
+  local begin_reply=() batch=0 survey=0
+  early_failed_status="" early_secrets_status="" early_survey_status=""
+  send_request begin "$SYSTEM_CLOSURE" "$LOCK_WAIT" "$idle" "$DEPLOY_ORIGIN"
+  if ((recovering == 0)); then
+    batch=1
+    send_request if-ok failed-units
+    ((secrets_requested == 0)) || send_request if-ok secrets-hashes
+    if [[ -z $build_where && -s $work_dir/closure.paths ]]; then
+      survey=1
+      load_closure_paths
+      request_payload=$(printf '%s\n' "${closure_paths[@]}")
+      send_request if-ok survey "$((${#request_payload} + 1))" "$SYSTEM_CLOSURE"
+    fi
+  fi
+  read_reply "$((LOCK_WAIT + 700))" begin || status=$?
+  begin_reply=("${reply[@]}")
+  # Read before anything is decided: the session's replies stay in order.
+  if ((batch == 1)); then
+    early_failed_status=0
+    read_reply 60 failed-units || early_failed_status=$?
+    early_failed=("${reply[@]}")
+    if ((secrets_requested == 1)); then
+      early_secrets_status=0
+      read_reply 60 secrets-hashes || early_secrets_status=$?
+      early_secrets=("${reply[@]}")
+    fi
+    if ((survey == 1)); then
+      early_survey_status=0
+      read_reply 120 survey || early_survey_status=$?
+      early_survey=("${reply[@]}")
+    fi
+  fi
+  reply=("${begin_reply[@]}")
   case $status in
   0) ;;
   75) abort "$fail" "another deploy holds the target's lock: $(reply_value holder); waited ${LOCK_WAIT}s (LOCK_WAIT); $unchanged" ;;
@@ -579,11 +660,18 @@ begin_deploy() {
 # failed_units ARRAY: the target's failed units into ARRAY (each checked to be
 # a unit name); the request's status.
 failed_units() {
-  local -n units_ref=$1
-  local unit status=0
-  units_ref=()
+  local status=0
   request 60 failed-units || status=$?
   ((status == 0)) || return "$status"
+  units_from_reply "$1"
+}
+
+# units_from_reply ARRAY: the unit= lines of the last reply into ARRAY (each
+# checked to be a unit name).
+units_from_reply() {
+  local -n units_ref=$1
+  local unit
+  units_ref=()
   while IFS= read -r unit; do
     [[ -n $unit ]] || continue
     [[ $unit =~ $unit_name_re ]] || unit="(not a unit name)"
@@ -594,7 +682,13 @@ failed_units() {
 # record_failed_units: the units failed before anything changes.
 record_failed_units() {
   local status=0
-  failed_units failed_before || status=$?
+  if [[ -n $early_failed_status ]]; then
+    status=$early_failed_status
+    reply=("${early_failed[@]}")
+    ((status != 0)) || units_from_reply failed_before
+  else
+    failed_units failed_before || status=$?
+  fi
   ((status != 255)) || abort "$EXIT_REFUSED" "lost the connection to the target while listing its failed units; nothing was changed"
   ((status == 0)) || abort "$EXIT_REFUSED" "could not list the target's failed units (status $status); nothing was changed"
   ((${#failed_before[@]} == 0)) || info "units failed before the deploy (they do not fail it): ${failed_before[*]}"
@@ -628,7 +722,14 @@ target_secrets() {
   local line
   hashes_ref=()
   payload_status=0
-  request 60 secrets-hashes || payload_status=$?
+  if [[ -n $early_secrets_status ]]; then
+    # Batched with "begin" (read_secrets): used once.
+    payload_status=$early_secrets_status
+    reply=("${early_secrets[@]}")
+    early_secrets_status="" early_secrets=()
+  else
+    request 60 secrets-hashes || payload_status=$?
+  fi
   # Each line checked by request(): "<secret name> <64 hex digits>".
   while IFS= read -r line; do
     [[ -n $line ]] || continue
@@ -790,29 +891,55 @@ build_on_target() {
   info "built on the target: $SYSTEM_CLOSURE"
 }
 
+missing=()  # check_space: the closure's paths the target lacks, in the order of
+needed=0    # nix-store --query --requisites (dependencies first), and their NAR bytes
+copy_inline="" # copy_closure: a nix-store --export stream of them, for the prepare batch
+
+# load_closure_paths: closure_paths and in_closure := the closure's store
+# paths (each checked to be one), once.
+closure_paths=()
+declare -A in_closure=()
+load_closure_paths() {
+  local path
+  ((${#closure_paths[@]} == 0)) || return 0
+  [[ -s $work_dir/closure.paths ]] || nix-store --query --requisites "$SYSTEM_CLOSURE" >"$work_dir/closure.paths"
+  mapfile -t closure_paths <"$work_dir/closure.paths"
+  for path in "${closure_paths[@]}"; do
+    [[ $path =~ $store_path_re ]] ||
+      abort "$EXIT_REFUSED" "nix-store --query --requisites $SYSTEM_CLOSURE listed '$(shown "$path")', which is not a store path; nothing was copied"
+    in_closure[$path]=1
+  done
+}
+
 check_space() {
   step "Checking free space on the target"
-  local closure_paths=() missing=() needed=0 nix_free boot_free boot_needed=0 file status=0 path size
-  local -A in_closure=()
+  local nix_free boot_free boot_needed=0 file status=0 path size
   if [[ -n $build_where ]]; then
     request 60 boot-needed "$SYSTEM_CLOSURE" || status=$?
     boot_needed=$(reply_value boot_needed)
     request 60 survey 0 || status=$?
   else
-    [[ -s $work_dir/closure.paths ]] || nix-store --query --requisites "$SYSTEM_CLOSURE" >"$work_dir/closure.paths"
-    mapfile -t closure_paths <"$work_dir/closure.paths"
-    for path in "${closure_paths[@]}"; do
-      [[ $path =~ $store_path_re ]] ||
-        abort "$EXIT_REFUSED" "nix-store --query --requisites $SYSTEM_CLOSURE listed '$(shown "$path")', which is not a store path; nothing was copied"
-      in_closure[$path]=1
-    done
-    request_payload=$(printf '%s\n' "${closure_paths[@]}")
-    request 120 survey "$((${#request_payload} + 1))" || status=$?
-    mapfile -t missing < <(reply_values missing)
+    load_closure_paths
+    if [[ -n $early_survey_status ]]; then
+      # Asked in the batch with "begin".
+      status=$early_survey_status
+      reply=("${early_survey[@]}")
+    else
+      request_payload=$(printf '%s\n' "${closure_paths[@]}")
+      request 120 survey "$((${#request_payload} + 1))" || status=$?
+    fi
+    local -A lacks=()
     # The target may only name paths it was asked about.
-    for path in "${missing[@]}"; do
+    while IFS= read -r path; do
+      [[ -n $path ]] || continue
       [[ -v in_closure[$path] ]] ||
         refuse_reply survey "it lists $path as missing, a path it was not asked about"
+      lacks[$path]=1
+    done < <(reply_values missing)
+    # In the closure's order (dependencies first), each once.
+    missing=()
+    for path in "${closure_paths[@]}"; do
+      [[ ! -v lacks[$path] ]] || missing+=("$path")
     done
     for file in kernel initrd; do
       if [[ -e $SYSTEM_CLOSURE/$file ]]; then
@@ -845,6 +972,18 @@ check_space() {
 
 copy_closure() {
   [[ -z $build_where ]] || return 0
+  if ((${#missing[@]} == 0)); then
+    info "nothing to copy: the target has every path of the closure"
+    return 0
+  fi
+  if ((needed <= inline_copy_max)); then
+    step "Copying the closure: the ${#missing[@]} missing paths ($needed bytes of NAR), exported here, imported by the target inside the session, before the arming"
+    # In the order of closure.paths: every path after the paths it refers to.
+    nix-store --export "${missing[@]}" >"$work_dir/export" ||
+      abort "$EXIT_REFUSED" "nix-store --export of the missing paths failed; the target's system was not changed"
+    copy_inline=$work_dir/export
+    return 0
+  fi
   step "Copying the closure (nix copy over the open connection)"
   local attempt=1 status=0
   keepalive_start
@@ -866,15 +1005,51 @@ copy_closure() {
 # prepare_target: the target writes the deploy's state and arms its rollback
 # timer (back to return_to after ROLLBACK_DEADLINE), then, if the profile is
 # not the running system, makes the running system the boot default again.
+# When the closure changes and no secrets do, the activation goes in the same
+# batch ("if-ok activate": it runs only once the preparation succeeded); its
+# reply waits in early_activate for activate().
+early_activate_status="" early_activate=()
 prepare_target() {
-  local status=0
-  target_changed=1 # from here on a refused reply leaves the target changed
+  local status=0 with_activation=0 prepare_reply=()
+  target_changed=1 # from here on a refused reply leaves the target changed (the batch may have run on)
   if [[ -z $return_to ]]; then
     step "Nothing runs on the target yet: no system to return to, no rollback timer"
   else
     step "Arming the target's rollback to $return_to in ${ROLLBACK_DEADLINE}s"
   fi
-  request "$((activate_timeout * 2 + 60))" prepare "${return_to:--}" "$SYSTEM_CLOSURE" "$ROLLBACK_DEADLINE" "$activate_timeout" || status=$?
+  local batch_prefix=() import_status=0
+  if [[ -n $copy_inline ]]; then
+    send_file_request "$copy_inline" import "$(stat -c %s "$copy_inline")"
+    batch_prefix=(if-ok)
+  fi
+  send_request "${batch_prefix[@]}" prepare "${return_to:--}" "$SYSTEM_CLOSURE" "$ROLLBACK_DEADLINE" "$activate_timeout"
+  if ((closure_changed == 1 && secrets_differ == 0)); then
+    with_activation=1
+    send_request if-ok activate "$SYSTEM_CLOSURE" "$activate_timeout"
+  fi
+  if [[ -n $copy_inline ]]; then
+    read_reply "$((activate_timeout * 2 + 60))" import || import_status=$?
+    info "imported on the target: ${#missing[@]} paths ($needed bytes of NAR)$( ((import_status == 0)) || echo ": FAILED (status $import_status)")"
+  fi
+  read_reply "$((activate_timeout * 2 + 60))" prepare || status=$?
+  prepare_reply=("${reply[@]}")
+  if ((with_activation == 1)); then
+    early_activate_status=0
+    if ((status == 0)); then
+      step "Activating $SYSTEM_CLOSURE (switch-to-configuration test: running, not yet the boot default)"
+    fi
+    read_reply "$((activate_timeout * 2 + 60))" activate || early_activate_status=$?
+    early_activate=("${reply[@]}")
+  fi
+  reply=("${prepare_reply[@]}")
+  # A batch that activates may have run in full before the connection dropped.
+  if ((with_activation == 1)) && ((import_status == 255 || status == 255 || early_activate_status == 255)); then
+    recover_after_loss "the arming and the activation"
+  fi
+  if ((import_status != 0)); then
+    ((import_status != 255)) || abort "$EXIT_REFUSED" "lost the connection to the target while it imported the closure; nothing was activated"
+    abort "$EXIT_REFUSED" "the target could not import the closure (status $import_status; see above); nothing was prepared or activated"
+  fi
   case $status in
   0) ;;
   2 | 255) abort "$EXIT_REFUSED" "the target could not prepare the deploy (status $status; see above); nothing was activated" ;;
@@ -920,14 +1095,19 @@ restart_secret_units() {
 # units that had not failed before it began. Rolls back (exits) on failure.
 activate() {
   local status=0 now=() what="switch-to-configuration test of $SYSTEM_CLOSURE"
-  step "Activating $SYSTEM_CLOSURE (switch-to-configuration test: running, not yet the boot default)"
-  request "$((activate_timeout * 2 + 60))" activate "$SYSTEM_CLOSURE" "$activate_timeout" || status=$?
+  if [[ -n $early_activate_status ]]; then
+    # Sent in the batch with "prepare".
+    status=$early_activate_status
+    reply=("${early_activate[@]}")
+  else
+    step "Activating $SYSTEM_CLOSURE (switch-to-configuration test: running, not yet the boot default)"
+    request "$((activate_timeout * 2 + 60))" activate "$SYSTEM_CLOSURE" "$activate_timeout" || status=$?
+  fi
   ((status != 255)) || recover_after_loss "the activation"
   ((status == 0)) || roll_back "activation failed ($what)"
   [[ $(reply_value switch_status) == 4 ]] || return 0
-  failed_units now || status=$?
-  ((status != 255)) || recover_after_loss "the activation"
-  ((status == 0)) || roll_back "activation failed ($what exited 4, and the target's failed units could not be listed)"
+  # With exit 4 the reply lists the failed units (unit=).
+  units_from_reply now
   split_failed "${now[@]}"
   ((${#new_failed[@]} == 0)) || roll_back "activation failed ($what): units failed: ${new_failed[*]}$(old_failed_note)"
   if ((${#old_failed[@]} > 0)); then
@@ -952,7 +1132,13 @@ open_health_tunnel() {
     { info "ssh -O forward failed: $(tail -n 1 "$work_dir/forward.err")"; return 1; }
 }
 
+# check_health [--units-at-commit]: with the option, the failed units are
+# left to the commit, which lists them and commits only if none failed since
+# the deploy began (one round trip for both). Between attempts it waits 0.1 s,
+# then twice as long each time, up to 1 s.
 check_health() {
+  local units_at_commit=0 pause=0.1
+  [[ ${1:-} != --units-at-commit ]] || units_at_commit=1
   local deadline=$((SECONDS + HEALTH_TIMEOUT)) remaining i status now=()
   local targets=() errors=() pending=() still=() failures=() pinned="" placeholder=()
   [[ -z $HEALTH_PINNED_KEY ]] || pinned=" (certificate accepted by its pinned public key only)"
@@ -1022,8 +1208,18 @@ check_health() {
       fi
       return 1
     fi
-    sleep 1
+    sleep "$pause"
+    case $pause in
+    0.1) pause=0.2 ;;
+    0.2) pause=0.4 ;;
+    0.4) pause=0.8 ;;
+    *) pause=1 ;;
+    esac
   done
+  if ((units_at_commit == 1)); then
+    info "the site answers; the commit checks the failed units"
+    return 0
+  fi
   status=0
   failed_units now || status=$?
   if ((status == 255)); then
@@ -1193,12 +1389,36 @@ deployer() {
   printf '%s\n' "${who:-unknown}"
 }
 
+# commit: one batch: the target lists its failed units and commits only if
+# none failed since the deploy began (it is sent the units that failed
+# before), then, if the commit succeeded, the lock is released ("if-ok end").
 commit() {
-  local status=0
-  step "Committing: $SYSTEM_CLOSURE becomes the system profile and the boot default; the rollback timer is cancelled"
-  request "$((activate_timeout * 2 + 60))" commit "$activate_timeout" "$(deployer)" || status=$?
+  local status=0 end_status=0 commit_reply=() now=()
+  step "Committing: $SYSTEM_CLOSURE becomes the system profile and the boot default, if no unit failed since the deploy began; the rollback timer is cancelled"
+  request_payload=""
+  ((${#failed_before[@]} == 0)) || request_payload=$(printf '%s\n' "${failed_before[@]}")
+  send_request commit "$( ((${#failed_before[@]} == 0)) && echo 0 || echo $((${#request_payload} + 1)))" "$activate_timeout" "$(deployer)"
+  send_request if-ok end
+  read_reply "$((activate_timeout * 2 + 60))" commit || status=$?
+  commit_reply=("${reply[@]}")
+  read_reply 30 end || end_status=$?
+  ((end_status != 0)) || shim_ended=1
+  reply=("${commit_reply[@]}")
+  if ((status == 0 || status == 70)); then
+    units_from_reply now
+    split_failed "${now[@]}"
+  fi
   case $status in
-  0) ;;
+  0)
+    ((${#new_failed[@]} == 0)) ||
+      abort "$EXIT_UNKNOWN" "the commit reported success, yet the target lists units failed since the deploy began: ${new_failed[*]}; an operator must look"
+    ((${#old_failed[@]} == 0)) || info "units failed before the deploy as well, not counted: ${old_failed[*]}"
+    ;;
+  70)
+    ((${#new_failed[@]} > 0)) ||
+      abort "$EXIT_UNKNOWN" "the target refused the commit for failed units, yet lists none that failed since the deploy began; an operator must look"
+    roll_back "health check: failed systemd units: ${new_failed[*]}$(old_failed_note)"
+    ;;
   255) recover_after_loss "the commit" ;;
   76)
     printf 'error: %s\n' "the rollback timer fired before the deploy could commit (ROLLBACK_DEADLINE=${ROLLBACK_DEADLINE}s too short?)" >&2
@@ -1244,7 +1464,7 @@ main() {
   restart_secret_units
   test_hook activate
   status=0
-  check_health || status=$?
+  check_health --units-at-commit || status=$?
   ((status != 255)) || recover_after_loss "the health check"
   ((status == 0)) || roll_back "$health_failure"
   commit

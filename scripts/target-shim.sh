@@ -3,10 +3,16 @@
 # sends this file once per deploy, as the command of one SSH session, and then
 # talks to it over that session's stdin/stdout:
 #   ssh ... "bash -c '<this file>' blog-deploy-shim serve"
-# Each request is one line, "<verb> <args...>"; a verb that takes a list reads
-# that many more lines. Each reply is zero or more "key=value" lines and then
-# "@@ <status>". Progress and errors go to stderr (the operator sees them).
-# "ping" gets no reply (the deployer's keepalive during long local steps).
+# Each request is one line, "<verb> <args...>"; a verb that takes a payload
+# (survey, secrets-deliver, commit, import: its first argument is the payload's
+# size in bytes) reads that many bytes more. Each reply is zero or more "key=value"
+# lines and then "@@ <status>". Progress and errors go to stderr (the operator
+# sees them). "ping" gets no reply (the deployer's keepalive during long local
+# steps). The deployer may send several requests before it reads their replies
+# (one round trip for a batch); they run in order, one at a time, and are
+# answered in order. "if-ok <verb> <args...>" runs the request only if the one
+# before it exited 0; otherwise its payload is read and dropped, and it is
+# answered "@@ 125" (skipped) at once: a batch stops at its first failure.
 # `target-shim.sh <verb> <args...>` runs one request by hand, without the lock.
 # deploy.sh sends lib/patterns.sh (the store path, unit name and secret name
 # patterns it shares with this file) ahead of this text; by hand, it is read
@@ -23,7 +29,8 @@
 #   deploy/       the deploy in flight: return-to (the system that ran before),
 #                 new, rollback.sh, commit.sh, secrets.sh, and "decided" (commit or
 #                 rollback, written once, under switch.lock: whoever writes it first wins)
-#   secrets.XXXXXX/  a 0700 spool for one "secrets-deliver" request, removed at once
+#   spool.XXXXXX/ a 0700 spool for one request's payload (the secrets of a
+#                 "secrets-deliver"), removed at once
 #
 # Secrets, on persistent disk (only when the deployer sends HOST_SECRETS):
 #   /var/lib/blog-secrets     a relative symlink to the live set: blog-secrets.d/set-<id>
@@ -46,9 +53,14 @@
 #                          and holder=... when another deploy keeps it), takes over
 #                          after a deployer that died (rolls its unconfirmed system
 #                          back first), prints current=, profile=, generation=
-#   survey BYTES + paths   missing=<path> per path this store lacks, nix_free=, boot_free=
-#                          (the paths follow the request, one a line, BYTES in all)
+#   survey BYTES [CLOSURE] + paths
+#                          missing=<path> per path this store lacks, nix_free=, boot_free=
+#                          (the paths follow the request, one a line, BYTES in all; not
+#                          checked when CLOSURE runs and is the system profile already)
 #   boot-needed CLOSURE    boot_needed=<bytes of CLOSURE's kernel+initrd>
+#   import BYTES + stream  BYTES of a nix-store --export stream (the missing paths of the
+#                          closure, each after the paths it refers to) follow the request,
+#                          fed to nix-store --import as they come (never spooled)
 #   realise PATH SECONDS   builds a derivation here, or substitutes a store path
 #                          (nix-store --realise); prints out=<path>
 #   prepare RETURN NEW DEADLINE SECONDS
@@ -57,15 +69,20 @@
 #                          profile is not RETURN, makes RETURN the profile and boot default
 #   activate NEW SECONDS   NEW/bin/switch-to-configuration test (running, not booted);
 #                          prints switch_status= (its exit status: 4, units failed after
-#                          the switch, is the deployer's to judge) and activated=
+#                          the switch, is the deployer's to judge; with 4, unit= per
+#                          failed unit, as failed-units lists them) and activated=
 #   failed-units           unit=<unit> per failed unit, and per service restarting after a
 #                          failure (auto-restart, non-zero status): what switch-to-configuration
 #                          counts
-#   commit SECONDS [DEPLOYER]
-#                          profile := NEW, NEW/bin/switch-to-configuration boot, timer
-#                          off, and the record of it in /var/lib/blog-deploy/last (time,
-#                          generation, system, by=DEPLOYER, origin); status 76 if the
-#                          rollback already happened, 77 if the commit failed and the
+#   commit BYTES SECONDS [DEPLOYER] + units
+#                          first lists the failed units (unit=, as failed-units); if one
+#                          of them is not among the units that follow the request (one a
+#                          line, BYTES in all: those that failed before the deploy),
+#                          status 70 and nothing is done. Otherwise profile := NEW,
+#                          NEW/bin/switch-to-configuration boot, timer off, and the record
+#                          of it in /var/lib/blog-deploy/last (time, generation, system,
+#                          by=DEPLOYER, origin); status 76 if
+#                          the rollback already happened, 77 if the commit failed and the
 #                          host went back to RETURN
 #   rollback SECONDS       returns to RETURN now (running, profile, boot default)
 #   status                 current=, profile=, generation=, decided=
@@ -120,10 +137,42 @@ sh_quote() {
 # /run/current-system/sw/bin becomes a store path), so that scripts run later
 # do not depend on /run/current-system, which a switch changes. The name
 # itself stays: nix-env is a link to the multi-call nix binary.
+# resolve_tools NAME... sets tools[NAME] for each, found along PATH as
+# command -v finds them, with one readlink for all their directories (each
+# fork costs, on a busy host: the scripts below need nine tools).
+declare -A tools=()
+resolve_tools() {
+  local name dir found path_dirs=() tool_names=() dirs=() resolved=() i
+  IFS=: read -r -a path_dirs <<<"$PATH"
+  for name in "$@"; do
+    [[ -z ${tools[$name]:-} ]] || continue
+    found=""
+    for dir in "${path_dirs[@]}"; do
+      if [[ -n $dir && -f $dir/$name && -x $dir/$name ]]; then
+        found=$dir
+        break
+      fi
+    done
+    [[ -n $found ]] || abort "$name not found"
+    tool_names+=("$name")
+    dirs+=("$found")
+  done
+  ((${#tool_names[@]} > 0)) || return 0
+  mapfile -t resolved < <(readlink -f -- "${dirs[@]}")
+  ((${#resolved[@]} == ${#tool_names[@]})) || abort "could not resolve the directories of ${tool_names[*]}"
+  for i in "${!tool_names[@]}"; do
+    tools[${tool_names[i]}]=${resolved[i]}/${tool_names[i]}
+  done
+}
+
 tool() {
-  local found
-  found=$(command -v "$1") || abort "$1 not found"
-  printf '%s/%s\n' "$(readlink -f "$(dirname "$found")")" "${found##*/}"
+  resolve_tools "$1"
+  printf '%s\n' "${tools[$1]}"
+}
+
+# quote_to VAR VALUE: VAR := sh_quote VALUE, without a subshell.
+quote_to() {
+  printf -v "$1" "'%s'" "${2//\'/\'\\\'\'}"
 }
 
 profile_generation() {
@@ -181,12 +230,15 @@ lock_cmd=()
 locked() {
   local seconds=$1
   shift
-  lock_cmd=("$(tool flock)" -o -w "$seconds" "$switch_lock" "$@")
+  resolve_tools flock
+  lock_cmd=("${tools[flock]}" -o -w "$seconds" "$switch_lock" "$@")
 }
 
 # cancel_timer: only ever after "decided" is written: a rollback the timer
 # might still start finds the decision taken and does nothing.
 cancel_timer() {
+  # Transient units keep their files here while systemd knows them: none, nothing to cancel.
+  [[ -e /run/systemd/transient/$rollback_unit.timer || -e /run/systemd/transient/$rollback_unit.service ]] || return 0
   systemctl stop "$rollback_unit.timer" 2>/dev/null || true
   systemctl reset-failed "$rollback_unit.timer" "$rollback_unit.service" 2>/dev/null || true
 }
@@ -225,7 +277,7 @@ takeover() {
     cancel_timer
     rm -rf "$deploy_dir"
   fi
-  rm -rf "$state_dir"/secrets.??????
+  rm -rf "$state_dir"/secrets.?????? "$state_dir"/spool.??????
   # A delivery still pending here was cut short by a reboot (which took /run with
   # the deploy's state) or by a rollback that failed half-way.
   if [[ -f $secrets_pending ]]; then
@@ -245,13 +297,18 @@ cmd_begin() {
   print_state
 }
 
+# runs_and_boots CLOSURE: CLOSURE is the running system and the system profile.
+runs_and_boots() {
+  [[ -n $1 && $(readlink -e /run/current-system 2>/dev/null) == "$1" && $(readlink -e "$profile" 2>/dev/null) == "$1" ]]
+}
+
 cmd_survey() {
   local dir path
   for path in "$@"; do
     require_store_path "a path to survey" "$path"
   done
   if (($# > 0)); then
-    printf '%s\n' "$@" | xargs nix-store --check-validity --print-invalid | sed 's/^/missing=/'
+    nix-store --check-validity --print-invalid "$@" | sed 's/^/missing=/'
   fi
   for dir in /nix /boot; do
     if [[ -d $dir ]]; then
@@ -290,11 +347,12 @@ cmd_realise() {
 # character, and nothing the request carried is code.
 write_scripts() {
   local return_to=$1 new=$2 q_return q_new q_nix_env q_profile q_dir
-  q_nix_env=$(sh_quote "$(tool nix-env)")
-  q_return=$(sh_quote "$return_to")
-  q_new=$(sh_quote "$new")
-  q_profile=$(sh_quote "$profile")
-  q_dir=$(sh_quote "$deploy_dir")
+  resolve_tools nix-env systemctl ln mv rm cp sed sync flock
+  quote_to q_nix_env "${tools[nix-env]}"
+  quote_to q_return "$return_to"
+  quote_to q_new "$new"
+  quote_to q_profile "$profile"
+  quote_to q_dir "$deploy_dir"
   if [[ $return_to == - ]]; then
     printf 'echo "nothing ran before this deploy: nothing to return to" >&2\nexit 1\n' >"$deploy_dir/return.sh"
   else
@@ -367,15 +425,19 @@ SCRIPT
 #                       system runs (CURRENT) is kept, any other is restored and its units
 #                       restarted (FILE as for restore); prints secrets=kept|restored
 write_secrets_script() {
-  local path=$1 systemctl
-  systemctl=$(tool systemctl)
+  local path=$1 name q=() value
+  resolve_tools systemctl ln mv rm cp sed sync
+  for value in "$secrets_link" "$secrets_root" "$secrets_pending"; do
+    quote_to value "$value"
+    q+=("$value")
+  done
+  for name in systemctl ln mv rm cp sed sync; do
+    quote_to value "${tools[$name]}"
+    q+=("$value")
+  done
   {
-    printf 'link=%s root=%s pending=%s systemctl=%s\n' \
-      "$(sh_quote "$secrets_link")" "$(sh_quote "$secrets_root")" "$(sh_quote "$secrets_pending")" \
-      "$(sh_quote "$systemctl")"
-    printf 'ln=%s mv=%s rm=%s cp=%s sed=%s sync=%s\n' \
-      "$(sh_quote "$(tool ln)")" "$(sh_quote "$(tool mv)")" "$(sh_quote "$(tool rm)")" \
-      "$(sh_quote "$(tool cp)")" "$(sh_quote "$(tool sed)")" "$(sh_quote "$(tool sync)")"
+    printf 'link=%s root=%s pending=%s systemctl=%s\n' "${q[@]:0:4}"
+    printf 'ln=%s mv=%s rm=%s cp=%s sed=%s sync=%s\n' "${q[@]:4:6}"
     cat <<'SCRIPT'
 field() { $sed -n "s/^$1=//p" "$2"; }
 
@@ -509,18 +571,23 @@ cmd_activate() {
   switch_status=$(cat "$deploy_dir/switch.status" 2>/dev/null || echo "$status")
   echo "switch_status=$switch_status"
   [[ $switch_status == 0 || $switch_status == 4 ]] || abort "switch-to-configuration test of $new exited with status $switch_status"
+  # The units the deployer judges exit 4 by, in the same reply.
+  [[ $switch_status != 4 ]] || cmd_failed_units
   echo "activated=$new"
 }
 
 # cmd_failed_units: as switch-to-configuration counts them: failed units, and
 # services restarting after a failure (auto-restart with a non-zero status).
 cmd_failed_units() {
-  local unit
-  systemctl list-units --all --state=failed --no-legend --plain | awk '{print "unit=" $1}'
-  while read -r unit _; do
-    [[ $unit == *.service ]] || continue
-    [[ $(systemctl show -p ExecMainStatus --value "$unit") == 0 ]] || echo "unit=$unit"
-  done < <(systemctl list-units --all --state=auto-restart --no-legend --plain)
+  local unit active sub
+  # One listing for both (--state matches the active or the sub state).
+  while read -r unit _ active sub _; do
+    if [[ $active == failed ]]; then
+      echo "unit=$unit"
+    elif [[ $sub == auto-restart && $unit == *.service ]]; then
+      [[ $(systemctl show -p ExecMainStatus --value "$unit") == 0 ]] || echo "unit=$unit"
+    fi
+  done < <(systemctl list-units --all --state=failed,auto-restart --no-legend --plain)
 }
 
 # acme-state CERT: the state of the NixOS acme module's certificate CERT
@@ -551,8 +618,23 @@ cmd_acme_order() {
   echo ordered=1
 }
 
+# cmd_commit FILE SECONDS: FILE lists the units that failed before the deploy;
+# any other failed unit now leaves the deploy undecided (status 70).
 cmd_commit() {
-  local seconds=$1 deployer=$2 status=0
+  local allowed=$1 seconds=$2 deployer=${3:-} status=0 unit fresh=()
+  local -A before=()
+  while IFS= read -r unit; do
+    [[ -z $unit ]] || before[$unit]=1
+  done <"$allowed"
+  while IFS= read -r unit; do
+    echo "$unit"
+    unit=${unit#unit=}
+    [[ -n ${before[$unit]:-} ]] || fresh+=("$unit")
+  done < <(cmd_failed_units)
+  if ((${#fresh[@]} > 0)); then
+    say "not committing: units failed since the deploy began: ${fresh[*]}"
+    return 70
+  fi
   locked "$seconds" /bin/sh "$deploy_dir/commit.sh"
   run_detached "$seconds" "${lock_cmd[@]}" || status=$?
   if ((status == 0)); then
@@ -750,7 +832,7 @@ dispatch() {
   failed-units) cmd_failed_units ;;
   acme-state) cmd_acme_state "$1" ;;
   acme-order) cmd_acme_order "$1" ;;
-  commit) cmd_commit "$1" "${2:-}" ;;
+  commit) cmd_commit "$1" "$2" "${3:-}" ;;
   rollback) cmd_rollback "$1" ;;
   status) cmd_status ;;
   secrets-hashes) cmd_secrets_hashes ;;
@@ -789,11 +871,37 @@ release_lock() {
   fi
 }
 
+# read_payload BYTES FILE: the BYTES that follow the request line, into FILE
+# (a 0700 spool on /run, tmpfs; removed after the request). Status 1 if
+# they were cut short.
+read_payload() {
+  local bytes=$1 file=$2
+  [[ $bytes =~ ^(0|[123456789][0123456789]{0,9})$ ]] || abort "a payload size '$bytes' is not a number of bytes"
+  (umask 077 && head -c "$bytes" >"$file") || return 1
+  [[ $(stat -c %s "$file") == "$bytes" ]]
+}
+
+# import_stream BYTES: the next BYTES of stdin into nix-store --import (root:
+# a trusted user; the deployer sends what it would send by nix copy
+# --no-check-sigs); what the import does not read is read all the same.
+import_stream() {
+  local bytes=$1 status=0
+  say "importing $bytes bytes of store paths"
+  head -c "$bytes" | (
+    s=0
+    nix-store --import >/dev/null || s=$?
+    cat >/dev/null
+    exit "$s"
+  ) || status=$?
+  return "$status"
+}
+
 # serve: requests from stdin until "end", EOF, or IDLE seconds without one.
 spool=""
 serve() {
-  local idle=600 line verb status text words=() payload=()
+  local idle=600 line verb status=0 last=0 conditional words=() payload=()
   trap '[[ -z $spool ]] || rm -rf "$spool"' EXIT
+  mkdir -p "$state_dir"
   while :; do
     if ! IFS= read -r -t "$idle" line; then
       say "no request for ${idle}s, or the deployer went away: ending the session (an armed rollback timer stays armed)"
@@ -801,54 +909,87 @@ serve() {
     fi
     read -r -a words <<<"$line"
     ((${#words[@]} > 0)) || continue
+    conditional=0
+    if [[ ${words[0]} == if-ok ]]; then
+      conditional=1
+      words=("${words[@]:1}")
+      line=${line#if-ok }
+      ((${#words[@]} > 0)) || continue
+    fi
     verb=${words[0]}
+    [[ $verb != ping ]] || continue
+    last=$status
     status=0
+    # A payload is read whether or not the request runs: never parsed as requests.
+    spool=""
     case $verb in
-    ping) continue ;;
-    begin)
-      # begin CLOSURE WAIT IDLE ORIGIN...: the lock is this process's.
-      idle=${words[3]}
-      acquire_lock "${words[2]}" || status=$?
-      if ((status == 0)); then
-        cmd_begin "${words[1]}" "$(cut -d' ' -f5- <<<"$line")" &
-        wait "$!" || status=$?
-      fi
-      ;;
-    survey)
-      # survey BYTES, then BYTES of paths, one a line (head -c reads no more).
-      payload=()
-      if ((words[1] > 0)); then
-        text=$(head -c "${words[1]}")
-        mapfile -t payload <<<"$text"
-      fi
-      dispatch survey "${payload[@]}" &
-      wait "$!" || status=$?
-      ;;
-    secrets-deliver)
-      # secrets-deliver BYTES RETURN NEW, then BYTES: the values never reach a command
-      # line or a log, only this 0700 spool on /run (tmpfs), removed right after.
-      spool=$(mktemp -d "$state_dir/secrets.XXXXXX")
-      if ! (umask 077 && head -c "${words[1]}" >"$spool/payload") ||
-        [[ $(stat -c %s "$spool/payload") != "${words[1]}" ]]; then
-        say "the request's secrets were cut short"
+    survey | secrets-deliver | commit)
+      # The values of secrets never reach a command line or a log, only this spool.
+      spool=$(mktemp -d "$state_dir/spool.XXXXXX")
+      if ! read_payload "${words[1]:-}" "$spool/payload"; then
+        say "the request's payload was cut short"
         status=1
-      else
-        dispatch secrets-deliver "$spool/payload" "${words[2]}" "${words[3]}" &
-        wait "$!" || status=$?
       fi
-      rm -rf "$spool"
-      spool=""
-      ;;
-    end)
-      release_lock
-      echo "@@ 0"
-      exit 0
-      ;;
-    *)
-      dispatch "${words[@]}" &
-      wait "$!" || status=$?
       ;;
     esac
+    if [[ $verb == import ]]; then
+      # import BYTES, then BYTES of nix-store --export, streamed (a closure may be
+      # larger than /run): read in full whether or not it runs, or is imported.
+      [[ ${words[1]:-} =~ ^(0|[123456789][0123456789]{0,12})$ ]] || abort "a payload size '${words[1]:-}' is not a number of bytes"
+      if ((conditional == 1 && last != 0)); then
+        head -c "${words[1]}" >/dev/null
+        status=125
+      else
+        import_stream "${words[1]}" || status=$?
+      fi
+    elif ((conditional == 1 && last != 0)); then
+      status=125
+    elif ((status == 0)); then
+      case $verb in
+      begin)
+        # begin CLOSURE WAIT IDLE ORIGIN...: the lock is this process's.
+        idle=${words[3]}
+        acquire_lock "${words[2]}" || status=$?
+        if ((status == 0)); then
+          cmd_begin "${words[1]}" "$(cut -d' ' -f5- <<<"$line")" &
+          wait "$!" || status=$?
+        fi
+        ;;
+      survey)
+        # survey BYTES [CLOSURE], then BYTES of paths, one a line; when CLOSURE
+        # runs and is the profile already, the deployer copies nothing: free space only.
+        payload=()
+        if ((words[1] > 0)) && ! runs_and_boots "${words[2]:-}"; then
+          mapfile -t payload <"$spool/payload"
+        fi
+        dispatch survey "${payload[@]}" &
+        wait "$!" || status=$?
+        ;;
+      secrets-deliver)
+        # secrets-deliver BYTES RETURN NEW, then BYTES.
+        dispatch secrets-deliver "$spool/payload" "${words[2]}" "${words[3]}" &
+        wait "$!" || status=$?
+        ;;
+      commit)
+        # commit BYTES SECONDS [DEPLOYER], then BYTES: the units that failed before the deploy.
+        dispatch commit "$spool/payload" "${words[2]}" "${words[3]:-}" &
+        wait "$!" || status=$?
+        ;;
+      end)
+        release_lock
+        echo "@@ 0"
+        exit 0
+        ;;
+      *)
+        dispatch "${words[@]}" &
+        wait "$!" || status=$?
+        ;;
+      esac
+    fi
+    if [[ -n $spool ]]; then
+      rm -rf "$spool"
+      spool=""
+    fi
     echo "@@ $status"
   done
 }

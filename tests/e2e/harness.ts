@@ -167,10 +167,15 @@ export class E2eStack {
     async init(
         config: Record<string, string> = {},
         secretConfig: Record<string, string> = {},
-        opts: { providers?: boolean; host?: Partial<HostSpec>; env?: Record<string, string>; backup?: boolean } = {},
+        opts: { providers?: boolean; host?: Partial<HostSpec>; env?: Record<string, string>; backup?: boolean; emptyProgram?: boolean } = {},
     ): Promise<void> {
         fs.mkdirSync(this.projectDir);
         for (const f of PROJECT_FILES) fs.cpSync(path.join(repoRoot, f), path.join(this.projectDir, f), { recursive: true });
+        if (opts.emptyProgram) {
+            // The engine's floor (tests/e2e/cost.test.ts): the same project, runtime and engine, a
+            // program that declares nothing.
+            fs.writeFileSync(path.join(this.projectDir, "index.ts"), "// A program that declares nothing.\nexport {};\n");
+        }
         fs.symlinkSync(path.join(repoRoot, "node_modules"), path.join(this.projectDir, "node_modules"));
         const nixDir = path.join(this.projectDir, "nix");
         fs.mkdirSync(nixDir);

@@ -127,6 +127,7 @@ const beforeChange: [string, Rule][] = [
   ["a missing path outside /nix/store", { verb: "survey", mode: "inject", line: "missing=/etc/shadow" }],
   ["a missing path the deploy did not ask about", { verb: "survey", mode: "inject", line: "missing=/nix/store/0000000000000000000000000000000a-not-asked" }],
   ["a line that is no KEY=VALUE (a newline inside a value)", { verb: "survey", mode: "inject", line: `touch ${marker}` }],
+  ["a failed unit that is an option (the units failed before the deploy)", { verb: "failed-units", mode: "inject", line: "unit=--all" }],
   ["the running system: a command substitution", { verb: "begin", mode: "replace", key: "current", line: `current=${pwn()}` }],
   ["the system profile: an option", { verb: "begin", mode: "replace", key: "profile", line: "profile=-rf" }],
   ["the generation: an array subscript", { verb: "begin", mode: "replace", key: "generation", line: `generation=SECONDS[${pwn()}]` }],
@@ -135,8 +136,6 @@ const beforeChange: [string, Rule][] = [
   ["an unknown key", { verb: "begin", mode: "inject", line: "eval=touch" }],
   ["the status line: not a number", { verb: "begin", mode: "status", line: `@@ 0${pwn()}` }],
   ["the status line: above 255 (256 would read as 0)", { verb: "begin", mode: "status", line: "@@ 256" }],
-  // The deploy lists the failed units right after the lock (those failed before it do not count).
-  ["a failed unit that is an option", { verb: "failed-units", mode: "inject", line: "unit=--all" }],
 ];
 
 describe("hostile replies before the target changes are refused (exit 2)", () => {
@@ -198,6 +197,8 @@ describe("hostile replies before the target changes are refused (exit 2)", () =>
 const afterChange: [string, Rule, Record<string, string>][] = [
   ["the armed timer: an array subscript", { verb: "prepare", mode: "replace", key: "armed", line: `armed=SECONDS[${pwn()}]` }, {}],
   ["the activated system: a path outside /nix/store", { verb: "activate", mode: "replace", key: "activated", line: "activated=/etc/passwd" }, {}],
+  ["a failed unit at the commit that is an option", { verb: "commit", mode: "inject", line: "unit=--all" }, {}],
+  ["the activation's exit status: not one it accepts", { verb: "activate", mode: "replace", key: "switch_status", line: `switch_status=SECONDS[${pwn()}]` }, {}],
   ["the committed system: a command substitution", { verb: "commit", mode: "replace", key: "current", line: `current=${pwn()}` }, {}],
   ["the committed generation: an array subscript", { verb: "commit", mode: "replace", key: "generation", line: `generation=SECONDS[${pwn()}]` }, {}],
   ["a delivered set's name: a path", { verb: "secrets-deliver", mode: "inject", line: "set=../../../etc" }, { HOST_SECRETS: "hostileKey" }],
