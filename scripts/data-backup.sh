@@ -318,7 +318,7 @@ on_target_restore() {
   on_target_check_data "$mount_point"
   avail=$(df --output=avail -B1 "$mount_point" | tail -n 1 | tr -d ' ')
   if ((avail < needed)); then
-    on_target_refuse "$mount_point has $(numfmt --to=iec-i --suffix=B --round=nearest "$avail") free and the archive needs about $(numfmt --to=iec-i --suffix=B --round=nearest "$needed") (the current content stays on the volume, moved aside, until you delete it): free space on it or grow the volume (volumeSize)."
+    on_target_refuse "$mount_point has $(numfmt --to=iec-i --suffix=B --round=nearest "$avail") free and the archive needs about $(numfmt --to=iec-i --suffix=B --round=nearest "$needed") (the current content stays on the volume, moved aside, until you delete it): free space on it or grow the volume (dataVolumeSize)."
   fi
   # The UTC time, and a number after it if a restore of the same second left its directories.
   stamp=$(date -u +%Y%m%dT%H%M%SZ)

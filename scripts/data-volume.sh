@@ -10,7 +10,7 @@
 #                            mount DATA_MOUNT yet, it only labels: the deploy
 #                            brings the configuration that mounts it); a
 #                            mounted file system smaller than the volume (a
-#                            bigger volumeSize) grows online (resize2fs)
+#                            bigger dataVolumeSize) grows online (resize2fs)
 #   data-volume.sh release   before the detach, on the server it leaves: stops
 #                            what uses DATA_MOUNT, unmounts it, syncs
 #
@@ -249,7 +249,7 @@ on_target_attach() {
   fi
 }
 
-# A volume grown at Hetzner (a bigger volumeSize) is seen at its new size once
+# A volume grown at Hetzner (a bigger dataVolumeSize) is seen at its new size once
 # the kernel rescans the SCSI device (Hetzner's docs: resize, then resize2fs);
 # the mounted ext4 file system then grows online to fill it. resize2fs says
 # "Nothing to do" when it already does.

@@ -188,15 +188,15 @@ function dataVolumeProblems(host: Record<string, unknown>, config: StackConfig, 
     if (host.dataVolume && !attached) {
         return [
             new InputProblem(
-                "blog:volumeSize",
+                "blog:dataVolumeSize",
                 0,
-                "a size in GB from 10 to 10240 (`pulumi config set volumeSize 10`), or blog:dataVolumeId for a volume you have: " +
+                "a size in GB from 10 to 10240 (`pulumi config set dataVolumeSize 10`), or blog:dataVolumeId for a volume you have: " +
                     "the configuration sets blog.host.dataVolume, so its services wait for a volume labelled blog-data, which the stack attaches",
             ),
         ];
     }
     if (!host.dataVolume && attached) {
-        const which = config.dataVolumeId !== undefined ? `blog:dataVolumeId (${config.dataVolumeId})` : `blog:volumeSize (${config.volumeSize})`;
+        const which = config.dataVolumeId !== undefined ? `blog:dataVolumeId (${config.dataVolumeId})` : `blog:dataVolumeSize (${config.volumeSize})`;
         return [
             new InputProblem(
                 option("dataVolume"),

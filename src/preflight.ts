@@ -90,9 +90,9 @@ export function stackServer(
 export type CurrentVolume = Pick<hcloud.types.output.GetVolumesVolume, "name" | "id" | "size" | "location" | "serverId">;
 
 export interface DataArgs {
-    /** blog:volumeSize: 0 for none. */
+    /** blog:dataVolumeSize: 0 for none. */
     volumeSize: number;
-    /** blog:deleteDataOnDestroy. */
+    /** blog:dataVolumeDeleteOnDestroy. */
     deleteOnDestroy: boolean;
     /** The stack's volume as Hetzner has it now, if there is one. */
     current?: CurrentVolume;
@@ -129,7 +129,7 @@ export function dataProblems(a: DataArgs): { problems: InputProblem[]; warnings:
         if (a.volumeSize < volume.size) {
             problems.push(
                 new InputProblem(
-                    `${NAMESPACE}:volumeSize`,
+                    `${NAMESPACE}:dataVolumeSize`,
                     a.volumeSize,
                     `at least ${volume.size}: the data volume ${volume.name} has ${volume.size} GB and Hetzner cannot shrink a volume`,
                 ),
@@ -141,15 +141,15 @@ export function dataProblems(a: DataArgs): { problems: InputProblem[]; warnings:
         risks.push(`This plan ${a.deleteOnDestroy ? "deletes" : "lets go of"} the data volume ${volume.name}.`);
         warnings.push(
             a.deleteOnDestroy
-                ? `DATA LOSS: blog:volumeSize is 0 and blog:deleteDataOnDestroy is true: this plan DELETES the data volume ${volume.name} ` +
+                ? `DATA LOSS: blog:dataVolumeSize is 0 and blog:dataVolumeDeleteOnDestroy is true: this plan DELETES the data volume ${volume.name} ` +
                       `(id ${volume.id}, ${volume.size} GB) and everything the services stored on it.`
-                : `blog:volumeSize is 0: this plan detaches the data volume ${volume.name} (id ${volume.id}) and lets go of it; ` +
+                : `blog:dataVolumeSize is 0: this plan detaches the data volume ${volume.name} (id ${volume.id}) and lets go of it; ` +
                       "Hetzner keeps it, with its data, outside the stack (delete it in the console when you no longer need it).",
         );
     }
     if (a.deleteOnDestroy && a.volumeSize > 0 && !a.existing) {
         warnings.push(
-            `blog:deleteDataOnDestroy is true: \`pulumi destroy\` DELETES the data volume${volume ? ` ${volume.name} (id ${volume.id})` : ""} ` +
+            `blog:dataVolumeDeleteOnDestroy is true: \`pulumi destroy\` DELETES the data volume${volume ? ` ${volume.name} (id ${volume.id})` : ""} ` +
                 "and everything the services stored on it. Set it back to false and `pulumi up` to keep the volume.",
         );
     }
