@@ -22,8 +22,8 @@
 #                                 not stop it half-way.
 #
 # After a total loss: a new stack with the same backup target and
-# blog:backupPassword set to the old stack's password (README, Data and
-# backups), `pulumi up`, then `backup.sh restore`.
+# blog:backupPassword set to the old stack's password (docs/operations.md, Backups),
+# `pulumi up`, then `backup.sh restore`.
 #
 # Input from the environment, as scripts/data-backup.sh: TARGET_HOST and
 # HOST_KEY (else `pulumi stack output`: ipv4 or ipv6, hostKey), TARGET_PORT

@@ -292,10 +292,10 @@ write_body() {
         echo "Its end of support is not in the table of \`scripts/flake-update.sh\`: add it (the release notes say)."
       elif ((left < 0)); then
         status=past
-        echo "**NixOS $release is no longer supported (its support ended on $end): it gets no security fixes.** Move to a supported release: the README says how (the nixpkgs line in \`nix/flake.nix\`)."
+        echo "**NixOS $release is no longer supported (its support ended on $end): it gets no security fixes.** Move to a supported release: docs/operations.md says how ("Upgrade the NixOS release"; the nixpkgs line in \`nix/flake.nix\`)."
       elif ((left <= NEAR_END_DAYS)); then
         status=near
-        echo "**NixOS $release is supported only until $end, $left days from now.** Plan the move to the next release: the README says how (the nixpkgs line in \`nix/flake.nix\`)."
+        echo "**NixOS $release is supported only until $end, $left days from now.** Plan the move to the next release: docs/operations.md says how ("Upgrade the NixOS release"; the nixpkgs line in \`nix/flake.nix\`)."
       else
         status=ok
         echo "Supported until $end ($left days from now)."

@@ -166,7 +166,7 @@ function tlsProblems(host: Record<string, unknown>, config: StackConfig, option:
             new InputProblem(
                 option("tls"),
                 host.tls,
-                'acme while blog:proxied is false: browsers reach the host directly and do not trust a Cloudflare Origin CA certificate (to leave proxied mode, set tls = "acme" and deploy first, then blog:proxied false; README, Behind Cloudflare\'s proxy)',
+                'acme while blog:proxied is false: browsers reach the host directly and do not trust a Cloudflare Origin CA certificate (to leave proxied mode, set tls = "acme" and deploy first, then blog:proxied false; docs/configuration.md, Behind Cloudflare\'s proxy)',
             ),
         ];
     }

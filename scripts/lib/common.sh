@@ -6,7 +6,7 @@
 # shellcheck source=scripts/lib/patterns.sh
 source "$(dirname "${BASH_SOURCE[0]}")/patterns.sh"
 
-# Exit codes (both scripts; see the interface table in the README).
+# Exit codes (both scripts; see the interface table in docs/how-it-works.md).
 readonly EXIT_BAD_INPUT=1 # bad input: names the variable, value and expectation
 readonly EXIT_REFUSED=2   # refused before changing the target
 # shellcheck disable=SC2034 # used by the scripts that source this file

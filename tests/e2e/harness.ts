@@ -113,7 +113,7 @@ export async function engineCommand(root = engineRoot()): Promise<PulumiCommand>
 export function engineRoot(): string {
     const r = spawnSync("bash", [path.join(repoRoot, "scripts/build-engine.sh"), "--print"], { encoding: "utf8" });
     if (r.status !== 0) {
-        throw new Error("the Pulumi engine is not built: run `bash scripts/build-engine.sh` (the README's set-up does)");
+        throw new Error("the Pulumi engine is not built: run `bash scripts/build-engine.sh` (scripts/setup.sh does)");
     }
     return r.stdout.trim().split("\n").pop()!;
 }
