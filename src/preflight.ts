@@ -77,7 +77,7 @@ export function stackServer(
                 `one server, or the two an unfinished replacement leaves of which one is in blog:location with a type of the configuration's ` +
                     `architecture; not ${named.join(" and ")}. A replacement that did not finish leaves the old server beside the new one; the stack's state ` +
                     'marks the old one for deletion (`pulumi stack export` lists it with "delete": true) and holds the other as ' +
-                    "blog-server. Copy what you still need from the old one (docs/operations.md, "Move data by hand"), delete it " +
+                    "blog-server. Copy what you still need from the old one (docs/operations.md, Move data by hand), delete it " +
                     "(`hcloud server delete <id>`), then `pulumi refresh` and `pulumi up`. A server that is not this stack's must " +
                     "not carry its labels: remove them (`hcloud server remove-label <id> stack`)",
             ),
@@ -122,7 +122,7 @@ export function dataProblems(a: DataArgs): { problems: InputProblem[]; warnings:
                     `${NAMESPACE}:location`,
                     a.location,
                     `${volume.location}, where the data volume ${volume.name} (id ${volume.id}) is: Hetzner volumes stay in their location. ` +
-                        "To move, copy the data first (docs/operations.md, "Move data by hand": scripts/data-backup.sh), then start a stack in the new location",
+                        "To move, copy the data first (docs/operations.md, Move data by hand: scripts/data-backup.sh), then start a stack in the new location",
                 ),
             );
         }
@@ -167,7 +167,7 @@ export function dataProblems(a: DataArgs): { problems: InputProblem[]; warnings:
                       `${volume.name} moves to it. The services on the old server stop and the volume is unmounted before it is detached.`
                 : `DATA LOSS: this plan replaces the server (${server!.serverType} in ${server!.location} becomes a new one), and ` +
                       "everything on its disk goes with the old one, the services' state included: the stack has no data volume " +
-                      "(docs/operations.md, "Move data by hand").",
+                      "(docs/operations.md, Move data by hand).",
         );
     }
     return { problems, warnings, risks };
