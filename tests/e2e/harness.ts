@@ -227,6 +227,14 @@ export class E2eStack {
         );
     }
 
+    /**
+     * The environment this stack's CLI runs in (the engine and the stand-ins first on PATH, the
+     * fake cloud's settings, the state backend and passphrase), for a test that runs `pulumi` itself.
+     */
+    cliEnvironment(): Record<string, string> {
+        return { ...this.env };
+    }
+
     hostFacts(overrides: Partial<HostSpec> = {}): HostSpec {
         return {
             domain: DOMAIN,
