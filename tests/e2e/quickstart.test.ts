@@ -30,6 +30,10 @@ function mapCommand(line: string, dir: string): Mapped {
     if (line === "npm ci") return { skipped: "node_modules is the repository's, linked into the copy (no registry here)" };
     if (/^\$EDITOR nix\/hosts\//.test(line)) return { skipped: "the harness wrote the host facts (domain, e-mail, admin key) of the test flake" };
     if (/^git add nix && nix flake lock/.test(line)) return { skipped: "the test flake has no inputs to lock, and the copy is no git repository" };
+    // `--local` is file://~, and the CLI takes ~ from the user database, not $HOME (pulumi
+    // pkg/backend/diy/backend.go v3.276.0: user.Current().HomeDir): the same local backend, in the
+    // test's directory instead of this machine's ~/.pulumi.
+    if (line === "pulumi login --local") return { run: `pulumi login "file://${path.join(dir, "state-local")}"` };
     let run = line.replace(/<zone id>/g, ZONE_ID).replace(/\/tmp\/blog_known_hosts/g, path.join(dir, "blog_known_hosts"));
     if (/^pulumi config set --secret hcloud:token$/.test(line)) return { run, stdin: HCLOUD_TOKEN };
     if (/^pulumi config set --secret cloudflare:apiToken$/.test(line)) return { run, stdin: CLOUDFLARE_TOKEN };
@@ -67,6 +71,7 @@ test("the README's Quick start, as written, reaches a healthy host and tears it 
     // an ssh-agent holding the admin key (the Quick start logs in with the agent's key).
     const home = path.join(s.dir, "home");
     fs.mkdirSync(home);
+    fs.mkdirSync(path.join(s.dir, "state-local"));
     const agentSock = path.join(s.dir, "agent.sock");
     const agentOut = execFileSync("ssh-agent", ["-s", "-a", agentSock], { encoding: "utf8" });
     agentPid = Number(/SSH_AGENT_PID=(\d+)/.exec(agentOut)![1]);
@@ -78,7 +83,7 @@ test("the README's Quick start, as written, reaches a healthy host and tears it 
     for (const line of commands) {
         const m = mapCommand(line, s.dir);
         if (m.skipped !== undefined) continue;
-        const r = spawnSync("bash", ["-euo", "pipefail", "-c", m.run!], {
+        const r = spawnSync("bash", ["--norc", "--noprofile", "-euo", "pipefail", "-c", m.run!], {
             cwd: s.projectDir,
             env,
             input: m.stdin ?? "",
