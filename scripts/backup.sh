@@ -72,6 +72,7 @@ cleanup() {
 }
 
 parse_inputs() {
+  begin_input_checks
   require_set TARGET_HOST
   require_set HOST_KEY
   TARGET_PORT=${TARGET_PORT:-22}
@@ -83,11 +84,12 @@ parse_inputs() {
   require_uint CONNECT_ATTEMPTS 1
   require_uint CONNECT_TIMEOUT 1
   require_uint BACKUP_TIMEOUT 1
-  require_host_key HOST_KEY
-  [[ $TARGET_HOST =~ ^[A-Za-z0-9._:%]([A-Za-z0-9._:%-]*)$ ]] ||
-    abort "$EXIT_BAD_INPUT" "TARGET_HOST='$TARGET_HOST' is not valid; expected an address or host name"
+  [[ -z ${HOST_KEY:-} ]] || require_host_key HOST_KEY
+  [[ -z ${TARGET_HOST:-} || $TARGET_HOST =~ ^[A-Za-z0-9._:%]([A-Za-z0-9._:%-]*)$ ]] ||
+    bad_input "TARGET_HOST='$TARGET_HOST' is not valid; expected an address or host name"
   [[ $TARGET_USER =~ ^[A-Za-z0-9._][A-Za-z0-9._-]*$ ]] ||
-    abort "$EXIT_BAD_INPUT" "TARGET_USER='$TARGET_USER' is not valid; expected a user name"
+    bad_input "TARGET_USER='$TARGET_USER' is not valid; expected a user name"
+  end_input_checks
 }
 
 connect() {

@@ -138,6 +138,7 @@ human() {
 }
 
 parse_inputs() {
+  begin_input_checks
   require_set TARGET_HOST
   require_set HOST_KEY
   TARGET_PORT=${TARGET_PORT:-22}
@@ -152,13 +153,14 @@ parse_inputs() {
   require_uint CONNECT_TIMEOUT 1
   require_uint START_TIMEOUT 1
   require_uint COPY_TIMEOUT 1
-  require_host_key HOST_KEY
+  [[ -z ${HOST_KEY:-} ]] || require_host_key HOST_KEY
   check_proxy_jump
-  [[ $TARGET_HOST =~ ^[A-Za-z0-9._:%]([A-Za-z0-9._:%-]*)$ ]] ||
-    abort "$EXIT_BAD_INPUT" "TARGET_HOST='$TARGET_HOST' is not valid; expected an address or host name"
+  [[ -z ${TARGET_HOST:-} || $TARGET_HOST =~ ^[A-Za-z0-9._:%]([A-Za-z0-9._:%-]*)$ ]] ||
+    bad_input "TARGET_HOST='$TARGET_HOST' is not valid; expected an address or host name"
   [[ $TARGET_USER =~ ^[A-Za-z0-9._][A-Za-z0-9._-]*$ ]] ||
-    abort "$EXIT_BAD_INPUT" "TARGET_USER='$TARGET_USER' is not valid; expected a user name"
+    bad_input "TARGET_USER='$TARGET_USER' is not valid; expected a user name"
   require_data_mount DATA_MOUNT
+  end_input_checks
 }
 
 prepare_ssh() {
