@@ -108,7 +108,9 @@ connect() {
 # bounded session; its exit status.
 on_host() {
   local status=0
+  progress_start "$verb on the host"
   timeout "$BACKUP_TIMEOUT" ssh "${ssh_opts[@]}" "$(target_address)" "$1" </dev/null || status=$?
+  progress_stop
   return "$status"
 }
 

@@ -437,7 +437,9 @@ run_session() {
   timeout "$session_timeout" ssh "${ssh_opts[@]}" -o ConnectTimeout=10 -o ServerAliveInterval=15 -o ServerAliveCountMax=4 \
     "$(target_address)" "$(remote_command "$@")" <"$input" >"$output" 2> >(sanitize_stream >&2) &
   session_pid=$!
+  progress_start "$verb of $DATA_MOUNT" "$([[ $output == /dev/null ]] || printf '%s' "$output")"
   wait "$session_pid" || status=$?
+  progress_stop
   session_pid=""
   session_status=$status
   if ((status == 124)); then

@@ -809,6 +809,7 @@ copy_closure() {
   step "Copying the closure (nix copy over the open connection)"
   local attempt=1 status=0
   keepalive_start
+  progress_start "nix copy of $SYSTEM_CLOSURE"
   # NIX_SSHOPTS is split on whitespace: every value in ssh_opts is space-free.
   until NIX_SSHOPTS="${ssh_opts[*]} -o ControlMaster=no" nix "${nix_flags[@]}" copy \
     --to "ssh-ng://$(target_address)" --substitute-on-destination --no-check-sigs "$SYSTEM_CLOSURE"; do
@@ -820,6 +821,7 @@ copy_closure() {
     sleep 5
     attempt=$((attempt + 1))
   done
+  progress_stop
   keepalive_stop
   ((status == 0)) || abort "$EXIT_REFUSED" "nix copy failed $attempt times; the target's system was not changed"
 }

@@ -246,8 +246,10 @@ run_nixos_anywhere() {
   # Bounded as a whole: it waits for the installer without a bound of its own.
   mkdir -m 700 "$work_dir/tmp"
   local status=0
+  progress_start "nixos-anywhere"
   env -u HOST_KEY_PRIVATE -u SSH_PRIVATE_KEY -u BOOTSTRAP_SSH_PRIVATE_KEY TMPDIR="$work_dir/tmp" PATH="$work_dir/bin:$PATH" \
     timeout --kill-after=30 "$INSTALL_TIMEOUT" "${nixos_anywhere[@]}" "${args[@]}" || status=$?
+  progress_stop
   case $status in
   0) ;;
   124 | 137) abort "$EXIT_UNKNOWN" "nixos-anywhere did not finish within INSTALL_TIMEOUT=${INSTALL_TIMEOUT}s; the server may be partly installed; an operator must look" ;;

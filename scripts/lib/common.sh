@@ -34,8 +34,46 @@ warn() {
 abort() {
   local code=$1
   shift
+  progress_stop
   printf 'error: %s\n' "$*" >&2
   exit "$code"
+}
+
+# progress_start LABEL [FILE]: until progress_stop, a line on stderr at least
+# every 10 seconds while long work runs (a copy, a backup, a restore, an
+# install): "LABEL: still running, 1m20s elapsed[, 42 MiB so far]" (the size of
+# FILE, when given). pulumi-command streams it into `pulumi up` as it comes.
+# The ticker is a child that stops with progress_stop (abort calls it), or by
+# itself once this shell is gone. BLOG_PROGRESS_INTERVAL (seconds, 1 to 10)
+# lets the tests see it sooner.
+progress_pid=""
+progress_start() {
+  local label=$1 file=${2:-} interval=${BLOG_PROGRESS_INTERVAL:-10} parent=$BASHPID started
+  [[ $interval =~ ^([1-9]|10)$ ]] || interval=10
+  progress_stop
+  started=$(date +%s)
+  (
+    local now elapsed size
+    while sleep "$interval"; do
+      kill -0 "$parent" 2>/dev/null || exit 0
+      now=$(date +%s)
+      elapsed=$((now - started))
+      size=""
+      if [[ -n $file && -f $file ]]; then
+        size=", $(($(stat -c %s -- "$file") / 1048576)) MiB so far"
+      fi
+      printf '%s: still running, %dm%02ds elapsed%s\n' "$label" $((elapsed / 60)) $((elapsed % 60)) "$size" >&2
+    done
+  ) &
+  progress_pid=$!
+}
+
+# progress_stop: ends the ticker progress_start started, if any.
+progress_stop() {
+  [[ -n ${progress_pid:-} ]] || return 0
+  kill "$progress_pid" 2>/dev/null || true
+  wait "$progress_pid" 2>/dev/null || true
+  progress_pid=""
 }
 
 # shown VALUE: VALUE as a message may show it: every byte but printable ASCII

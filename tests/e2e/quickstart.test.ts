@@ -49,7 +49,12 @@ function mapCommand(line: string, dir: string): Mapped {
 const s = new E2eStack("quickstart");
 let agentPid: number | undefined;
 
-beforeAll(() => s.init(), 600_000);
+// The install takes a few seconds here (the stand-in nixos-anywhere, after a pause), and the
+// scripts' progress line comes every second: `pulumi up` must show it while the install runs.
+const slowInstall = path.join(s.dir, "slow-nixos-anywhere.sh");
+fs.writeFileSync(slowInstall, `#!/bin/sh\nsleep 3\nexec ${path.join(repoRoot, "tests/e2e/fake-nixos-anywhere.sh")} "$@"\n`, { mode: 0o755 });
+
+beforeAll(() => s.init({}, {}, { env: { NIXOS_ANYWHERE: slowInstall, BLOG_PROGRESS_INTERVAL: "1" } }), 600_000);
 
 afterAll(() => {
     if (agentPid !== undefined) spawnSync("kill", [String(agentPid)]);
@@ -94,6 +99,8 @@ test("the README's Quick start, as written, reaches a healthy host and tears it 
         if (r.status !== 0) throw new Error(`Quick start: \`${line}\` (ran \`${m.run}\`) exited ${r.status}:\n${r.stdout}\n${r.stderr}`);
         outputs[line] = r.stdout;
         if (/^pulumi up$/.test(line)) {
+            // Long work says it is alive, in pulumi up's own output.
+            expect(r.stdout + r.stderr).toMatch(/nixos-anywhere: still running, 0m0[1-9]s elapsed/);
             // The host runs the system the stack evaluated, and answers.
             const closure = spawnSync("pulumi", ["stack", "output", "systemClosure"], { cwd: s.projectDir, env, encoding: "utf8" });
             expect(closure.stdout.trim()).toBe(s.toplevel());
