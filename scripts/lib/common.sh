@@ -158,12 +158,12 @@ print_help() {
 # Bad input is reported at once: between begin_input_checks and
 # end_input_checks, bad_input MESSAGE records a problem and the checks go on;
 # end_input_checks prints every problem in one message and exits
-# EXIT_BAD_INPUT. Outside them, bad_input aborts at once.
+# EXIT_BAD_INPUT. Outside them, bad_input aborts at once. A second
+# begin_input_checks before the end keeps what the first collected.
 input_problems=()
 collecting_input=0
 begin_input_checks() {
   collecting_input=1
-  input_problems=()
 }
 bad_input() {
   if ((collecting_input == 1)); then
