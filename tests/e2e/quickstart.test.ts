@@ -6,14 +6,10 @@ import { execFileSync, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { CLOUDFLARE_TOKEN, DOMAIN, E2eStack, HCLOUD_TOKEN, ZONE_ID, repoRoot } from "./harness";
+import { markedCommands } from "./markedCommands";
 
 jest.setTimeout(1_800_000);
 
-/** The command lines of every ```sh block that follows a `<!-- quick-start -->` marker, in order. */
-export function quickStartCommands(readme: string): string[] {
-    const blocks = [...readme.matchAll(/<!-- quick-start -->\n```sh\n([\s\S]*?)\n```/g)];
-    return blocks.flatMap((b) => b[1].split("\n")).map((l) => l.trim()).filter((l) => l !== "" && !l.startsWith("#"));
-}
 
 /**
  * What stands in for a command that needs a real account, a terminal or the network; undefined:
@@ -63,7 +59,7 @@ afterAll(() => {
 
 test("the README's Quick start, as written, reaches a healthy host and tears it down", () => {
     const readme = fs.readFileSync(path.join(repoRoot, "README.md"), "utf8");
-    const commands = quickStartCommands(readme);
+    const commands = markedCommands(readme, "quick-start");
     // The user's path: the npm dependencies before the first pulumi command, then up, check, log in, destroy.
     const first = (re: RegExp) => commands.findIndex((c) => re.test(c));
     expect(first(/^npm ci$/)).toBeGreaterThanOrEqual(0);
