@@ -211,7 +211,7 @@ export const hostKey = pinnedHostKey;
 export const hostAgeKey = pulumi.output(pinnedHostKey).apply((k) => (k.startsWith("ssh-ed25519 ") ? ageRecipient(k) : null));
 export const systemClosure = deploy.systemClosure;
 export const nixosConfiguration = config.nixosConfiguration;
-/** The data volume (Hetzner) that `pulumi destroy` leaves in place unless blog:deleteDataOnDestroy: null without one. */
+/** The data volume (Hetzner) that `pulumi destroy` leaves in place unless blog:dataVolumeDeleteOnDestroy: null without one. */
 export const dataVolume = data
     ? pulumi.output({ name: data.name, id: data.id, keptOnDestroy: config.dataVolumeId !== undefined || !config.deleteDataOnDestroy })
     : null;

@@ -76,11 +76,17 @@
         blog = mkHost ./hosts/blog.nix;
         # Hetzner cax (Arm) servers: the same host with another platform.
         blog-arm = mkHost ./hosts/blog-arm.nix;
+        # The example host as a local QEMU VM (hosts/blog-vm.nix): `nix run ./nix#vm`.
+        blog-vm = mkHost ./hosts/blog-vm.nix;
       };
 
-      packages = forAllSystems (pkgs: {
+      packages = lib.recursiveUpdate (forAllSystems (pkgs: {
         nixos-anywhere = inputs.nixos-anywhere.packages.${pkgs.stdenv.hostPlatform.system}.nixos-anywhere;
-      });
+      })) {
+        # The VM runner (nixpkgs qemu-vm.nix system.build.vm; its meta.mainProgram is
+        # run-blog-vm-vm): `nix run ./nix#vm`. x86_64-linux with KVM.
+        x86_64-linux.vm = self.nixosConfigurations.blog-vm.config.system.build.vm;
+      };
 
       # `nix flake check ./nix` is the whole proof on x86_64-linux: it builds the
       # x86 host and runs the VM test. The Arm host's check runs on an

@@ -16,6 +16,10 @@
 set -euo pipefail
 
 script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+if [[ ${1:-} == -h || ${1:-} == --help ]]; then
+  cat "$script_dir/help/backup-status.txt"
+  exit 0
+fi
 # shellcheck source=nix/modules/units/backup-lib.sh
 source "$script_dir/../nix/modules/units/backup-lib.sh"
 

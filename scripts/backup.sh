@@ -22,8 +22,8 @@
 #                                 not stop it half-way.
 #
 # After a total loss: a new stack with the same backup target and
-# blog:backupPassword set to the old stack's password (README, Data and
-# backups), `pulumi up`, then `backup.sh restore`.
+# blog:backupPassword set to the old stack's password (docs/operations.md, Backups),
+# `pulumi up`, then `backup.sh restore`.
 #
 # Input from the environment, as scripts/data-backup.sh: TARGET_HOST and
 # HOST_KEY (else `pulumi stack output`: ipv4 or ipv6, hostKey), TARGET_PORT
@@ -72,6 +72,7 @@ cleanup() {
 }
 
 parse_inputs() {
+  begin_input_checks
   require_set TARGET_HOST
   require_set HOST_KEY
   TARGET_PORT=${TARGET_PORT:-22}
@@ -83,11 +84,12 @@ parse_inputs() {
   require_uint CONNECT_ATTEMPTS 1
   require_uint CONNECT_TIMEOUT 1
   require_uint BACKUP_TIMEOUT 1
-  require_host_key HOST_KEY
-  [[ $TARGET_HOST =~ ^[A-Za-z0-9._:%]([A-Za-z0-9._:%-]*)$ ]] ||
-    abort "$EXIT_BAD_INPUT" "TARGET_HOST='$TARGET_HOST' is not valid; expected an address or host name"
+  [[ -z ${HOST_KEY:-} ]] || require_host_key HOST_KEY
+  [[ -z ${TARGET_HOST:-} || $TARGET_HOST =~ ^[A-Za-z0-9._:%]([A-Za-z0-9._:%-]*)$ ]] ||
+    bad_input "TARGET_HOST='$TARGET_HOST' is not valid; expected an address or host name"
   [[ $TARGET_USER =~ ^[A-Za-z0-9._][A-Za-z0-9._-]*$ ]] ||
-    abort "$EXIT_BAD_INPUT" "TARGET_USER='$TARGET_USER' is not valid; expected a user name"
+    bad_input "TARGET_USER='$TARGET_USER' is not valid; expected a user name"
+  end_input_checks
 }
 
 connect() {
@@ -106,7 +108,9 @@ connect() {
 # bounded session; its exit status.
 on_host() {
   local status=0
+  progress_start "$verb on the host"
   timeout "$BACKUP_TIMEOUT" ssh "${ssh_opts[@]}" "$(target_address)" "$1" </dev/null || status=$?
+  progress_stop
   return "$status"
 }
 

@@ -118,6 +118,14 @@ build_language_host() {
 }
 
 main() {
+  case ${1:-} in
+  "" | --print) ;;
+  -h | --help)
+    cat "$REPO_DIR/scripts/help/build-engine.txt"
+    exit 0
+    ;;
+  *) abort "unknown argument '$1'; expected --print or --help" ;;
+  esac
   local version cache dir work
   version=$(locked_version @pulumi/pulumi)
   cache=${BLOG_ENGINE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/blog-pulumi-engine}

@@ -64,21 +64,42 @@ abort() {
   exit "$code"
 }
 
-usage() { sed -n '2,21s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
+usage() { cat "$(dirname "${BASH_SOURCE[0]}")/help/closure-diff.txt"; }
+
+# Every bad argument is collected and reported at once (exit 1).
+problems=()
+
+# optionValue OPTION VALUE...: prints VALUE; fails when the option has none.
+optionValue() {
+  if [[ $# -lt 2 || -z "$2" || "$2" == --* ]]; then
+    return 1
+  fi
+  printf '%s' "$2"
+}
 
 parseArgs() {
-  local positional=()
+  local positional=() value
   while [[ $# -gt 0 ]]; do
     case "$1" in
-      --stack) stack="${2:?--stack needs a value}"; shift 2 ;;
-      --stack-output) stack_output="${2:?--stack-output needs a value}"; shift 2 ;;
-      --flake-attr) flake_attr="${2:?--flake-attr needs a value}"; shift 2 ;;
-      --from) from="${2:?--from needs a value}"; shift 2 ;;
-      --base-flake-attr) base_flake_attr="${2:?--base-flake-attr needs a value}"; shift 2 ;;
-      --heading) heading="${2:?--heading needs a value}"; shift 2 ;;
+      --stack | --stack-output | --flake-attr | --from | --base-flake-attr | --heading)
+        if value="$(optionValue "$@")"; then
+          case "$1" in
+            --stack) stack="$value" ;;
+            --stack-output) stack_output="$value" ;;
+            --flake-attr) flake_attr="$value" ;;
+            --from) from="$value" ;;
+            --base-flake-attr) base_flake_attr="$value" ;;
+            --heading) heading="$value" ;;
+          esac
+          shift 2
+        else
+          problems+=("$1 needs a value")
+          shift
+        fi
+        ;;
       -h | --help) usage; exit 0 ;;
       --) shift; positional+=("$@"); break ;;
-      -*) usage >&2; abort 1 "unknown option: $1" ;;
+      -*) problems+=("unknown option: $1"); shift ;;
       *) positional+=("$1"); shift ;;
     esac
   done
@@ -88,8 +109,12 @@ parseArgs() {
   elif [[ ${#positional[@]} -eq 0 && -n "$stack_output" && -n "$flake_attr" ]]; then
     :
   else
-    usage >&2
-    abort 1 "give two store paths (OLD NEW), or --stack-output NAME and --flake-attr ATTR"
+    problems+=("give two store paths (OLD NEW), or --stack-output NAME and --flake-attr ATTR")
+  fi
+  if [[ ${#problems[@]} -gt 0 ]]; then
+    local problem message="${#problems[@]} problem(s) with the arguments (see --help):"
+    for problem in "${problems[@]}"; do message+=$'\n'"  - $problem"; done
+    abort 1 "$message"
   fi
 }
 

@@ -106,13 +106,13 @@ cleanup() {
 check_backup_file() {
   local dir
   if [[ -e $file || -L $file ]]; then
-    abort "$EXIT_BAD_INPUT" "FILE '$file' exists; backup never overwrites a file: name a new one (e.g. blog-data-$(date +%F-%H%M).tar.gz)"
+    bad_input "FILE '$file' exists; backup never overwrites a file: name a new one (e.g. blog-data-$(date +%F-%H%M).tar.gz)"
   fi
   if [[ -e $file.partial || -L $file.partial ]]; then
-    abort "$EXIT_BAD_INPUT" "'$file.partial' exists: another backup to '$file' is running, or one was killed; remove it if none is running"
+    bad_input "'$file.partial' exists: another backup to '$file' is running, or one was killed; remove it if none is running"
   fi
   dir=$(dirname -- "$file")
-  [[ -d $dir && -w $dir ]] || abort "$EXIT_BAD_INPUT" "FILE '$file': its directory '$dir' is not a directory you can write to"
+  [[ -d $dir && -w $dir ]] || bad_input "FILE '$file': its directory '$dir' is not a directory you can write to"
 }
 
 # restore: FILE must be a readable gzip tar with at least one member; its
@@ -120,15 +120,25 @@ check_backup_file() {
 # 4 KiB block, at least one: an estimate that errs on the safe side).
 check_restore_file() {
   local sizes members
-  [[ -e $file ]] || abort "$EXIT_BAD_INPUT" "FILE '$file' does not exist; nothing was changed"
-  [[ -f $file && -r $file ]] || abort "$EXIT_BAD_INPUT" "FILE '$file' is not a readable file; nothing was changed"
+  if [[ ! -e $file ]]; then
+    bad_input "FILE '$file' does not exist; nothing was changed"
+    return 0
+  fi
+  if [[ ! -f $file || ! -r $file ]]; then
+    bad_input "FILE '$file' is not a readable file; nothing was changed"
+    return 0
+  fi
   step "restore: checking $file (tar -tvzf)"
   if ! sizes=$(tar --numeric-owner -tvzf "$file" 2>"$work_dir/list.err" |
     awk '{ n++; b = ($3 ~ /^[0-9]+$/) ? int(($3 + 4095) / 4096) : 1; t += (b < 1 ? 1 : b) * 4096 } END { printf "%d %.0f\n", n, t }'); then
-    abort "$EXIT_BAD_INPUT" "FILE '$file' is not a readable gzip-compressed tar archive ($(tail -n 2 "$work_dir/list.err" | tr '\n' ' ' | sed 's/ $//')); nothing was changed"
+    bad_input "FILE '$file' is not a readable gzip-compressed tar archive ($(tail -n 2 "$work_dir/list.err" | tr '\n' ' ' | sed 's/ $//')); nothing was changed"
+    return 0
   fi
   read -r members needed_bytes <<<"$sizes"
-  ((members > 0)) || abort "$EXIT_BAD_INPUT" "FILE '$file' holds no tar entries (an empty archive, or not a tar archive); nothing was changed"
+  if ((members == 0)); then
+    bad_input "FILE '$file' holds no tar entries (an empty archive, or not a tar archive); nothing was changed"
+    return 0
+  fi
   info "$file: a gzip tar of $members entries, about $(human "$needed_bytes") once extracted"
 }
 
@@ -138,6 +148,7 @@ human() {
 }
 
 parse_inputs() {
+  begin_input_checks
   require_set TARGET_HOST
   require_set HOST_KEY
   TARGET_PORT=${TARGET_PORT:-22}
@@ -152,13 +163,14 @@ parse_inputs() {
   require_uint CONNECT_TIMEOUT 1
   require_uint START_TIMEOUT 1
   require_uint COPY_TIMEOUT 1
-  require_host_key HOST_KEY
+  [[ -z ${HOST_KEY:-} ]] || require_host_key HOST_KEY
   check_proxy_jump
-  [[ $TARGET_HOST =~ ^[A-Za-z0-9._:%]([A-Za-z0-9._:%-]*)$ ]] ||
-    abort "$EXIT_BAD_INPUT" "TARGET_HOST='$TARGET_HOST' is not valid; expected an address or host name"
+  [[ -z ${TARGET_HOST:-} || $TARGET_HOST =~ ^[A-Za-z0-9._:%]([A-Za-z0-9._:%-]*)$ ]] ||
+    bad_input "TARGET_HOST='$TARGET_HOST' is not valid; expected an address or host name"
   [[ $TARGET_USER =~ ^[A-Za-z0-9._][A-Za-z0-9._-]*$ ]] ||
-    abort "$EXIT_BAD_INPUT" "TARGET_USER='$TARGET_USER' is not valid; expected a user name"
+    bad_input "TARGET_USER='$TARGET_USER' is not valid; expected a user name"
   require_data_mount DATA_MOUNT
+  end_input_checks
 }
 
 prepare_ssh() {
@@ -318,7 +330,7 @@ on_target_restore() {
   on_target_check_data "$mount_point"
   avail=$(df --output=avail -B1 "$mount_point" | tail -n 1 | tr -d ' ')
   if ((avail < needed)); then
-    on_target_refuse "$mount_point has $(numfmt --to=iec-i --suffix=B --round=nearest "$avail") free and the archive needs about $(numfmt --to=iec-i --suffix=B --round=nearest "$needed") (the current content stays on the volume, moved aside, until you delete it): free space on it or grow the volume (volumeSize)."
+    on_target_refuse "$mount_point has $(numfmt --to=iec-i --suffix=B --round=nearest "$avail") free and the archive needs about $(numfmt --to=iec-i --suffix=B --round=nearest "$needed") (the current content stays on the volume, moved aside, until you delete it): free space on it or grow the volume (dataVolumeSize)."
   fi
   # The UTC time, and a number after it if a restore of the same second left its directories.
   stamp=$(date -u +%Y%m%dT%H%M%SZ)
@@ -435,7 +447,9 @@ run_session() {
   timeout "$session_timeout" ssh "${ssh_opts[@]}" -o ConnectTimeout=10 -o ServerAliveInterval=15 -o ServerAliveCountMax=4 \
     "$(target_address)" "$(remote_command "$@")" <"$input" >"$output" 2> >(sanitize_stream >&2) &
   session_pid=$!
+  progress_start "$verb of $DATA_MOUNT" "$([[ $output == /dev/null ]] || printf '%s' "$output")"
   wait "$session_pid" || status=$?
+  progress_stop
   session_pid=""
   session_status=$status
   if ((status == 124)); then
@@ -495,6 +509,8 @@ main() {
   parse_command "$@"
   install_exit_traps cleanup
   make_work_dir
+  # FILE's problems and the environment's are reported together (parse_inputs ends the checks).
+  begin_input_checks
   "check_${verb}_file"
   read_stack_outputs
   parse_inputs

@@ -10,7 +10,7 @@
 #                            mount DATA_MOUNT yet, it only labels: the deploy
 #                            brings the configuration that mounts it); a
 #                            mounted file system smaller than the volume (a
-#                            bigger volumeSize) grows online (resize2fs)
+#                            bigger dataVolumeSize) grows online (resize2fs)
 #   data-volume.sh release   before the detach, on the server it leaves: stops
 #                            what uses DATA_MOUNT, unmounts it, syncs
 #
@@ -53,6 +53,7 @@ parse_verb() {
 }
 
 parse_inputs() {
+  begin_input_checks
   require_set TARGET_HOST
   require_set HOST_KEY
   require_set DATA_DEVICE
@@ -69,15 +70,16 @@ parse_inputs() {
   require_uint CONNECT_TIMEOUT 1
   require_uint DEVICE_TIMEOUT 1
   require_uint START_TIMEOUT 1
-  require_host_key HOST_KEY
+  [[ -z ${HOST_KEY:-} ]] || require_host_key HOST_KEY
   check_proxy_jump
   # Plain characters only: the values travel to the target in a script.
-  [[ $DATA_DEVICE =~ ^/dev/[A-Za-z0-9._:+@/-]+$ && $DATA_DEVICE != */../* ]] ||
-    abort "$EXIT_BAD_INPUT" "DATA_DEVICE='$DATA_DEVICE' is not valid; expected a device path like /dev/disk/by-id/scsi-0HC_Volume_123"
+  [[ -z ${DATA_DEVICE:-} || $DATA_DEVICE =~ ^/dev/[A-Za-z0-9._:+@/-]+$ && $DATA_DEVICE != */../* ]] ||
+    bad_input "DATA_DEVICE='$DATA_DEVICE' is not valid; expected a device path like /dev/disk/by-id/scsi-0HC_Volume_123"
   # ext4 labels are at most 16 bytes.
   [[ $DATA_LABEL =~ ^[A-Za-z0-9._-]{1,16}$ ]] ||
-    abort "$EXIT_BAD_INPUT" "DATA_LABEL='$DATA_LABEL' is not valid; expected 1 to 16 letters, digits, '.', '_' or '-'"
+    bad_input "DATA_LABEL='$DATA_LABEL' is not valid; expected 1 to 16 letters, digits, '.', '_' or '-'"
   require_data_mount DATA_MOUNT
+  end_input_checks
 }
 
 cleanup() {
@@ -249,7 +251,7 @@ on_target_attach() {
   fi
 }
 
-# A volume grown at Hetzner (a bigger volumeSize) is seen at its new size once
+# A volume grown at Hetzner (a bigger dataVolumeSize) is seen at its new size once
 # the kernel rescans the SCSI device (Hetzner's docs: resize, then resize2fs);
 # the mounted ext4 file system then grows online to fill it. resize2fs says
 # "Nothing to do" when it already does.

@@ -89,6 +89,7 @@ secrets_payload_bytes=0
 payload_status=0
 
 parse_inputs() {
+  begin_input_checks
   require_set TARGET_HOST
   require_set HOST_KEY
   require_set SYSTEM_CLOSURE
@@ -106,16 +107,17 @@ parse_inputs() {
   HEALTH_PINNED_KEY=${HEALTH_PINNED_KEY:-}
   HEALTH_VIA=${HEALTH_VIA:-direct}
   [[ $HEALTH_VIA == direct || $HEALTH_VIA == ssh ]] ||
-    abort "$EXIT_BAD_INPUT" "HEALTH_VIA='$HEALTH_VIA' is not valid; expected direct (through each published address) or ssh (through the SSH connection, to the host's own port)"
+    bad_input "HEALTH_VIA='$HEALTH_VIA' is not valid; expected direct (through each published address) or ssh (through the SSH connection, to the host's own port)"
   HEALTH_ACME=${HEALTH_ACME:-off}
   [[ $HEALTH_ACME =~ ^(off|placeholder|issued)$ ]] ||
-    abort "$EXIT_BAD_INPUT" "HEALTH_ACME='$HEALTH_ACME' is not valid; expected off, placeholder (before the records point at the host: accept the ACME module's self-signed placeholder while the host has never had its certificate) or issued (after: order it now and wait for it)"
+    bad_input "HEALTH_ACME='$HEALTH_ACME' is not valid; expected off, placeholder (before the records point at the host: accept the ACME module's self-signed placeholder while the host has never had its certificate) or issued (after: order it now and wait for it)"
   ACME_TIMEOUT=${ACME_TIMEOUT:-600}
   DEPLOY_ORIGIN=${DEPLOY_ORIGIN:-${USER:-$(id -un)}@$(uname -n) pid $$}
   DEPLOY_ORIGIN=${DEPLOY_ORIGIN//[^[:print:]]/?}
   if [[ -z ${HEALTH_URL:-} ]]; then
-    [[ -n ${DOMAIN:-} ]] || abort "$EXIT_BAD_INPUT" "HEALTH_URL is not set and DOMAIN is not set either; one is required"
-    HEALTH_URL="https://$DOMAIN/"
+    HEALTH_URL=""
+    [[ -n ${DOMAIN:-} ]] || bad_input "HEALTH_URL is not set and DOMAIN is not set either; one is required"
+    [[ -z ${DOMAIN:-} ]] || HEALTH_URL="https://$DOMAIN/"
   fi
   require_uint TARGET_PORT 1
   require_uint CONNECT_ATTEMPTS 1
@@ -124,31 +126,32 @@ parse_inputs() {
   require_uint ROLLBACK_DEADLINE 1
   require_uint LOCK_WAIT 0
   require_uint ACME_TIMEOUT 1
-  ((ROLLBACK_DEADLINE > HEALTH_TIMEOUT)) ||
-    abort "$EXIT_BAD_INPUT" "ROLLBACK_DEADLINE='$ROLLBACK_DEADLINE' is not valid; expected more than HEALTH_TIMEOUT ($HEALTH_TIMEOUT)"
-  require_host_key HOST_KEY
+  [[ ! $ROLLBACK_DEADLINE =~ ^[0-9]+$ || ! $HEALTH_TIMEOUT =~ ^[0-9]+$ ]] || ((ROLLBACK_DEADLINE > HEALTH_TIMEOUT)) ||
+    bad_input "ROLLBACK_DEADLINE='$ROLLBACK_DEADLINE' is not valid; expected more than HEALTH_TIMEOUT ($HEALTH_TIMEOUT)"
+  [[ -z ${HOST_KEY:-} ]] || require_host_key HOST_KEY
   check_proxy_jump
-  [[ $SYSTEM_CLOSURE =~ $store_path_re ]] ||
-    abort "$EXIT_BAD_INPUT" "SYSTEM_CLOSURE='$(shown "$SYSTEM_CLOSURE")' is not valid; expected a store path /nix/store/<32 characters of Nix's base32>-<name>"
+  [[ -z ${SYSTEM_CLOSURE:-} || $SYSTEM_CLOSURE =~ $store_path_re ]] ||
+    bad_input "SYSTEM_CLOSURE='$(shown "$SYSTEM_CLOSURE")' is not valid; expected a store path /nix/store/<32 characters of Nix's base32>-<name>"
   [[ $BUILD_ON =~ ^(auto|local|remote)$ ]] ||
-    abort "$EXIT_BAD_INPUT" "BUILD_ON='$BUILD_ON' is not valid; expected auto, local or remote"
+    bad_input "BUILD_ON='$BUILD_ON' is not valid; expected auto, local or remote"
   parse_health_url
-  if [[ $HEALTH_ACME != off ]]; then
+  if [[ $HEALTH_ACME != off && -n $health_url_host ]]; then
     [[ $HEALTH_URL == https://* && $health_url_host =~ ^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$ ]] ||
-      abort "$EXIT_BAD_INPUT" "HEALTH_ACME=$HEALTH_ACME needs HEALTH_URL='$HEALTH_URL' to be https://<domain>/ (the certificate's name)"
+      bad_input "HEALTH_ACME=$HEALTH_ACME needs HEALTH_URL='$HEALTH_URL' to be https://<domain>/ (the certificate's name)"
   fi
   parse_addresses
   parse_pinned_key
   parse_secrets
+  end_input_checks
 }
 
 parse_pinned_key() {
   local pin='sha256//[A-Za-z0-9+/]{43}='
   [[ -n $HEALTH_PINNED_KEY ]] || return 0
   [[ $HEALTH_PINNED_KEY =~ ^$pin(\;$pin)*$ ]] ||
-    abort "$EXIT_BAD_INPUT" "HEALTH_PINNED_KEY='$HEALTH_PINNED_KEY' is not valid; expected curl's public key pin, sha256//<base64 of the SHA-256 of the certificate's public key> (several joined by ';')"
-  [[ $HEALTH_URL == https://* ]] ||
-    abort "$EXIT_BAD_INPUT" "HEALTH_PINNED_KEY is set, but HEALTH_URL='$HEALTH_URL' is not https://; a pin needs TLS"
+    bad_input "HEALTH_PINNED_KEY='$HEALTH_PINNED_KEY' is not valid; expected curl's public key pin, sha256//<base64 of the SHA-256 of the certificate's public key> (several joined by ';')"
+  [[ -z $HEALTH_URL || $HEALTH_URL == https://* ]] ||
+    bad_input "HEALTH_PINNED_KEY is set, but HEALTH_URL='$HEALTH_URL' is not https://; a pin needs TLS"
 }
 
 # parse_secrets: HOST_SECRETS' names (each once), each with its HOST_SECRET_<name>,
@@ -159,12 +162,16 @@ parse_secrets() {
   secrets_requested=1
   read -r -d '' -a list <<<"$HOST_SECRETS" || true
   for name in "${list[@]}"; do
-    [[ $name =~ $secret_name_re ]] ||
-      abort "$EXIT_BAD_INPUT" "HOST_SECRETS lists '${name//[^[:print:]]/?}', which is not a valid secret name; expected letters, digits and _, starting with a letter, at most 64 characters"
+    if [[ ! $name =~ $secret_name_re ]]; then
+      bad_input "HOST_SECRETS lists '${name//[^[:print:]]/?}', which is not a valid secret name; expected letters, digits and _, starting with a letter, at most 64 characters"
+      continue
+    fi
     [[ " ${secret_names[*]} " != *" $name "* ]] || continue
     var=HOST_SECRET_$name
-    [[ -v $var ]] ||
-      abort "$EXIT_BAD_INPUT" "$var is not set; HOST_SECRETS lists '$name', and every secret it lists needs its value in HOST_SECRET_<name>"
+    if [[ ! -v $var ]]; then
+      bad_input "$var is not set; HOST_SECRETS lists '$name', and every secret it lists needs its value in HOST_SECRET_<name>"
+      continue
+    fi
     export -n "${var?}"
     secret_names+=("$name")
   done
@@ -172,8 +179,11 @@ parse_secrets() {
 
 parse_health_url() {
   local re='^(https?)://(\[[0-9A-Fa-f:.]+\]|[^]/:?#[]+)(:([0-9]+))?([/?#].*)?$'
-  [[ $HEALTH_URL =~ $re ]] ||
-    abort "$EXIT_BAD_INPUT" "HEALTH_URL='$HEALTH_URL' is not valid; expected http(s)://host[:port]/path"
+  [[ -n $HEALTH_URL ]] || return 0
+  if [[ ! $HEALTH_URL =~ $re ]]; then
+    bad_input "HEALTH_URL='$HEALTH_URL' is not valid; expected http(s)://host[:port]/path"
+    return 0
+  fi
   health_url_host=${BASH_REMATCH[2]}
   health_url_port=${BASH_REMATCH[4]}
   if [[ -z $health_url_port ]]; then
@@ -188,7 +198,7 @@ parse_addresses() {
   # Through SSH the check does not use the addresses (the firewall admits only the proxy there).
   [[ $HEALTH_VIA == direct ]] || addresses=()
   if ((${#addresses[@]} > 0)) && [[ -n $HEALTH_RESOLVE ]]; then
-    abort "$EXIT_BAD_INPUT" "HEALTH_RESOLVE='$HEALTH_RESOLVE' is not valid together with PUBLISHED_ADDRESSES; expected one of the two"
+    bad_input "HEALTH_RESOLVE='$HEALTH_RESOLVE' is not valid together with PUBLISHED_ADDRESSES; expected one of the two"
   fi
 }
 
@@ -987,6 +997,7 @@ copy_closure() {
   step "Copying the closure (nix copy over the open connection)"
   local attempt=1 status=0
   keepalive_start
+  progress_start "nix copy of $SYSTEM_CLOSURE"
   # NIX_SSHOPTS is split on whitespace: every value in ssh_opts is space-free.
   until NIX_SSHOPTS="${ssh_opts[*]} -o ControlMaster=no" nix "${nix_flags[@]}" copy \
     --to "ssh-ng://$(target_address)" --substitute-on-destination --no-check-sigs "$SYSTEM_CLOSURE"; do
@@ -998,6 +1009,7 @@ copy_closure() {
     sleep 5
     attempt=$((attempt + 1))
   done
+  progress_stop
   keepalive_stop
   ((status == 0)) || abort "$EXIT_REFUSED" "nix copy failed $attempt times; the target's system was not changed"
 }

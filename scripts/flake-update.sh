@@ -65,25 +65,41 @@ abort() {
 step() { printf '==> %s\n' "$*" >&2; }
 
 parse_args() {
+  local problems=() problem message
   while (($# > 0)); do
     case $1 in
-    --flake)
-      flake_dir=${2:?--flake needs a directory}
-      shift 2
+    -h | --help)
+      cat "$(dirname "${BASH_SOURCE[0]}")/help/flake-update.txt"
+      exit 0
       ;;
-    --body)
-      body_file=${2:?--body needs a file}
+    --flake | --body)
+      if (($# < 2)) || [[ -z $2 || $2 == --* ]]; then
+        problems+=("$1 needs a value")
+        shift
+        continue
+      fi
+      if [[ $1 == --flake ]]; then flake_dir=$2; else body_file=$2; fi
       shift 2
       ;;
     --no-lock)
       lock=0
       shift
       ;;
-    *) abort "$EXIT_BAD_INPUT" "unknown argument '$1'; expected --flake DIR, --body FILE, --no-lock" ;;
+    *)
+      problems+=("unknown argument '$1'; expected --flake DIR, --body FILE, --no-lock")
+      shift
+      ;;
     esac
   done
-  [[ -f $flake_dir/flake.nix ]] || abort "$EXIT_BAD_INPUT" "--flake $flake_dir: no flake.nix there"
-  [[ $today =~ ^[0-9]{4}-[0-9]{2}-[0-9]{2}$ ]] || abort "$EXIT_BAD_INPUT" "FLAKE_UPDATE_TODAY='$today'; expected YYYY-MM-DD"
+  [[ -f $flake_dir/flake.nix ]] || problems+=("--flake $flake_dir: no flake.nix there")
+  [[ $today =~ ^[0-9]{4}-[0-9]{2}-[0-9]{2}$ ]] || problems+=("FLAKE_UPDATE_TODAY='$today'; expected YYYY-MM-DD")
+  case ${#problems[@]} in
+  0) return 0 ;;
+  1) abort "$EXIT_BAD_INPUT" "${problems[0]}" ;;
+  esac
+  message="${#problems[@]} problems with the input (see --help):"
+  for problem in "${problems[@]}"; do message+=$'\n'"  - $problem"; done
+  abort "$EXIT_BAD_INPUT" "$message"
 }
 
 # remote_url OWNER/REPO
@@ -292,10 +308,10 @@ write_body() {
         echo "Its end of support is not in the table of \`scripts/flake-update.sh\`: add it (the release notes say)."
       elif ((left < 0)); then
         status=past
-        echo "**NixOS $release is no longer supported (its support ended on $end): it gets no security fixes.** Move to a supported release: the README says how (the nixpkgs line in \`nix/flake.nix\`)."
+        echo "**NixOS $release is no longer supported (its support ended on $end): it gets no security fixes.** Move to a supported release: docs/operations.md says how ("Upgrade the NixOS release"; the nixpkgs line in \`nix/flake.nix\`)."
       elif ((left <= NEAR_END_DAYS)); then
         status=near
-        echo "**NixOS $release is supported only until $end, $left days from now.** Plan the move to the next release: the README says how (the nixpkgs line in \`nix/flake.nix\`)."
+        echo "**NixOS $release is supported only until $end, $left days from now.** Plan the move to the next release: docs/operations.md says how ("Upgrade the NixOS release"; the nixpkgs line in \`nix/flake.nix\`)."
       else
         status=ok
         echo "Supported until $end ($left days from now)."

@@ -38,11 +38,12 @@ bootstrap_identity_opts=()
 nixos_anywhere=()
 
 parse_inputs() {
+  begin_input_checks
   require_set TARGET_HOST
   require_set HOST_KEY
   require_set HOST_KEY_PRIVATE
   has_value BOOTSTRAP_HOST_KEY ||
-    abort "$EXIT_BAD_INPUT" "BOOTSTRAP_HOST_KEY is not set; it is required: the host key the server presents before the install (a Hetzner server's, from its user data; a machine of yours: its current key, read out of band), which every connection before the install checks"
+    bad_input "BOOTSTRAP_HOST_KEY is not set; it is required: the host key the server presents before the install (a Hetzner server's, from its user data; a machine of yours: its current key, read out of band), which every connection before the install checks"
   TARGET_PORT=${TARGET_PORT:-22}
   TARGET_USER=${TARGET_USER:-root}
   FLAKE=${FLAKE:-./nix}
@@ -55,14 +56,15 @@ parse_inputs() {
   require_uint CONNECT_ATTEMPTS 1
   require_uint CONNECT_TIMEOUT 1
   require_uint INSTALL_TIMEOUT 60
-  require_host_key HOST_KEY
-  require_host_key BOOTSTRAP_HOST_KEY
+  [[ -z ${HOST_KEY:-} ]] || require_host_key HOST_KEY
+  [[ -z ${BOOTSTRAP_HOST_KEY:-} ]] || require_host_key BOOTSTRAP_HOST_KEY
   check_proxy_jump
-  [[ $HOST_KEY == ssh-ed25519\ * ]] ||
-    abort "$EXIT_BAD_INPUT" "HOST_KEY='$HOST_KEY' is not valid; expected an ed25519 key ('ssh-ed25519 AAAA...')"
+  [[ -z ${HOST_KEY:-} || $HOST_KEY == ssh-ed25519\ * ]] ||
+    bad_input "HOST_KEY='$(shown "$HOST_KEY")' is not valid; expected an ed25519 key ('ssh-ed25519 AAAA...')"
   [[ $BUILD_ON =~ ^(auto|local|remote)$ ]] ||
-    abort "$EXIT_BAD_INPUT" "BUILD_ON='$BUILD_ON' is not valid; expected auto, local or remote"
+    bad_input "BUILD_ON='$(shown "$BUILD_ON")' is not valid; expected auto, local or remote"
   parse_published_addresses
+  end_input_checks
   if [[ -n ${NIXOS_ANYWHERE:-} ]]; then
     nixos_anywhere=("$NIXOS_ANYWHERE")
   else
@@ -244,8 +246,10 @@ run_nixos_anywhere() {
   # Bounded as a whole: it waits for the installer without a bound of its own.
   mkdir -m 700 "$work_dir/tmp"
   local status=0
+  progress_start "nixos-anywhere"
   env -u HOST_KEY_PRIVATE -u SSH_PRIVATE_KEY -u BOOTSTRAP_SSH_PRIVATE_KEY TMPDIR="$work_dir/tmp" PATH="$work_dir/bin:$PATH" \
     timeout --kill-after=30 "$INSTALL_TIMEOUT" "${nixos_anywhere[@]}" "${args[@]}" || status=$?
+  progress_stop
   case $status in
   0) ;;
   124 | 137) abort "$EXIT_UNKNOWN" "nixos-anywhere did not finish within INSTALL_TIMEOUT=${INSTALL_TIMEOUT}s; the server may be partly installed; an operator must look" ;;

@@ -168,6 +168,17 @@ build_target_rootfs() {
 }
 
 main() {
+  case ${1:-} in
+  "" | --node-bin) ;;
+  -h | --help)
+    cat "$REPO_DIR/scripts/help/setup.txt"
+    exit 0
+    ;;
+  *)
+    echo "setup.sh: unknown argument '$1'; expected --node-bin or --help" >&2
+    exit 1
+    ;;
+  esac
   if [[ ${1:-} == --node-bin ]]; then
     node_bin
     return

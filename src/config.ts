@@ -1,6 +1,7 @@
 import { isIPv4, isIPv6 } from "net";
 import * as pulumi from "@pulumi/pulumi";
 import { BackupConfig, readBackupConfig } from "./backupConfig";
+import { CONFIG_KEYS, keyDefinition, unknownKeyExpectation } from "./configKeys";
 import { HOST_KEY_TYPES, PublicKey, publicKeyOfPrivate, publicKeyProblem } from "./keys";
 
 /** A machine the stack does not create: its addresses, SSH port, and how the stack trusts it. */
@@ -69,7 +70,10 @@ export interface StackConfig {
     backup: BackupConfig;
 }
 
-/** Defaults, the same as the `config:` block of Pulumi.yaml declares. */
+/**
+ * Defaults by StackConfig field, the same as CONFIG_KEYS declares for the keys (src/configKeys.ts;
+ * `volumeSize` is the key dataVolumeSize, `deleteDataOnDestroy` the key dataVolumeDeleteOnDestroy).
+ */
 export const configDefaults = {
     host: "hetzner",
     dns: "cloudflare",
@@ -225,10 +229,38 @@ function redacted(value: string): string {
 export function readStackConfig(cfg: pulumi.Config = new pulumi.Config(NAMESPACE)): StackConfig {
     const problems: InputProblem[] = [];
     const key = (name: string) => `${NAMESPACE}:${name}`;
-    const raw = (name: string): string | undefined => {
+    const given = (name: string): string | undefined => {
         const value = cfg.get(name);
         return value === undefined || value === "" ? undefined : value;
     };
+    const warned = new Set<string>();
+    /** A key's value; only keys CONFIG_KEYS declares are read, a former name with a warning naming the new one. */
+    const raw = (name: string): string | undefined => {
+        const definition = CONFIG_KEYS.find((k) => k.name === name);
+        if (definition === undefined) throw new Error(`readStackConfig: ${name} is not in CONFIG_KEYS (src/configKeys.ts)`);
+        const value = given(name);
+        for (const former of definition.formerly ?? []) {
+            const old = given(former);
+            if (old === undefined) continue;
+            // Pulumi.yaml's default fills the new name in when it is not set: only another value is a conflict.
+            if (value !== undefined && value !== String(definition.default) && value !== old) {
+                problems.push(
+                    new InputProblem(key(former), old, `unset: it is the former name of ${key(name)}, which is set too (to ${JSON.stringify(value)}); \`pulumi config rm ${former}\``),
+                );
+                return value;
+            }
+            if (!warned.has(former)) {
+                warned.add(former);
+                pulumi.log.warn(
+                    `${key(former)} is now called ${key(name)}; the old name is read for one more release. ` +
+                        `Rename it: \`pulumi config set ${name} ${old} && pulumi config rm ${former}\``,
+                );
+            }
+            return old;
+        }
+        return value;
+    };
+    unknownKeys();
 
     function text(name: string, check: Check<string>, fallback: string): string {
         const value = raw(name) ?? fallback;
@@ -251,25 +283,33 @@ export function readStackConfig(cfg: pulumi.Config = new pulumi.Config(NAMESPACE
         return value === undefined ? undefined : text(name, check, value);
     }
 
-    function flag(
-        name: "proxied" | "install" | "manageSslMode" | "httpFromCloudflareOnly" | "deleteDataOnDestroy" | "backups",
-        check: Check<boolean> = () => undefined,
-    ): boolean {
+    function flag(name: string, fallback: boolean, check: Check<boolean> = () => undefined): boolean {
         const value = raw(name);
-        if (value === undefined) return configDefaults[name];
+        if (value === undefined) return fallback;
         const parsed = parseBoolean(value);
         const expected = parsed === undefined ? "true or false" : check(parsed);
         if (expected) problems.push(new InputProblem(key(name), value, expected));
-        return parsed ?? configDefaults[name];
+        return parsed ?? fallback;
     }
 
-    function integer(name: "ttl" | "sshPort" | "volumeSize", check: Check<number>): number {
+    function integer(name: string, fallback: number, check: Check<number>): number {
         const value = raw(name);
-        if (value === undefined) return configDefaults[name];
+        if (value === undefined) return fallback;
         const parsed = parseInteger(value);
         const expected = check(parsed ?? Number.NaN);
         if (expected) problems.push(new InputProblem(key(name), value, expected));
-        return parsed ?? configDefaults[name];
+        return parsed ?? fallback;
+    }
+
+    /** Every `blog:` key the program does not know: refused, with the nearest known key suggested. */
+    function unknownKeys(): void {
+        const prefix = `${NAMESPACE}:`;
+        for (const [full, value] of Object.entries(pulumi.runtime.allConfig())) {
+            if (!full.startsWith(prefix)) continue;
+            const name = full.slice(prefix.length);
+            if (keyDefinition(name) !== undefined) continue;
+            problems.push(new InputProblem(full, isSecretConfig(full) ? redacted(value) : value, unknownKeyExpectation(name)));
+        }
     }
 
     const host = text("host", hostCheck, configDefaults.host) as StackConfig["host"];
@@ -283,13 +323,13 @@ export function readStackConfig(cfg: pulumi.Config = new pulumi.Config(NAMESPACE
         image: text("image", imageCheck, configDefaults.image),
         flake: text("flake", flakeCheck, configDefaults.flake),
         nixosConfiguration: text("nixosConfiguration", configurationCheck, configDefaults.nixosConfiguration),
-        proxied: flag("proxied", dns === "cloudflare" ? undefined : (v) => (v ? "false: only Cloudflare proxies records" : undefined)),
-        manageSslMode: flag("manageSslMode"),
-        httpFromCloudflareOnly: flag("httpFromCloudflareOnly"),
-        volumeSize: integer("volumeSize", volumeSizeCheck),
-        deleteDataOnDestroy: flag("deleteDataOnDestroy"),
-        backups: flag("backups"),
-        ttl: integer("ttl", ttlCheck),
+        proxied: flag("proxied", configDefaults.proxied, dns === "cloudflare" ? undefined : (v) => (v ? "false: only Cloudflare proxies records" : undefined)),
+        manageSslMode: flag("manageSslMode", configDefaults.manageSslMode),
+        httpFromCloudflareOnly: flag("httpFromCloudflareOnly", configDefaults.httpFromCloudflareOnly),
+        volumeSize: integer("dataVolumeSize", configDefaults.volumeSize, volumeSizeCheck),
+        deleteDataOnDestroy: flag("dataVolumeDeleteOnDestroy", configDefaults.deleteDataOnDestroy),
+        backups: flag("backups", configDefaults.backups),
+        ttl: integer("ttl", configDefaults.ttl, ttlCheck),
         hostSecrets: readHostSecrets(),
         backup: readBackupConfig({
             raw,
@@ -297,9 +337,10 @@ export function readStackConfig(cfg: pulumi.Config = new pulumi.Config(NAMESPACE
             isSecret: (name) => isSecretConfig(key(name)),
         }),
     };
-    const hetznerOnly = (name: "volumeSize" | "backups" | "httpFromCloudflareOnly", set: boolean) => {
+    const hetznerOnly = (name: "dataVolumeSize" | "backups" | "httpFromCloudflareOnly", set: boolean) => {
         if (set && host !== "hetzner") {
-            problems.push(new InputProblem(key(name), raw(name), `${configDefaults[name]}: it applies to a Hetzner server the stack creates (blog:host is ${host})`));
+            const fallback = name === "dataVolumeSize" ? configDefaults.volumeSize : configDefaults[name];
+            problems.push(new InputProblem(key(name), raw(name), `${fallback}: it applies to a Hetzner server the stack creates (blog:host is ${host})`));
         }
     };
     const volumeId = optional("dataVolumeId", (v) => (/^[1-9][0-9]{0,18}$/.test(v) ? undefined : "a Hetzner volume id: digits only (`hcloud volume list`)"));
@@ -310,11 +351,11 @@ export function readStackConfig(cfg: pulumi.Config = new pulumi.Config(NAMESPACE
         }
         if (config.volumeSize > 0) {
             problems.push(
-                new InputProblem(key("volumeSize"), config.volumeSize, "0 when blog:dataVolumeId names the volume to use (one or the other: a new volume, or yours)"),
+                new InputProblem(key("dataVolumeSize"), config.volumeSize, "0 when blog:dataVolumeId names the volume to use (one or the other: a new volume, or yours)"),
             );
         }
     }
-    hetznerOnly("volumeSize", config.volumeSize > 0);
+    hetznerOnly("dataVolumeSize", config.volumeSize > 0);
     hetznerOnly("backups", config.backups);
     hetznerOnly("httpFromCloudflareOnly", config.httpFromCloudflareOnly);
     if (config.httpFromCloudflareOnly && !config.proxied) {
@@ -432,9 +473,9 @@ export function readStackConfig(cfg: pulumi.Config = new pulumi.Config(NAMESPACE
         const existing: ExistingHost = {
             ipv4: optional("hostIpv4", ipv4Check),
             ipv6: optional("hostIpv6", ipv6Check),
-            sshPort: integer("sshPort", portCheck),
+            sshPort: integer("sshPort", configDefaults.sshPort, portCheck),
             hostKey: optional("hostKey", hostKeyCheck),
-            install: flag("install", () => undefined),
+            install: flag("install", configDefaults.install),
             installHostKey: optional("installHostKey", hostKeyCheck),
         };
         if (existing.ipv4 === undefined && existing.ipv6 === undefined) {

@@ -166,7 +166,7 @@ function tlsProblems(host: Record<string, unknown>, config: StackConfig, option:
             new InputProblem(
                 option("tls"),
                 host.tls,
-                'acme while blog:proxied is false: browsers reach the host directly and do not trust a Cloudflare Origin CA certificate (to leave proxied mode, set tls = "acme" and deploy first, then blog:proxied false; README, Behind Cloudflare\'s proxy)',
+                'acme while blog:proxied is false: browsers reach the host directly and do not trust a Cloudflare Origin CA certificate (to leave proxied mode, set tls = "acme" and deploy first, then blog:proxied false; docs/configuration.md, Behind Cloudflare\'s proxy)',
             ),
         ];
     }
@@ -188,15 +188,15 @@ function dataVolumeProblems(host: Record<string, unknown>, config: StackConfig, 
     if (host.dataVolume && !attached) {
         return [
             new InputProblem(
-                "blog:volumeSize",
+                "blog:dataVolumeSize",
                 0,
-                "a size in GB from 10 to 10240 (`pulumi config set volumeSize 10`), or blog:dataVolumeId for a volume you have: " +
+                "a size in GB from 10 to 10240 (`pulumi config set dataVolumeSize 10`), or blog:dataVolumeId for a volume you have: " +
                     "the configuration sets blog.host.dataVolume, so its services wait for a volume labelled blog-data, which the stack attaches",
             ),
         ];
     }
     if (!host.dataVolume && attached) {
-        const which = config.dataVolumeId !== undefined ? `blog:dataVolumeId (${config.dataVolumeId})` : `blog:volumeSize (${config.volumeSize})`;
+        const which = config.dataVolumeId !== undefined ? `blog:dataVolumeId (${config.dataVolumeId})` : `blog:dataVolumeSize (${config.volumeSize})`;
         return [
             new InputProblem(
                 option("dataVolume"),

@@ -77,7 +77,7 @@ export function stackServer(
                 `one server, or the two an unfinished replacement leaves of which one is in blog:location with a type of the configuration's ` +
                     `architecture; not ${named.join(" and ")}. A replacement that did not finish leaves the old server beside the new one; the stack's state ` +
                     'marks the old one for deletion (`pulumi stack export` lists it with "delete": true) and holds the other as ' +
-                    "blog-server. Copy what you still need from the old one (README, Data and backups), delete it " +
+                    "blog-server. Copy what you still need from the old one (docs/operations.md, Move data by hand), delete it " +
                     "(`hcloud server delete <id>`), then `pulumi refresh` and `pulumi up`. A server that is not this stack's must " +
                     "not carry its labels: remove them (`hcloud server remove-label <id> stack`)",
             ),
@@ -90,9 +90,9 @@ export function stackServer(
 export type CurrentVolume = Pick<hcloud.types.output.GetVolumesVolume, "name" | "id" | "size" | "location" | "serverId">;
 
 export interface DataArgs {
-    /** blog:volumeSize: 0 for none. */
+    /** blog:dataVolumeSize: 0 for none. */
     volumeSize: number;
-    /** blog:deleteDataOnDestroy. */
+    /** blog:dataVolumeDeleteOnDestroy. */
     deleteOnDestroy: boolean;
     /** The stack's volume as Hetzner has it now, if there is one. */
     current?: CurrentVolume;
@@ -122,14 +122,14 @@ export function dataProblems(a: DataArgs): { problems: InputProblem[]; warnings:
                     `${NAMESPACE}:location`,
                     a.location,
                     `${volume.location}, where the data volume ${volume.name} (id ${volume.id}) is: Hetzner volumes stay in their location. ` +
-                        "To move, copy the data first (README, Data and backups: scripts/data-backup.sh), then start a stack in the new location",
+                        "To move, copy the data first (docs/operations.md, Move data by hand: scripts/data-backup.sh), then start a stack in the new location",
                 ),
             );
         }
         if (a.volumeSize < volume.size) {
             problems.push(
                 new InputProblem(
-                    `${NAMESPACE}:volumeSize`,
+                    `${NAMESPACE}:dataVolumeSize`,
                     a.volumeSize,
                     `at least ${volume.size}: the data volume ${volume.name} has ${volume.size} GB and Hetzner cannot shrink a volume`,
                 ),
@@ -141,15 +141,15 @@ export function dataProblems(a: DataArgs): { problems: InputProblem[]; warnings:
         risks.push(`This plan ${a.deleteOnDestroy ? "deletes" : "lets go of"} the data volume ${volume.name}.`);
         warnings.push(
             a.deleteOnDestroy
-                ? `DATA LOSS: blog:volumeSize is 0 and blog:deleteDataOnDestroy is true: this plan DELETES the data volume ${volume.name} ` +
+                ? `DATA LOSS: blog:dataVolumeSize is 0 and blog:dataVolumeDeleteOnDestroy is true: this plan DELETES the data volume ${volume.name} ` +
                       `(id ${volume.id}, ${volume.size} GB) and everything the services stored on it.`
-                : `blog:volumeSize is 0: this plan detaches the data volume ${volume.name} (id ${volume.id}) and lets go of it; ` +
+                : `blog:dataVolumeSize is 0: this plan detaches the data volume ${volume.name} (id ${volume.id}) and lets go of it; ` +
                       "Hetzner keeps it, with its data, outside the stack (delete it in the console when you no longer need it).",
         );
     }
     if (a.deleteOnDestroy && a.volumeSize > 0 && !a.existing) {
         warnings.push(
-            `blog:deleteDataOnDestroy is true: \`pulumi destroy\` DELETES the data volume${volume ? ` ${volume.name} (id ${volume.id})` : ""} ` +
+            `blog:dataVolumeDeleteOnDestroy is true: \`pulumi destroy\` DELETES the data volume${volume ? ` ${volume.name} (id ${volume.id})` : ""} ` +
                 "and everything the services stored on it. Set it back to false and `pulumi up` to keep the volume.",
         );
     }
@@ -167,7 +167,7 @@ export function dataProblems(a: DataArgs): { problems: InputProblem[]; warnings:
                       `${volume.name} moves to it. The services on the old server stop and the volume is unmounted before it is detached.`
                 : `DATA LOSS: this plan replaces the server (${server!.serverType} in ${server!.location} becomes a new one), and ` +
                       "everything on its disk goes with the old one, the services' state included: the stack has no data volume " +
-                      "(README, Data and backups).",
+                      "(docs/operations.md, Move data by hand).",
         );
     }
     return { problems, warnings, risks };

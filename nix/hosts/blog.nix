@@ -15,7 +15,7 @@
     # A Hetzner Cloud server, laid out on the disk Hetzner gives it. For a
     # machine you have: platform = "generic", and either import its
     # hardware-configuration.nix here or set disk to a /dev/disk/by-id/ path
-    # for nixos-anywhere to install on (see the README, "Any SSH host").
+    # for nixos-anywhere to install on (see docs/configuration.md, "Machine you have").
     platform = "hetzner-cloud";
     disk = null;
     # "cloudflare-origin" when the records are proxied by Cloudflare: nginx

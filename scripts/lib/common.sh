@@ -6,7 +6,7 @@
 # shellcheck source=scripts/lib/patterns.sh
 source "$(dirname "${BASH_SOURCE[0]}")/patterns.sh"
 
-# Exit codes (both scripts; see the interface table in the README).
+# Exit codes (both scripts; see the interface table in docs/how-it-works.md).
 readonly EXIT_BAD_INPUT=1 # bad input: names the variable, value and expectation
 readonly EXIT_REFUSED=2   # refused before changing the target
 # shellcheck disable=SC2034 # used by the scripts that source this file
@@ -34,8 +34,46 @@ warn() {
 abort() {
   local code=$1
   shift
+  progress_stop
   printf 'error: %s\n' "$*" >&2
   exit "$code"
+}
+
+# progress_start LABEL [FILE]: until progress_stop, a line on stderr at least
+# every 10 seconds while long work runs (a copy, a backup, a restore, an
+# install): "LABEL: still running, 1m20s elapsed[, 42 MiB so far]" (the size of
+# FILE, when given). pulumi-command streams it into `pulumi up` as it comes.
+# The ticker is a child that stops with progress_stop (abort calls it), or by
+# itself once this shell is gone. BLOG_PROGRESS_INTERVAL (seconds, 1 to 10)
+# lets the tests see it sooner.
+progress_pid=""
+progress_start() {
+  local label=$1 file=${2:-} interval=${BLOG_PROGRESS_INTERVAL:-10} parent=$BASHPID started
+  [[ $interval =~ ^([1-9]|10)$ ]] || interval=10
+  progress_stop
+  started=$(date +%s)
+  (
+    local now elapsed size
+    while sleep "$interval"; do
+      kill -0 "$parent" 2>/dev/null || exit 0
+      now=$(date +%s)
+      elapsed=$((now - started))
+      size=""
+      if [[ -n $file && -f $file ]]; then
+        size=", $(($(stat -c %s -- "$file") / 1048576)) MiB so far"
+      fi
+      printf '%s: still running, %dm%02ds elapsed%s\n' "$label" $((elapsed / 60)) $((elapsed % 60)) "$size" >&2
+    done
+  ) &
+  progress_pid=$!
+}
+
+# progress_stop: ends the ticker progress_start started, if any.
+progress_stop() {
+  [[ -n ${progress_pid:-} ]] || return 0
+  kill "$progress_pid" 2>/dev/null || true
+  wait "$progress_pid" 2>/dev/null || true
+  progress_pid=""
 }
 
 # shown VALUE: VALUE as a message may show it: every byte but printable ASCII
@@ -90,18 +128,62 @@ untraced() {
 }
 
 # parse_args SCRIPT ARGS...: the scripts take their input from the
-# environment only; --help prints the script's header comment.
+# environment only; --help prints the script's usage (print_help).
 parse_args() {
   local script=$1
   shift
   case ${1:-} in
   "") ;;
   -h | --help)
-    sed -n '2,/^set -euo pipefail/{/^#/s/^# \{0,1\}//p}' "$script"
+    print_help "$script"
     exit 0
     ;;
   *) abort "$EXIT_BAD_INPUT" "unexpected argument '$1'; input comes from environment variables (see --help)" ;;
   esac
+}
+
+# print_help SCRIPT: scripts/help/<name>.txt, the usage a person reads (usage
+# line, what is required, the defaults, an example; no test hooks: those are
+# in docs/development.md); the script's header comment when there is none.
+print_help() {
+  local script=$1 help
+  help="$(dirname "$script")/help/$(basename "$script" .sh).txt"
+  if [[ -f $help ]]; then
+    cat "$help"
+  else
+    sed -n '2,/^set -euo pipefail/{/^#/s/^# \{0,1\}//p}' "$script"
+  fi
+}
+
+# Bad input is reported at once: between begin_input_checks and
+# end_input_checks, bad_input MESSAGE records a problem and the checks go on;
+# end_input_checks prints every problem in one message and exits
+# EXIT_BAD_INPUT. Outside them, bad_input aborts at once. A second
+# begin_input_checks before the end keeps what the first collected.
+input_problems=()
+collecting_input=0
+begin_input_checks() {
+  collecting_input=1
+}
+bad_input() {
+  if ((collecting_input == 1)); then
+    input_problems+=("$1")
+    return 0
+  fi
+  abort "$EXIT_BAD_INPUT" "$1"
+}
+end_input_checks() {
+  local message problem
+  collecting_input=0
+  case ${#input_problems[@]} in
+  0) return 0 ;;
+  1) abort "$EXIT_BAD_INPUT" "${input_problems[0]}" ;;
+  esac
+  message="${#input_problems[@]} problems with the input (see --help):"
+  for problem in "${input_problems[@]}"; do
+    message+=$'\n'"  - $problem"
+  done
+  abort "$EXIT_BAD_INPUT" "$message"
 }
 
 # install_exit_traps FUNCTION: FUNCTION runs on every exit; an interrupt or
@@ -115,14 +197,14 @@ install_exit_traps() {
 
 # require_set NAME: the variable must be non-empty.
 require_set() {
-  has_value "$1" || abort "$EXIT_BAD_INPUT" "$1 is not set; it is required"
+  has_value "$1" || bad_input "$1 is not set; it is required"
 }
 
 # require_uint NAME MIN: the variable must be an integer >= MIN.
 require_uint() {
   local name=$1 min=$2 value=${!1:-}
   if [[ ! $value =~ ^[0-9]+$ ]] || ((value < min)); then
-    abort "$EXIT_BAD_INPUT" "$name='$value' is not valid; expected an integer >= $min"
+    bad_input "$name='$(shown "$value")' is not valid; expected an integer >= $min"
   fi
 }
 
@@ -139,16 +221,19 @@ require_host_key() {
   local line_re='^([abcdefghijklmnopqrstuvwxyz0123456789-]+) [ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/]+={0,2}( [[:print:]]*)?$'
   local expected="expected one public key line '<type> <base64> [comment]' of type ${host_key_types[*]}"
   if ! printable "$value" || [[ ! $value =~ $line_re ]]; then
-    abort "$EXIT_BAD_INPUT" "$name='$(shown "$value")' is not valid; $expected"
+    bad_input "$name='$(shown "$value")' is not valid; $expected"
+    return 0
   fi
   type=${BASH_REMATCH[1]}
-  [[ " ${host_key_types[*]} " == *" $type "* ]] ||
-    abort "$EXIT_BAD_INPUT" "$name='$(shown "$value")' is not valid: $type is not a host key type the deploy pins; $expected"
+  if [[ " ${host_key_types[*]} " != *" $type "* ]]; then
+    bad_input "$name='$(shown "$value")' is not valid: $type is not a host key type the deploy pins; $expected"
+    return 0
+  fi
   # ssh-keygen prints "<bits> <fingerprint> <comment> (<TYPE>)" for a key it can read.
   read_type=$(ssh-keygen -lf - <<<"$value" 2>/dev/null | awk 'NR == 1 {print $NF}') || read_type=""
   case $type:$read_type in
   ssh-ed25519:'(ED25519)' | ecdsa-sha2-*:'(ECDSA)' | ssh-rsa:'(RSA)') ;;
-  *) abort "$EXIT_BAD_INPUT" "$name='$(shown "$value")' is not valid: its base64 part is not a $type key; $expected" ;;
+  *) bad_input "$name='$(shown "$value")' is not valid: its base64 part is not a $type key; $expected" ;;
   esac
 }
 
@@ -163,7 +248,8 @@ parse_published_addresses() {
     address=${address#[}
     address=${address%]}
     if [[ ! $address =~ ^([0-9]{1,3}\.){3}[0-9]{1,3}$ && ! ($address =~ ^[0-9A-Fa-f:.]+$ && $address == *:*) ]]; then
-      abort "$EXIT_BAD_INPUT" "PUBLISHED_ADDRESSES='$list' is not valid: '$address' is not an IPv4 or IPv6 address"
+      bad_input "PUBLISHED_ADDRESSES='$(shown "$list")' is not valid: '$(shown "$address")' is not an IPv4 or IPv6 address"
+      continue
     fi
     published_addresses+=("$address")
   done
@@ -353,7 +439,7 @@ deploy_ssh_options() {
 check_proxy_jump() {
   local hop='([ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-]+@)?([ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-]+|\[[0123456789abcdefABCDEF:.]+\])(:[0123456789]{1,5})?'
   [[ -z ${SSH_PROXY_JUMP:-} || $SSH_PROXY_JUMP =~ ^$hop(,$hop)*$ ]] ||
-    abort "$EXIT_BAD_INPUT" "SSH_PROXY_JUMP='$(shown "$SSH_PROXY_JUMP")' is not valid; expected a jump host [user@]host[:port] (several joined by commas), or unset"
+    bad_input "SSH_PROXY_JUMP='$(shown "$SSH_PROXY_JUMP")' is not valid; expected a jump host [user@]host[:port] (several joined by commas), or unset"
 }
 
 # pinned_ssh_options ARRAY KNOWN_HOSTS: sets ARRAY to the ssh options that

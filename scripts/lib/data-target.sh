@@ -9,7 +9,7 @@
 require_data_mount() {
   local name=$1 value=${!1:-}
   [[ $value =~ ^(/[A-Za-z0-9._-]+)+$ && $value != */. && $value != */.. && $value != */./* && $value != */../* ]] ||
-    abort "$EXIT_BAD_INPUT" "$name='$value' is not valid; expected an absolute path other than / like /data, without a trailing slash"
+    bad_input "$name='$(shown "$value")' is not valid; expected an absolute path other than / like /data, without a trailing slash"
 }
 
 # ---------------------------------------------------------------------------

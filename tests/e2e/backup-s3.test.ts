@@ -24,7 +24,7 @@ beforeAll(async () => {
     server = startS3(path.join(s.dir, "s3"), ACCESS_KEY, SECRET_KEY, BUCKET);
     await s.init(
         {
-            "blog:volumeSize": "10",
+            "blog:dataVolumeSize": "10",
             "blog:backupTarget": "s3",
             "blog:backupS3Endpoint": `http://${server.addr}`,
             "blog:backupS3Bucket": BUCKET,

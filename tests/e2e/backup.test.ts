@@ -48,7 +48,7 @@ beforeAll(async () => {
     box = startStorageBox(path.join(s.dir, "storagebox"));
     await s.init(
         {
-            "blog:volumeSize": "10",
+            "blog:dataVolumeSize": "10",
             "blog:backupTarget": "storagebox",
             "blog:backupStorageBoxId": BOX_ID,
             "blog:backupStorageBoxHostKey": box.hostKey!,
@@ -223,7 +223,7 @@ test("a drill restores the newest snapshot into a scratch directory, compares it
 
 test("destroy everything, the volume too; a NEW stack adopts the repository with the old password and restores the data byte-identical", async () => {
     const password = String((await s.outputs()).backupPassword);
-    await s.setConfig({ "blog:deleteDataOnDestroy": "true" });
+    await s.setConfig({ "blog:dataVolumeDeleteOnDestroy": "true" });
     ok(record(await s.up()));
     ok(record(await s.destroy()));
     expect(Object.keys(s.cloud("hcloud").volumes ?? {})).toEqual([]);
@@ -233,7 +233,7 @@ test("destroy everything, the volume too; a NEW stack adopts the repository with
 
     await fresh.init(
         {
-            "blog:volumeSize": "10",
+            "blog:dataVolumeSize": "10",
             "blog:backupTarget": "storagebox",
             "blog:backupStorageBoxId": BOX_ID,
             "blog:backupStorageBoxHostKey": box.hostKey!,

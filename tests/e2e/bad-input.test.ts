@@ -123,3 +123,26 @@ test("admin keys that leave out the deploy's own login key fail preview, naming 
     expect(confirmed.log).not.toContain("keeps the key the deploy logs in with");
     expect(confirmed.error).toBeUndefined();
 });
+
+test("wrongly typed values and an unknown key are one message of the program's, naming all three (Pulumi.yaml declares no types)", async () => {
+    await s.setConfig({ "blog:proxied": "yes", "blog:ttl": "5m", "blog:serverTyp": "x" });
+    const r = await s.preview();
+    await s.removeConfig("blog:serverTyp");
+    await s.setConfig({ "blog:proxied": "false", "blog:ttl": "1" });
+    expect(r.error).toBeDefined();
+    const message = plain(r.log);
+    expect(message).toContain("Invalid stack configuration (fix with `pulumi config set <key> <value>`):");
+    expect(message).toContain('blog:proxied: got "yes"; expected true or false');
+    expect(message).toContain('blog:ttl: got "5m"; expected 1 (automatic) or a whole number of seconds from 60 to 86400');
+    expect(message).toContain('blog:serverTyp: got "x"; expected no such stack key; did you mean serverType?');
+    // Not the CLI's type check, which stops at the first key before the program runs.
+    expect(message).not.toContain("must be of type");
+});
+
+test("a former name of a data-volume key is read, with a warning naming the new key", async () => {
+    await s.setConfig({ "blog:deleteDataOnDestroy": "false" });
+    const r = await s.preview();
+    await s.removeConfig("blog:deleteDataOnDestroy");
+    expect(r.error).toBeUndefined();
+    expect(plain(r.log)).toContain("blog:deleteDataOnDestroy is now called blog:dataVolumeDeleteOnDestroy");
+});

@@ -35,7 +35,7 @@ function started(r: OpResult, name: string, op: string): number {
     return r.events.findIndex((e) => e.resourcePreEvent?.metadata.op === op && e.resourcePreEvent.metadata.urn.endsWith(`::${name}`));
 }
 
-beforeAll(() => s.init({ "blog:volumeSize": "10" }, {}, { host: { dataVolume: true } }), 600_000);
+beforeAll(() => s.init({ "blog:dataVolumeSize": "10" }, {}, { host: { dataVolume: true } }), 600_000);
 
 afterAll(() => s.cleanup(), 120_000);
 
@@ -66,7 +66,7 @@ test("a bigger volumeSize grows the volume in place, and the attach grows /data 
     const deviceSize = () => Number(s.onTarget(dir, `blockdev --getsize64 ${device}`));
     const fsSize = () => Number(s.onTarget(dir, "df -k --output=size /data | tail -n 1"));
     const [deviceBefore, fsBefore] = [deviceSize(), fsSize()];
-    await s.setConfig({ "blog:volumeSize": "12" });
+    await s.setConfig({ "blog:dataVolumeSize": "12" });
     const p = ok(await s.preview());
     expect(changes(p).sort()).toEqual(["update blog-use", "update blog-volume"]);
     const r = ok(await s.up());

@@ -114,7 +114,7 @@ export async function engineCommand(root = engineRoot()): Promise<PulumiCommand>
 export function engineRoot(): string {
     const r = spawnSync("bash", [path.join(repoRoot, "scripts/build-engine.sh"), "--print"], { encoding: "utf8" });
     if (r.status !== 0) {
-        throw new Error("the Pulumi engine is not built: run `bash scripts/build-engine.sh` (the README's set-up does)");
+        throw new Error("the Pulumi engine is not built: run `bash scripts/build-engine.sh` (scripts/setup.sh does)");
     }
     return r.stdout.trim().split("\n").pop()!;
 }
@@ -229,6 +229,14 @@ export class E2eStack {
                 ...secretConfig,
             },
         );
+    }
+
+    /**
+     * The environment this stack's CLI runs in (the engine and the stand-ins first on PATH, the
+     * fake cloud's settings, the state backend and passphrase), for a test that runs `pulumi` itself.
+     */
+    cliEnvironment(): Record<string, string> {
+        return { ...this.env };
     }
 
     hostFacts(overrides: Partial<HostSpec> = {}): HostSpec {

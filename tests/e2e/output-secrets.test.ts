@@ -80,7 +80,7 @@ function needles(value: string): string[] {
 }
 
 beforeAll(async () => {
-    await s.init({ "blog:volumeSize": "10" }, {}, { host: { dataVolume: true } });
+    await s.init({ "blog:dataVolumeSize": "10" }, {}, { host: { dataVolume: true } });
     s.setConfiguration("blog", { ...s.configuration(), secrets: ["apiKey", "dbPassword"] });
     await s.setSecretAtPath("blog:hostSecrets.apiKey", API_KEY);
     await s.setSecretAtPath("blog:hostSecrets.dbPassword", DB_PASSWORD);

@@ -97,7 +97,7 @@ describe("backup config", () => {
 describe("a Storage Box target", () => {
     let run: Awaited<ReturnType<typeof runProgram>>;
     beforeAll(async () => {
-        run = await runProgram({ config: { ...STORAGE_BOX, "blog:volumeSize": "10" }, storageBoxes: BOXES, evaluation: DATA_HOST });
+        run = await runProgram({ config: { ...STORAGE_BOX, "blog:dataVolumeSize": "10" }, storageBoxes: BOXES, evaluation: DATA_HOST });
     });
 
     test("a sub-account of its own: a home directory named by the domain, SSH only, a policy-conform generated password", async () => {
@@ -157,7 +157,7 @@ describe("a Storage Box target", () => {
 
 describe("an S3 target", () => {
     test("a repository per domain in the bucket; the keys reach the host only inside the environment secret", async () => {
-        const run = await runProgram({ config: { ...S3, "blog:volumeSize": "10" }, secretKeys: S3_SECRETS, evaluation: DATA_HOST });
+        const run = await runProgram({ config: { ...S3, "blog:dataVolumeSize": "10" }, secretKeys: S3_SECRETS, evaluation: DATA_HOST });
         expect(run.all("hcloud:index/storageBoxSubaccount:StorageBoxSubaccount")).toEqual([]);
         const env = (await deployEnvironment(run)).inputs.environment;
         expect(env.HOST_SECRET_backupRepository).toBe("s3:https://fsn1.your-objectstorage.com/blog-backups/blog-backups/blog.example-site.org");
@@ -169,7 +169,7 @@ describe("an S3 target", () => {
 
     test("backupPassword adopts an existing repository: no password is generated, and the host gets the one given", async () => {
         const run = await runProgram({
-            config: { ...S3, "blog:volumeSize": "10", "blog:backupPassword": "the-password-of-the-old-stack" },
+            config: { ...S3, "blog:dataVolumeSize": "10", "blog:backupPassword": "the-password-of-the-old-stack" },
             secretKeys: [...S3_SECRETS, "blog:backupPassword"],
             evaluation: DATA_HOST,
         });
@@ -242,7 +242,7 @@ describe("the program and the repository's answer", () => {
         try {
             const old = new Date(Date.now() - 3 * 24 * 3600_000).toISOString();
             await runProgram({
-                config: { ...STORAGE_BOX, "blog:volumeSize": "10" },
+                config: { ...STORAGE_BOX, "blog:dataVolumeSize": "10" },
                 storageBoxes: BOXES,
                 evaluation: DATA_HOST,
                 backupStatus: `{"state":"snapshot","id":"${SNAPSHOT}","time":"${old}","paths":["/data"]}`,

@@ -2,6 +2,8 @@ import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import { configDefaults, readStackConfig } from "../../src/config";
+import { CONFIG_KEYS } from "../../src/configKeys";
+import { parse as parseYaml } from "yaml";
 import { SSH_PRIVATE_KEY, ZONE_ID, runProgram } from "./program";
 
 // A real key (its public half is read at preview): the fixture of the program tests.
@@ -44,19 +46,25 @@ describe("stack config", () => {
         });
     });
 
-    test("Pulumi.yaml declares every key, with the same defaults as the program", () => {
-        const project = fs.readFileSync(path.join(__dirname, "../../Pulumi.yaml"), "utf8");
-        for (const [key, value] of Object.entries(configDefaults)) {
-            const declared = new RegExp(`\\n  ${key}:\\n    type: \\w+\\n    description: .+\\n    default: ${value}\\n`);
-            expect([key, declared.test(project)]).toEqual([key, true]);
+    test("Pulumi.yaml declares every key of CONFIG_KEYS (none else), untyped, with the program's defaults", () => {
+        const project = parseYaml(fs.readFileSync(path.join(__dirname, "../../Pulumi.yaml"), "utf8")) as {
+            config: Record<string, { type?: string; description?: string; default?: unknown }>;
+        };
+        expect(Object.keys(project.config).sort()).toEqual(CONFIG_KEYS.filter((k) => k.type !== "object").map((k) => k.name).sort());
+        for (const k of CONFIG_KEYS.filter((k) => k.type !== "object")) {
+            const declared = project.config[k.name];
+            // No type: the CLI would stop at the first wrongly typed key before the program runs.
+            expect([k.name, declared.type, typeof declared.description]).toEqual([k.name, undefined, "string"]);
+            expect([k.name, declared.default]).toEqual([k.name, k.default ?? ""]);
         }
-        const backupKeys = ["backupStorageBoxId", "backupStorageBoxHostKey", "backupS3Endpoint", "backupS3Bucket", "backupS3Region"];
-        for (const key of [...backupKeys, "backupS3AccessKeyId", "backupS3SecretAccessKey", "backupPassword"]) {
-            expect(project).toContain(`\n  ${key}:\n    type: string\n`);
+    });
+
+    test("configDefaults agree with CONFIG_KEYS", () => {
+        const field: Record<string, string> = { dataVolumeSize: "volumeSize", dataVolumeDeleteOnDestroy: "deleteDataOnDestroy" };
+        for (const k of CONFIG_KEYS.filter((k) => k.default !== undefined)) {
+            expect([k.name, (configDefaults as Record<string, unknown>)[field[k.name] ?? k.name]]).toEqual([k.name, k.default]);
         }
-        for (const key of ["cloudflareZoneId", "systemClosure", "sshPrivateKey", "hostIpv4", "hostIpv6", "hostKey", "wipeDiskOf"]) {
-            expect(project).toContain(`\n  ${key}:\n    type: string\n`);
-        }
+        expect(Object.keys(configDefaults).length).toBe(CONFIG_KEYS.filter((k) => k.default !== undefined).length);
     });
 
     test("accepts every documented Hetzner location and the Arm server types", () => {
@@ -85,8 +93,8 @@ describe("stack config", () => {
         ],
         [{ "blog:manageSslMode": "true" }, 'blog:manageSslMode: got "true"; expected false unless blog:proxied is true', {}],
         [{ "blog:httpFromCloudflareOnly": "true" }, 'blog:httpFromCloudflareOnly: got "true"; expected false unless blog:proxied is true', {}],
-        [{ "blog:volumeSize": "5" }, 'blog:volumeSize: got "5"; expected 0 (no new data volume) or a size in GB from 10 to 10240', {}],
-        [{ "blog:volumeSize": "ten" }, 'blog:volumeSize: got "ten"; expected 0 (no new data volume)', {}],
+        [{ "blog:dataVolumeSize": "5" }, 'blog:dataVolumeSize: got "5"; expected 0 (no new data volume) or a size in GB from 10 to 10240', {}],
+        [{ "blog:dataVolumeSize": "ten" }, 'blog:dataVolumeSize: got "ten"; expected 0 (no new data volume)', {}],
         [{ "blog:backups": "daily" }, 'blog:backups: got "daily"; expected true or false', {}],
         [{ "blog:flake": "./nix#blog" }, 'blog:flake: got "./nix#blog"; expected a flake reference without spaces or \'#\'', {}],
         [{ "blog:nixosConfiguration": "my blog" }, 'blog:nixosConfiguration: got "my blog"; expected a nixosConfigurations attribute name', {}],
@@ -139,5 +147,51 @@ describe("a bad config fails the program before any resource is declared", () =>
         const failure = await runProgram({ preview: true, config: { "blog:ttl": "20" } }).catch((err) => err);
         expect(failure.message).toContain('blog:ttl: got "20"; expected 1 (automatic) or a whole number of seconds from 60 to 86400');
         expect(failure.registered).toEqual([]);
+    });
+});
+
+describe("unknown, mistyped and renamed keys", () => {
+    test("an unknown key is refused with the nearest known key; a host fact says where it lives", () => {
+        const message = problem({ "blog:serverTyp": "cx23", "blog:domain": "blog.example.net", "blog:zzzzzz": "1" });
+        expect(message).toContain('blog:serverTyp: got "cx23"; expected no such stack key; did you mean serverType?');
+        expect(message).toContain("blog:domain: got \"blog.example.net\"; expected no such stack key: domain is a fact of the NixOS host file (blog.host.domain");
+        expect(message).toContain('blog:zzzzzz: got "1"; expected no such stack key (`pulumi config rm zzzzzz`');
+        expect(message).not.toContain("did you mean dns");
+    });
+
+    test("an unknown key set as a secret shows its shape only", () => {
+        const message = problem({ "blog:sshPrivatKey": "the-secret-text" }, ["blog:sshPrivatKey"]);
+        expect(message).toContain("blog:sshPrivatKey: got \"[secret, 15 characters]\"; expected no such stack key; did you mean sshPrivateKey?");
+        expect(message).not.toContain("the-secret-text");
+    });
+
+    test("wrong types and an unknown key are reported in one message", () => {
+        const message = problem({ "blog:proxied": "yes", "blog:ttl": "5m", "blog:serverTyp": "x" });
+        expect(message.split("\n").filter((l) => l.startsWith("  - "))).toEqual([
+            '  - blog:serverTyp: got "x"; expected no such stack key; did you mean serverType? (`pulumi config rm serverTyp`, then `pulumi config set serverType <value>`; see docs/configuration.md)',
+            '  - blog:proxied: got "yes"; expected true or false',
+            '  - blog:ttl: got "5m"; expected 1 (automatic) or a whole number of seconds from 60 to 86400',
+        ]);
+    });
+
+    test("the data volume's former key names are read, with a warning naming the new key", () => {
+        const warn = jest.spyOn(pulumi.log, "warn").mockImplementation(() => Promise.resolve());
+        try {
+            const config = read({ "blog:volumeSize": "20", "blog:deleteDataOnDestroy": "true" });
+            expect(config).toMatchObject({ volumeSize: 20, deleteDataOnDestroy: true });
+            const warnings = warn.mock.calls.map((c) => c[0]);
+            expect(warnings).toEqual([
+                "blog:volumeSize is now called blog:dataVolumeSize; the old name is read for one more release. Rename it: `pulumi config set dataVolumeSize 20 && pulumi config rm volumeSize`",
+                "blog:deleteDataOnDestroy is now called blog:dataVolumeDeleteOnDestroy; the old name is read for one more release. Rename it: `pulumi config set dataVolumeDeleteOnDestroy true && pulumi config rm deleteDataOnDestroy`",
+            ]);
+            // Pulumi.yaml's default of the new name does not conflict with the old name.
+            expect(read({ "blog:volumeSize": "20", "blog:dataVolumeSize": "0" }).volumeSize).toBe(20);
+            expect(problem({ "blog:volumeSize": "20", "blog:dataVolumeSize": "30" })).toContain(
+                'blog:volumeSize: got "20"; expected unset: it is the former name of blog:dataVolumeSize, which is set too (to "30")',
+            );
+            expect(read({ "blog:dataVolumeSize": "30" }).volumeSize).toBe(30);
+        } finally {
+            warn.mockRestore();
+        }
     });
 });

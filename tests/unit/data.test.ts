@@ -1,7 +1,7 @@
 import { dataProblems, existingVolumeProblems } from "../../src/preflight";
 import { SERVER_TYPES, evaluation, runProgram, valueOf } from "./program";
 
-const WITH_VOLUME = { "blog:volumeSize": "20" };
+const WITH_VOLUME = { "blog:dataVolumeSize": "20" };
 const DATA_HOST = { ...evaluation(), host: { ...evaluation().host, dataVolume: true } };
 const COMMAND = "command:local:Command";
 
@@ -33,7 +33,7 @@ describe("the data volume", () => {
     });
 
     test("deleteDataOnDestroy lifts the protection and lets destroy delete it; the output says which", async () => {
-        const run = await runProgram({ config: { ...WITH_VOLUME, "blog:deleteDataOnDestroy": "true" }, evaluation: DATA_HOST });
+        const run = await runProgram({ config: { ...WITH_VOLUME, "blog:dataVolumeDeleteOnDestroy": "true" }, evaluation: DATA_HOST });
         const volume = run.one("hcloud:index/volume:Volume");
         expect(volume.inputs.deleteProtection).toBe(false);
         expect(volume.opts.retainOnDelete).toBe(false);
@@ -41,18 +41,18 @@ describe("the data volume", () => {
     });
 
     test("a host file that expects a volume needs one from the stack", async () => {
-        await expect(runProgram({ evaluation: DATA_HOST })).rejects.toThrow("blog:volumeSize: got 0; expected a size in GB from 10 to 10240");
+        await expect(runProgram({ evaluation: DATA_HOST })).rejects.toThrow("blog:dataVolumeSize: got 0; expected a size in GB from 10 to 10240");
     });
 
     test("a volume from the stack needs a host file that mounts it", async () => {
         await expect(runProgram({ config: WITH_VOLUME })).rejects.toThrow(
-            "config.blog.host.dataVolume: got false; expected true, as blog:volumeSize (20) attaches a volume",
+            "config.blog.host.dataVolume: got false; expected true, as blog:dataVolumeSize (20) attaches a volume",
         );
     });
 
     test("only a Hetzner server the stack creates gets a volume", async () => {
         await expect(runProgram({ config: { ...WITH_VOLUME, "blog:host": "existing", "blog:hostIpv4": "203.0.113.7", "blog:hostKey": evaluation().host.adminSshKeys[0] } })).rejects.toThrow(
-            "blog:volumeSize: got \"20\"; expected 0: it applies to a Hetzner server the stack creates",
+            "blog:dataVolumeSize: got \"20\"; expected 0: it applies to a Hetzner server the stack creates",
         );
     });
 
@@ -88,7 +88,7 @@ describe("what a plan does to the data (preflight)", () => {
         const { problems } = dataProblems({ ...base, current: volume, location: "hel1", volumeSize: 10 });
         expect(problems.map(String)).toEqual([
             expect.stringContaining('blog:location: got "hel1"; expected nbg1, where the data volume blog-volume-1 (id 7) is'),
-            expect.stringContaining("blog:volumeSize: got 10; expected at least 20: the data volume blog-volume-1 has 20 GB"),
+            expect.stringContaining("blog:dataVolumeSize: got 10; expected at least 20: the data volume blog-volume-1 has 20 GB"),
         ]);
     });
 
@@ -110,7 +110,7 @@ describe("what a plan does to the data (preflight)", () => {
         ]);
         expect(dataProblems({ ...base, volumeSize: 0, current: { ...volume, serverId: undefined } }).warnings).toEqual([]);
         expect(dataProblems({ ...base, deleteOnDestroy: true, current: volume }).warnings).toEqual([
-            expect.stringContaining("blog:deleteDataOnDestroy is true: `pulumi destroy` DELETES the data volume blog-volume-1 (id 7)"),
+            expect.stringContaining("blog:dataVolumeDeleteOnDestroy is true: `pulumi destroy` DELETES the data volume blog-volume-1 (id 7)"),
         ]);
     });
 });

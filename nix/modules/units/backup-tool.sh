@@ -98,7 +98,7 @@ check_space() {
   [[ $need =~ ^[0-9]+$ ]] || die "restic stats gave no size for $id"
   avail=$(df --output=avail -B1 "$(dirname "$dir")" | tail -n 1 | tr -d ' ')
   ((avail > need + need / 10 + 1024 * 1024)) ||
-    exit_code=2 die "$(dirname "$dir") has $avail bytes free and the snapshot needs $need bytes (and a tenth more to spare): free space or grow the volume (volumeSize); nothing was changed"
+    exit_code=2 die "$(dirname "$dir") has $avail bytes free and the snapshot needs $need bytes (and a tenth more to spare): free space or grow the volume (dataVolumeSize); nothing was changed"
 }
 
 cmd_status() {
