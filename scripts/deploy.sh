@@ -385,27 +385,12 @@ readonly reply_max_lines=1000000 reply_max_length=4096
 target_changed=0 # 1 once a request may have changed the target (a refused reply then exits 4)
 in_cleanup=0     # 1 in the exit trap: a refused reply there ends nothing
 
-# reply_form_ok KIND VALUE: VALUE has the form KIND names.
+# reply_form_ok KIND VALUE: VALUE has the form KIND names (lib/common.sh's
+# value_form_ok; text here is at most 1000 printable characters).
 reply_form_ok() {
-  local value=$2
   case $1 in
-  uint) [[ $value =~ $uint_re ]] ;;
-  uint_or_empty) [[ -z $value || $value =~ $uint_re ]] ;;
-  store_path) [[ $value =~ $store_path_re ]] ;;
-  store_path_or_empty) [[ -z $value || $value =~ $store_path_re ]] ;;
-  store_path_or_dash) [[ $value == - || $value =~ $store_path_re ]] ;;
-  # systemd's own root mount and slice are the only unit names that start with '-'.
-  unit) [[ $value =~ $unit_name_re || $value == -.mount || $value == -.slice ]] ;;
-  unit_state) [[ $value == *' '* && ${value% *} =~ $unit_name_re && ${value##* } =~ ^[abcdefghijklmnopqrstuvwxyz-]{1,32}$ ]] ;;
-  secret_hash) [[ $value == *' '* && ${value%% *} =~ $secret_name_re && ${value#* } =~ ^[0123456789abcdef]{64}$ ]] ;;
-  set_name) [[ $value =~ ^set-[ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-]{1,100}$ ]] ;;
-  outcome) [[ $value == kept || $value == restored ]] ;;
-  decision) [[ -z $value || $value == commit || $value == rollback ]] ;;
-  acme_state) [[ $value == none || $value == pending || $value == issued ]] ;;
-  base64) [[ $value =~ ^[ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/]+={0,2}$ ]] ;;
-  bit) [[ $value == 0 || $value == 1 ]] ;;
-  text) ((${#value} <= 1000)) && printable "$value" ;;
-  *) return 1 ;;
+  text) ((${#2} <= 1000)) && printable "$2" ;;
+  *) value_form_ok "$1" "$2" ;;
   esac
 }
 

@@ -93,6 +93,33 @@ printable() {
   [[ $1 =~ ^[[:print:]]*$ ]]
 }
 
+# value_form_ok KIND VALUE: VALUE, sent by the far side (the target shim's
+# replies, the host's status answer), has the form KIND names. "text" is the
+# caller's to bound; every other kind is checked here, once for all callers.
+value_form_ok() {
+  local value=$2
+  case $1 in
+  uint) [[ $value =~ $uint_re ]] ;;
+  uint_or_empty) [[ -z $value || $value =~ $uint_re ]] ;;
+  store_path) [[ $value =~ $store_path_re ]] ;;
+  store_path_or_empty) [[ -z $value || $value =~ $store_path_re ]] ;;
+  store_path_or_dash) [[ $value == - || $value =~ $store_path_re ]] ;;
+  # systemd's own root mount and slice are the only unit names that start with '-'.
+  unit) [[ $value =~ $unit_name_re || $value == -.mount || $value == -.slice ]] ;;
+  unit_state) [[ $value == *' '* && ${value% *} =~ $unit_name_re && ${value##* } =~ ^[abcdefghijklmnopqrstuvwxyz-]{1,32}$ ]] ;;
+  secret_hash) [[ $value == *' '* && ${value%% *} =~ $secret_name_re && ${value#* } =~ ^[0123456789abcdef]{64}$ ]] ;;
+  set_name) [[ $value =~ ^set-[ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-]{1,100}$ ]] ;;
+  outcome) [[ $value == kept || $value == restored ]] ;;
+  decision) [[ -z $value || $value == commit || $value == rollback ]] ;;
+  acme_state) [[ $value == none || $value == pending || $value == issued ]] ;;
+  deployer) [[ $value =~ $deployer_re ]] ;;
+  disk) [[ $value =~ ^/[ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._/-]{0,200}\ (0|[123456789][0123456789]?|100)$ ]] ;;
+  base64) [[ $value =~ ^[ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/]+={0,2}$ ]] ;;
+  bit) [[ $value == 0 || $value == 1 ]] ;;
+  *) return 1 ;;
+  esac
+}
+
 # sanitize_stream: copies lines from stdin to stdout as text a log can show:
 # every byte but printable ASCII and tab as '?', and a line that would read as
 # a CI runner's command ("::...", GitHub's workflow commands) behind a '|'. For what the far side prints to
