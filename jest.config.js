@@ -15,6 +15,10 @@ const tsJest = {
 const transformIgnorePatterns = [`/node_modules/(?!(${esmOnly.join("|")})/)`];
 
 module.exports = {
+  // A global option (a project's own is ignored): the unit tests' hooks and tests each run in well
+  // under a second alone; on a machine busy with two suites' targets, a mocked program run took more
+  // than Jest's default 5 s. The integration and e2e files set their own (jest.setTimeout).
+  testTimeout: 30_000,
   projects: [
     {
       displayName: "unit",
@@ -22,9 +26,6 @@ module.exports = {
       transform: tsJest,
       transformIgnorePatterns,
       testMatch: ["<rootDir>/tests/unit/**/*.test.ts"],
-      // Each runs in well under a second alone; on a machine busy with the other suites'
-      // targets, a mocked program run has taken more than Jest's default 5 s.
-      testTimeout: 30_000,
     },
     {
       displayName: "integration",

@@ -443,12 +443,20 @@ wait_booted() {
 }
 
 # leader DIR: the host pid of the target's PID 1 (systemd), "" while it has none.
+# Its cgroup (init.scope) briefly holds the children systemd forks too, before
+# they move to their units' (more briefly than a busy machine makes it): the
+# leader is the process that is pid 1 in its own namespace (NSpid's last field).
 leader() {
-  local n
+  local n payload pid nspid
   n=$(sed -n 's/^SLOT=//p' "$1/target.env")
-  local payload
   payload=$(cgroup_dir systemd "$n")/payload
-  { cat "$payload/init.scope/cgroup.procs" 2>/dev/null || cat "$payload/cgroup.procs" 2>/dev/null; } | head -n 1
+  while read -r pid; do
+    nspid=$(sed -n 's/^NSpid:[[:space:]]*//p' "/proc/$pid/status" 2>/dev/null) || continue
+    if [[ ${nspid##*[[:space:]]} == 1 && $nspid == *[[:space:]]* ]]; then
+      echo "$pid"
+      return 0
+    fi
+  done < <(cat "$payload/init.scope/cgroup.procs" 2>/dev/null || cat "$payload/cgroup.procs" 2>/dev/null)
 }
 
 # presented_key ADDRESS: the ed25519 host key the target's sshd presents.
