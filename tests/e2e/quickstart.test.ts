@@ -4,6 +4,7 @@
 // here; a command this file does not know runs as written.
 import { execFileSync, spawnSync } from "child_process";
 import * as fs from "fs";
+import * as os from "os";
 import * as path from "path";
 import { CLOUDFLARE_TOKEN, DOMAIN, E2eStack, HCLOUD_TOKEN, ZONE_ID, repoRoot } from "./harness";
 import { markedCommands } from "./markedCommands";
@@ -77,7 +78,10 @@ test("the README's Quick start, as written, reaches a healthy host and tears it 
     const agentOut = execFileSync("ssh-agent", ["-s", "-a", agentSock], { encoding: "utf8" });
     agentPid = Number(/SSH_AGENT_PID=(\d+)/.exec(agentOut)![1]);
     execFileSync("ssh-add", ["-q", path.join(s.dir, "admin")], { env: { ...process.env, SSH_AUTH_SOCK: agentSock } });
-    const env: Record<string, string> = { ...s.cliEnvironment(), HOME: home, SSH_AUTH_SOCK: agentSock };
+    // The test targets' root file system (the stand-in servers' machines) is cached under the real
+    // home's cache, not the user's own home of this test.
+    const cache = process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), ".cache");
+    const env: Record<string, string> = { ...s.cliEnvironment(), HOME: home, XDG_CACHE_HOME: cache, SSH_AUTH_SOCK: agentSock };
     delete env.PULUMI_BACKEND_URL;
 
     const outputs: Record<string, string> = {};
