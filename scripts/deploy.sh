@@ -64,6 +64,7 @@ recovering=0
 shim_in=""
 shim_out=""
 shim_pid=""
+sizes_pid=""  # measure_closure's job, while the connection opens
 shim_abandon=0
 shim_ended=0  # the shim answered "end": the lock is released, the session over
 send_failed=0 # a request could not be sent: the session is gone
@@ -210,15 +211,21 @@ cleanup() {
   fi
   close_shim
   close_master
+  if [[ -n $sizes_pid ]]; then
+    kill "$sizes_pid" 2>/dev/null || true
+    wait "$sizes_pid" 2>/dev/null || true
+  fi
   [[ -z $work_dir ]] || rm -rf "$work_dir"
   exit "$status"
 }
 
 # wait_gone PID: returns once PID has exited (a zombie its parent has not
-# reaped yet counts as exited), checked every 10 ms; fails after 5 s.
+# reaped yet counts as exited), checked every 10 ms; fails after 5 s. Reads
+# /proc/PID/stat (no fork): its third field, after the command in
+# parentheses, is the state.
 wait_gone() {
-  local tries=500 state
-  while state=$(ps -o stat= -p "$1" 2>/dev/null) && [[ $state != Z* ]]; do
+  local tries=500 stat=""
+  while { read -r stat <"/proc/$1/stat"; } 2>/dev/null && [[ ${stat##*) } != Z* ]]; do
     ((--tries > 0)) || return 1
     sleep 0.01
   done
@@ -322,6 +329,47 @@ realise_closure() {
       abort "$EXIT_BAD_INPUT" "FLAKE_ATTR='$FLAKE_ATTR' did not build here ($system; set BUILD_ON=remote to build on the target)"
     build_where=""
   fi
+}
+
+# measure_closure: for a closure that is here, in the background while the
+# connection opens: the NAR size of each of its paths (closure.sizes, a line
+# per line of closure.paths) and the bytes of its kernel and initrd
+# (boot.sizes), which check_space reads (measured_sizes).
+measure_closure() {
+  [[ -z $build_where && -s $work_dir/closure.paths ]] || return 0
+  (
+    trap - EXIT
+    xargs -a "$work_dir/closure.paths" nix-store --query --size >"$work_dir/closure.sizes"
+    for file in kernel initrd; do
+      [[ ! -e $SYSTEM_CLOSURE/$file ]] || du -bL "$SYSTEM_CLOSURE/$file" | cut -f1
+    done >"$work_dir/boot.sizes"
+  ) &
+  sizes_pid=$!
+}
+
+# measured_sizes: waits for measure_closure; path_size := each closure path's
+# NAR bytes (each checked to be a whole number), boot_needed := its kernel's
+# and initrd's bytes.
+declare -A path_size=()
+measured_sizes() {
+  local status=0 sizes=() size i
+  # Not started yet if the closure's paths were listed only now (a substituted closure).
+  [[ -n $sizes_pid ]] || measure_closure
+  wait "$sizes_pid" || status=$?
+  sizes_pid=""
+  ((status == 0)) || abort "$EXIT_REFUSED" "nix-store --query --size of the closure's paths, or du of its kernel and initrd, failed (status $status); nothing was copied"
+  mapfile -t sizes <"$work_dir/closure.sizes"
+  ((${#sizes[@]} == ${#closure_paths[@]})) ||
+    abort "$EXIT_REFUSED" "nix-store --query --size gave ${#sizes[@]} sizes for the closure's ${#closure_paths[@]} paths; nothing was copied"
+  for i in "${!sizes[@]}"; do
+    [[ ${sizes[i]} =~ $uint_re ]] ||
+      abort "$EXIT_REFUSED" "nix-store --query --size gave '$(shown "${sizes[i]}")' for ${closure_paths[i]}; expected a size in bytes"
+    path_size[${closure_paths[i]}]=${sizes[i]}
+  done
+  while IFS= read -r size; do
+    [[ $size =~ $uint_re ]] || abort "$EXIT_REFUSED" "du gave '$(shown "$size")' for the kernel or initrd of $SYSTEM_CLOSURE; expected a size in bytes"
+    boot_needed=$((boot_needed + size))
+  done <"$work_dir/boot.sizes"
 }
 
 # --- The connection and the shim ----------------------------------------
@@ -908,7 +956,7 @@ load_closure_paths() {
 
 check_space() {
   step "Checking free space on the target"
-  local nix_free boot_free boot_needed=0 file status=0 path size
+  local nix_free boot_free boot_needed=0 status=0 path size
   if [[ -n $build_where ]]; then
     request 60 boot-needed "$SYSTEM_CLOSURE" || status=$?
     boot_needed=$(reply_value boot_needed)
@@ -931,17 +979,15 @@ check_space() {
         refuse_reply survey "it lists $path as missing, a path it was not asked about"
       lacks[$path]=1
     done < <(reply_values missing)
-    # In the closure's order (dependencies first), each once.
+    measured_sizes
+    # In the closure's order (dependencies first), each once, and their bytes.
     missing=()
+    needed=0
     for path in "${closure_paths[@]}"; do
-      [[ ! -v lacks[$path] ]] || missing+=("$path")
-    done
-    for file in kernel initrd; do
-      if [[ -e $SYSTEM_CLOSURE/$file ]]; then
-        size=$(du -bL "$SYSTEM_CLOSURE/$file" | cut -f1)
-        [[ $size =~ $uint_re ]] || abort "$EXIT_REFUSED" "du gave '$(shown "$size")' for $SYSTEM_CLOSURE/$file; expected a size in bytes"
-        boot_needed=$((boot_needed + size))
-      fi
+      [[ -v lacks[$path] ]] || continue
+      missing+=("$path")
+      size=${path_size[$path]}
+      needed=$((needed + size))
     done
   fi
   ((status == 0)) || abort "$EXIT_REFUSED" "could not ask the target which store paths it lacks and how much space it has"
@@ -949,11 +995,6 @@ check_space() {
   boot_free=$(reply_value boot_free)
   [[ -n $nix_free ]] || refuse_reply survey "it gives no nix_free= (the free space of the target's /nix)"
   if [[ -z $build_where ]]; then
-    if ((${#missing[@]} > 0)); then
-      # printf, not print: mawk prints a sum above 2^31 as 3e+09.
-      needed=$(nix-store --query --size "${missing[@]}" | awk '{sum += $1} END {printf "%.0f\n", sum}')
-      [[ $needed =~ $uint_re ]] || abort "$EXIT_REFUSED" "nix-store --query --size gave a total of '$(shown "$needed")' bytes; expected a whole number"
-    fi
     info "/nix: ${#missing[@]} of ${#closure_paths[@]} paths missing, $needed bytes needed, $nix_free bytes available"
     ((needed <= nix_free)) ||
       abort "$EXIT_REFUSED" "not enough space in the target's /nix: needed $needed bytes ($((needed / 1048576)) MiB, ${#missing[@]} missing paths), available $nix_free bytes ($((nix_free / 1048576)) MiB); nothing was copied"
@@ -1441,6 +1482,7 @@ main() {
   install_exit_traps cleanup
   prepare_work_dir
   realise_closure
+  measure_closure
   open_connection
   start_shim
   begin_deploy
