@@ -352,7 +352,7 @@ measure_closure() {
 # and initrd's bytes.
 declare -A path_size=()
 measured_sizes() {
-  local status=0 sizes=() size i
+  local status=0 sizes=() size i bad
   # Not started yet if the closure's paths were listed only now (a substituted closure).
   [[ -n $sizes_pid ]] || measure_closure
   wait "$sizes_pid" || status=$?
@@ -361,9 +361,10 @@ measured_sizes() {
   mapfile -t sizes <"$work_dir/closure.sizes"
   ((${#sizes[@]} == ${#closure_paths[@]})) ||
     abort "$EXIT_REFUSED" "nix-store --query --size gave ${#sizes[@]} sizes for the closure's ${#closure_paths[@]} paths; nothing was copied"
+  bad=$(LC_ALL=C grep -avE -m 1 -- "$uint_re" "$work_dir/closure.sizes") || status=$?
+  ((status == 1)) ||
+    abort "$EXIT_REFUSED" "nix-store --query --size gave '$(shown "$bad")' for a path of the closure; expected a size in bytes"
   for i in "${!sizes[@]}"; do
-    [[ ${sizes[i]} =~ $uint_re ]] ||
-      abort "$EXIT_REFUSED" "nix-store --query --size gave '$(shown "${sizes[i]}")' for ${closure_paths[i]}; expected a size in bytes"
     path_size[${closure_paths[i]}]=${sizes[i]}
   done
   while IFS= read -r size; do
@@ -943,13 +944,15 @@ copy_inline="" # copy_closure: a nix-store --export stream of them, for the prep
 closure_paths=()
 declare -A in_closure=()
 load_closure_paths() {
-  local path
+  local path bad status=0
   ((${#closure_paths[@]} == 0)) || return 0
   [[ -s $work_dir/closure.paths ]] || nix-store --query --requisites "$SYSTEM_CLOSURE" >"$work_dir/closure.paths"
+  # One grep for all of them (a closure has thousands): the first line that is not a store path.
+  bad=$(LC_ALL=C grep -avE -m 1 -- "$store_path_re" "$work_dir/closure.paths") || status=$?
+  ((status == 1)) ||
+    abort "$EXIT_REFUSED" "nix-store --query --requisites $SYSTEM_CLOSURE listed '$(shown "$bad")', which is not a store path; nothing was copied"
   mapfile -t closure_paths <"$work_dir/closure.paths"
   for path in "${closure_paths[@]}"; do
-    [[ $path =~ $store_path_re ]] ||
-      abort "$EXIT_REFUSED" "nix-store --query --requisites $SYSTEM_CLOSURE listed '$(shown "$path")', which is not a store path; nothing was copied"
     in_closure[$path]=1
   done
 }

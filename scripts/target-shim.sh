@@ -303,19 +303,19 @@ runs_and_boots() {
 }
 
 cmd_survey() {
-  local dir path
-  for path in "$@"; do
-    require_store_path "a path to survey" "$path"
-  done
+  local dir bad status=0 free
   if (($# > 0)); then
+    # One grep for all of them (a closure has thousands): the first that is not a store path.
+    [[ $* != *$'\n'* ]] || abort "a path to survey holds a newline"
+    bad=$(printf '%s\n' "$@" | LC_ALL=C grep -avE -m 1 -- "$store_path_re") || status=$?
+    ((status == 1)) || abort "a path to survey, '$bad', is not a store path"
     nix-store --check-validity --print-invalid "$@" | sed 's/^/missing=/'
   fi
+  # Bytes as df counts them (no awk: mawk prints a number above 2^31 as 7.8e+10).
   for dir in /nix /boot; do
-    if [[ -d $dir ]]; then
-      echo "${dir#/}_free=$(df -Pk "$dir" | awk 'NR == 2 {print $4 * 1024}')"
-    else
-      echo "${dir#/}_free="
-    fi
+    free=""
+    [[ ! -d $dir ]] || { read -r _ && read -r free; } < <(df -B1 --output=avail "$dir")
+    echo "${dir#/}_free=$free"
   done
 }
 

@@ -22,6 +22,7 @@ import {
   stopTarget,
   waitForAsync,
 } from "./harness/target";
+import { nixEnv } from "../nixConfig";
 
 jest.setTimeout(180_000);
 
@@ -76,6 +77,36 @@ describe("one store-path pattern", () => {
 
     expect(r.stderr).toContain("SYSTEM_CLOSURE='");
     expect(r.stderr).toContain("is not valid; expected a store path /nix/store/<32 characters of Nix's base32>-<name>");
+    expect(r.status).toBe(1);
+  });
+});
+
+describe("the shim's survey judges every path it is asked about (one grep for thousands), before nix-store sees any", () => {
+  const shim = path.join(repoRoot, "scripts/target-shim.sh");
+  const good = "/nix/store/00000000000000000000000000000000-good";
+  const other = "/nix/store/11111111111111111111111111111111-other";
+  const survey = (...paths: string[]): RunResult => run("bash", [shim, "survey", ...paths], { env: { PATH: process.env.PATH, ...nixEnv() } });
+
+  test("store paths: the ones this store lacks are listed, then the free space", () => {
+    const r = survey(good, other);
+
+    expect(r.stderr).toBe("");
+    expect(r.stdout).toContain(`missing=${good}\nmissing=${other}\n`);
+    expect(r.stdout).toMatch(/^nix_free=\d+$/m);
+    expect(r.status).toBe(0);
+  });
+
+  test.each([
+    ["a hash with a letter Nix's base32 lacks", "/nix/store/e0000000000000000000000000000000-x"],
+    ["a shell word", "/nix/store/00000000000000000000000000000000-x$(id)"],
+    ["an empty argument", ""],
+    ["an option", "--delete"],
+    ["two store paths in one argument (a newline)", `${good}\n${other}`],
+  ])("%s among store paths is refused, and nothing is surveyed", (_what, bad) => {
+    const r = survey(good, bad, other);
+
+    expect(r.stderr).toMatch(/^target: a path to survey/);
+    expect(r.stdout).toBe("");
     expect(r.status).toBe(1);
   });
 });
