@@ -217,7 +217,8 @@ holder_summary() {
 run_detached() {
   local seconds=$1 status=0 unit
   shift
-  unit=blog-deploy-run-$(date +%s%N)
+  # Microseconds, digits only (EPOCHREALTIME's separator follows the locale); no fork.
+  unit=blog-deploy-run-${EPOCHREALTIME//[!0123456789]/}
   timeout "$((seconds + 10))" systemd-run --quiet --wait --collect --unit="$unit" \
     --property=Type=oneshot --property=TimeoutStartSec="$seconds" "$@" || status=$?
   ((status == 0)) || journalctl --no-pager -q -o cat -n 40 -u "$unit" >&2 || true
@@ -292,7 +293,7 @@ cmd_begin() {
   local closure=$1 origin=$2
   require_store_path CLOSURE "$closure"
   takeover
-  printf 'origin=%s\nsince=%s\npid=%s\nclosure=%s\n' "$origin" "$(date +%s)" "$$" "$closure" >"$state_dir/holder.tmp"
+  printf 'origin=%s\nsince=%(%s)T\npid=%s\nclosure=%s\n' "$origin" -1 "$$" "$closure" >"$state_dir/holder.tmp"
   mv "$state_dir/holder.tmp" "$state_dir/holder"
   print_state
 }
@@ -515,12 +516,13 @@ SCRIPT
 }
 
 arm_timer() {
-  local seconds=$1
+  local seconds=$1 return_to
+  read -r return_to <"$deploy_dir/return-to"
   locked 900 /bin/sh "$deploy_dir/rollback.sh"
   cancel_timer
   systemd-run --quiet --unit="$rollback_unit" --on-active="$seconds" \
     --timer-property=AccuracySec=1s --timer-property=RemainAfterElapse=no \
-    --description="blog deploy: return to $(cat "$deploy_dir/return-to") unless confirmed" \
+    --description="blog deploy: return to $return_to unless confirmed" \
     "${lock_cmd[@]}"
 }
 
@@ -568,7 +570,9 @@ cmd_activate() {
     '[ ! -e "$1/decided" ] || { echo "activate: the deploy is already decided: $(cat "$1/decided")" >&2; exit 76; }; "$2/bin/switch-to-configuration" test; s=$?; echo "$s" >"$1/switch.status"; exit "$s"' \
     activate "$deploy_dir" "$new"
   run_detached "$seconds" "${lock_cmd[@]}" || status=$?
-  switch_status=$(cat "$deploy_dir/switch.status" 2>/dev/null || echo "$status")
+  switch_status=""
+  { read -r switch_status <"$deploy_dir/switch.status"; } 2>/dev/null || true
+  [[ -n $switch_status ]] || switch_status=$status
   echo "switch_status=$switch_status"
   [[ $switch_status == 0 || $switch_status == 4 ]] || abort "switch-to-configuration test of $new exited with status $switch_status"
   # The units the deployer judges exit 4 by, in the same reply.
@@ -662,7 +666,7 @@ record_deploy() {
   origin=${origin//[^[:print:]]/?}
   {
     mkdir -p "$dir" &&
-      printf 'time=%s\ngeneration=%s\nsystem=%s\nby=%s\norigin=%s\n' "$(date +%s)" "$(profile_generation)" \
+      printf 'time=%(%s)T\ngeneration=%s\nsystem=%s\nby=%s\norigin=%s\n' -1 "$(profile_generation)" \
         "$(readlink -e "$profile" 2>/dev/null || true)" "$by" "${origin:0:200}" >"$dir/last.tmp" &&
       mv "$dir/last.tmp" "$dir/last"
   } || say "could not write $dir/last (the record of this deploy); the deploy is committed"
