@@ -347,29 +347,28 @@ measure_closure() {
   sizes_pid=$!
 }
 
-# measured_sizes: waits for measure_closure; path_size := each closure path's
-# NAR bytes (each checked to be a whole number), boot_needed := its kernel's
-# and initrd's bytes.
-declare -A path_size=()
+# measured_sizes: waits for measure_closure; closure_sizes := the NAR bytes
+# of each of closure_paths (same index), boot_bytes := its kernel's and
+# initrd's bytes; each checked to be a whole number.
+closure_sizes=()
+boot_bytes=0
 measured_sizes() {
-  local status=0 sizes=() size i bad
+  local status=0 size bad
   # Not started yet if the closure's paths were listed only now (a substituted closure).
   [[ -n $sizes_pid ]] || measure_closure
   wait "$sizes_pid" || status=$?
   sizes_pid=""
   ((status == 0)) || abort "$EXIT_REFUSED" "nix-store --query --size of the closure's paths, or du of its kernel and initrd, failed (status $status); nothing was copied"
-  mapfile -t sizes <"$work_dir/closure.sizes"
-  ((${#sizes[@]} == ${#closure_paths[@]})) ||
-    abort "$EXIT_REFUSED" "nix-store --query --size gave ${#sizes[@]} sizes for the closure's ${#closure_paths[@]} paths; nothing was copied"
-  bad=$(LC_ALL=C grep -avE -m 1 -- "$uint_re" "$work_dir/closure.sizes") || status=$?
-  ((status == 1)) ||
+  bad=$(all_lines_match "$uint_re" "$work_dir/closure.sizes") ||
     abort "$EXIT_REFUSED" "nix-store --query --size gave '$(shown "$bad")' for a path of the closure; expected a size in bytes"
-  for i in "${!sizes[@]}"; do
-    path_size[${closure_paths[i]}]=${sizes[i]}
-  done
+  mapfile -t closure_sizes <"$work_dir/closure.sizes"
+  ((${#closure_sizes[@]} == ${#closure_paths[@]})) ||
+    abort "$EXIT_REFUSED" "nix-store --query --size gave ${#closure_sizes[@]} sizes for the closure's ${#closure_paths[@]} paths; nothing was copied"
+  bad=$(all_lines_match "$uint_re" "$work_dir/boot.sizes") ||
+    abort "$EXIT_REFUSED" "du gave '$(shown "$bad")' for the kernel or initrd of $SYSTEM_CLOSURE; expected a size in bytes"
+  boot_bytes=0
   while IFS= read -r size; do
-    [[ $size =~ $uint_re ]] || abort "$EXIT_REFUSED" "du gave '$(shown "$size")' for the kernel or initrd of $SYSTEM_CLOSURE; expected a size in bytes"
-    boot_needed=$((boot_needed + size))
+    boot_bytes=$((boot_bytes + size))
   done <"$work_dir/boot.sizes"
 }
 
@@ -944,12 +943,10 @@ copy_inline="" # copy_closure: a nix-store --export stream of them, for the prep
 closure_paths=()
 declare -A in_closure=()
 load_closure_paths() {
-  local path bad status=0
+  local path bad
   ((${#closure_paths[@]} == 0)) || return 0
   [[ -s $work_dir/closure.paths ]] || nix-store --query --requisites "$SYSTEM_CLOSURE" >"$work_dir/closure.paths"
-  # One grep for all of them (a closure has thousands): the first line that is not a store path.
-  bad=$(LC_ALL=C grep -avE -m 1 -- "$store_path_re" "$work_dir/closure.paths") || status=$?
-  ((status == 1)) ||
+  bad=$(all_lines_match "$store_path_re" "$work_dir/closure.paths") ||
     abort "$EXIT_REFUSED" "nix-store --query --requisites $SYSTEM_CLOSURE listed '$(shown "$bad")', which is not a store path; nothing was copied"
   mapfile -t closure_paths <"$work_dir/closure.paths"
   for path in "${closure_paths[@]}"; do
@@ -959,7 +956,7 @@ load_closure_paths() {
 
 check_space() {
   step "Checking free space on the target"
-  local nix_free boot_free boot_needed=0 status=0 path size
+  local nix_free boot_free boot_needed=0 status=0 path size i
   if [[ -n $build_where ]]; then
     request 60 boot-needed "$SYSTEM_CLOSURE" || status=$?
     boot_needed=$(reply_value boot_needed)
@@ -983,13 +980,15 @@ check_space() {
       lacks[$path]=1
     done < <(reply_values missing)
     measured_sizes
+    boot_needed=$boot_bytes
     # In the closure's order (dependencies first), each once, and their bytes.
     missing=()
     needed=0
-    for path in "${closure_paths[@]}"; do
+    for i in "${!closure_paths[@]}"; do
+      path=${closure_paths[i]}
       [[ -v lacks[$path] ]] || continue
       missing+=("$path")
-      size=${path_size[$path]}
+      size=${closure_sizes[i]}
       needed=$((needed + size))
     done
   fi

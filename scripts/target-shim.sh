@@ -304,12 +304,11 @@ runs_and_boots() {
 }
 
 cmd_survey() {
-  local dir bad status=0 free
+  local dir bad free
   if (($# > 0)); then
-    # One grep for all of them (a closure has thousands): the first that is not a store path.
+    # A line each, checked at once (a closure has thousands of paths).
     [[ $* != *$'\n'* ]] || abort "a path to survey holds a newline"
-    bad=$(printf '%s\n' "$@" | LC_ALL=C grep -avE -m 1 -- "$store_path_re") || status=$?
-    ((status == 1)) || abort "a path to survey, '$bad', is not a store path"
+    bad=$(printf '%s\n' "$@" | all_lines_match "$store_path_re") || abort "a path to survey, '$bad', is not a store path"
     nix-store --check-validity --print-invalid "$@" | sed 's/^/missing=/'
   fi
   # Bytes as df counts them (no awk: mawk prints a number above 2^31 as 7.8e+10).
